@@ -1,0 +1,70 @@
+// Package codec defines how timgw turns one connection's bytes into packets and packets
+// back into bytes. Each wire protocol (the t-im TCP framing, WebSocket, and protocols
+// shipped as plugins) implements Codec; the transport and the rest of the core see only
+// packets.
+package codec
+
+import (
+	"fmt"
+
+	"github.com/timgw/timgw/core/packet"
+)
+
+// Codec frames the byte stream of one connection. There is one instance per connection,
+// and the transport calls it from one goroutine at a time, so it may keep state
+// (a WebSocket codec remembers whether the upgrade is done).
+type Codec interface {
+	// Decode reads the whole frames at the front of in and appends what they carry to
+	// out. It returns how many bytes of in it consumed; the rest stays buffered for the
+	// next call. Packet bodies in out never alias in. A non-nil error ends the
+	// connection: when it is an *Error the transport first answers with it.
+	Decode(in []byte, out *Decoded) (consumed int, err error)
+	// Encode appends the wire form of p to dst and returns the extended slice.
+	Encode(dst []byte, p packet.Packet) []byte
+}
+
+// Goodbyer is implemented by codecs whose protocol has a closing frame (WebSocket's
+// close). The transport appends it as the last bytes it writes to a connection it closes.
+type Goodbyer interface {
+	Goodbye(dst []byte, reason string) []byte
+}
+
+// Decoded is what one Decode call found. The transport resets it between calls.
+type Decoded struct {
+	// Packets are the packets of the consumed frames, in order.
+	Packets []packet.Packet
+	// Reply holds bytes the codec itself answers with (a WebSocket upgrade response, a
+	// pong, an error for an unreadable frame), to be written before any packet
+	// produced afterwards.
+	Reply []byte
+	// Close is set when the peer asked to close (a WebSocket close frame): the transport
+	// writes Reply and closes the connection.
+	Close bool
+}
+
+// Reset empties d for reuse, keeping its storage.
+func (d *Decoded) Reset() {
+	d.Packets = d.Packets[:0]
+	d.Reply = d.Reply[:0]
+	d.Close = false
+}
+
+// Options are the limits a codec enforces.
+type Options struct {
+	// MaxFrame is the largest frame body accepted, in bytes. A larger frame is a
+	// protocol error (*Error with packet.StatusTooLarge).
+	MaxFrame int
+}
+
+// Error is a protocol error: the transport answers it with a packet of command Cmd
+// (packet.CmdError when it belongs to no request) and closes the connection.
+type Error struct {
+	Cmd    packet.Cmd
+	Status packet.Status
+	Msg    string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("protocol error %d: %s", e.Status, e.Msg) }
+
+// Packet returns the response packet that reports e to the peer.
+func (e *Error) Packet() packet.Packet { return packet.ErrorPacket(e.Cmd, e.Status, e.Msg) }

@@ -1,0 +1,234 @@
+// Package config is timgw's configuration: the YAML schema of conf/timgw.yaml, its
+// defaults, environment expansion for secrets, and validation. Unknown keys are errors.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole gateway configuration.
+type Config struct {
+	// Listen is the address of the shared port, where every protocol is sniffed.
+	Listen string `yaml:"listen"`
+	// Listeners are optional extra ports, each for one protocol only.
+	Listeners []Listener `yaml:"listeners"`
+	// TLS configures the certificate used for wss, https and TLS+TCP. Empty: no TLS.
+	TLS TLS `yaml:"tls"`
+	// Auth selects how clients prove who they are.
+	Auth Auth `yaml:"auth"`
+	// API configures the HTTP API.
+	API API `yaml:"api"`
+	// Limits bound what one client may cost.
+	Limits Limits `yaml:"limits"`
+	// Runtime sizes the event loops and the worker pool.
+	Runtime Runtime `yaml:"runtime"`
+	// Log configures the structured log.
+	Log Log `yaml:"log"`
+	// Hooks configures the Lua hooks run on connections, logins and messages.
+	Hooks Hooks `yaml:"hooks"`
+}
+
+// Listener is a dedicated port for one protocol.
+type Listener struct {
+	// Protocol is one of tcp, ws, http (plain) or tls (TLS, then sniffed).
+	Protocol string `yaml:"protocol"`
+	// Address is host:port.
+	Address string `yaml:"address"`
+}
+
+// TLS names a certificate and key in PEM files.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// Auth selects the authenticator.
+type Auth struct {
+	// Mode is "open" (any userId logs in, t-im's behaviour) or "jwt" (HS256 tokens).
+	Mode string `yaml:"mode"`
+	// JWT configures token verification in jwt mode.
+	JWT JWT `yaml:"jwt"`
+}
+
+// JWT configures HS256 token verification.
+type JWT struct {
+	// Secret is the HMAC key; use ${ENV_VAR} to keep it out of the file.
+	Secret string `yaml:"secret"`
+	// Issuer, when set, must equal the token's iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be among the token's aud claim.
+	Audience string `yaml:"audience"`
+}
+
+// API configures the HTTP API.
+type API struct {
+	// Keys are accepted API keys (header X-API-Key or Authorization: Bearer).
+	Keys []string `yaml:"keys"`
+	// SystemUser is the sender of messages sent "as the system".
+	SystemUser string `yaml:"system_user"`
+}
+
+// Limits bound what one client may cost.
+type Limits struct {
+	// MaxFrameBytes is the largest frame body accepted; larger is a protocol error.
+	MaxFrameBytes int `yaml:"max_frame_bytes"`
+	// MaxContentBytes is the largest chat content accepted (code 10026 above it).
+	MaxContentBytes int `yaml:"max_content_bytes"`
+	// OutboundQueueBytes bounds the bytes queued to one connection; a consumer that
+	// falls further behind is disconnected.
+	OutboundQueueBytes int `yaml:"outbound_queue_bytes"`
+	// IdleTimeout closes connections that sent nothing for this long (0: never).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// SniffTimeout closes connections that do not send their first bytes in time.
+	SniffTimeout time.Duration `yaml:"sniff_timeout"`
+	// MaxConnections caps concurrent connections (0: no cap).
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// Runtime sizes the concurrency machinery.
+type Runtime struct {
+	// EventLoops is the number of event loops (0: one per CPU).
+	EventLoops int `yaml:"event_loops"`
+	// Workers is the size of the goroutine pool doing per-packet work (0: 64 per CPU).
+	Workers int `yaml:"workers"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Defaults returns the configuration used for every key a file leaves out.
+func Defaults() Config {
+	return Config{
+		Listen: ":8888",
+		Auth:   Auth{Mode: "open"},
+		API:    API{SystemUser: "system"},
+		Limits: Limits{
+			MaxFrameBytes:      1 << 20,
+			MaxContentBytes:    64 << 10,
+			OutboundQueueBytes: 4 << 20,
+			IdleTimeout:        3 * time.Minute,
+			SniffTimeout:       10 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${NAME} and ${NAME:-default} with environment values.
+func expandEnv(b []byte) []byte {
+	return envRef.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := envRef.FindSubmatch(m)
+		if v, ok := os.LookupEnv(string(sub[1])); ok && v != "" {
+			return []byte(v)
+		}
+		return sub[3]
+	})
+}
+
+// Parse reads a configuration from YAML over the defaults, expanding ${ENV} references,
+// and validates it. Errors name the offending line or key.
+func Parse(data []byte) (*Config, error) {
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(expandEnv(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Load reads and parses a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks values that YAML types alone do not.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: must not be empty"))
+	}
+	for i, l := range c.Listeners {
+		switch l.Protocol {
+		case "tcp", "ws", "http":
+		case "tls":
+			if !c.TLS.Enabled() {
+				errs = append(errs, fmt.Errorf("listeners[%d]: protocol tls needs tls.cert and tls.key", i))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("listeners[%d].protocol: %q is not one of tcp, ws, http, tls", i, l.Protocol))
+		}
+		if l.Address == "" {
+			errs = append(errs, fmt.Errorf("listeners[%d].address: must not be empty", i))
+		}
+	}
+	if c.TLS.Enabled() && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls: cert and key must both be set"))
+	}
+	switch c.Auth.Mode {
+	case "open":
+	case "jwt":
+		if c.Auth.JWT.Secret == "" {
+			errs = append(errs, errors.New("auth.jwt.secret: required in jwt mode (use ${ENV_VAR} to keep it out of the file)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("auth.mode: %q is not one of open, jwt", c.Auth.Mode))
+	}
+	for i, k := range c.API.Keys {
+		if strings.TrimSpace(k) == "" {
+			errs = append(errs, fmt.Errorf("api.keys[%d]: empty key", i))
+		}
+	}
+	if c.Limits.MaxFrameBytes <= 0 {
+		errs = append(errs, errors.New("limits.max_frame_bytes: must be > 0"))
+	}
+	if c.Limits.MaxContentBytes <= 0 || c.Limits.MaxContentBytes > c.Limits.MaxFrameBytes {
+		errs = append(errs, errors.New("limits.max_content_bytes: must be > 0 and <= max_frame_bytes"))
+	}
+	if c.Limits.OutboundQueueBytes < 4096 {
+		errs = append(errs, errors.New("limits.outbound_queue_bytes: must be >= 4096"))
+	}
+	if c.Limits.IdleTimeout < 0 || c.Limits.SniffTimeout <= 0 {
+		errs = append(errs, errors.New("limits: idle_timeout must be >= 0 and sniff_timeout > 0"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
