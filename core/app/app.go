@@ -1,0 +1,124 @@
+// Package app assembles a running gateway from a configuration: transport, session
+// registry, authenticator, router, command layer and HTTP API. cmd/timgw is a thin shell
+// around it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/timgw/timgw/core/auth"
+	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/gateway"
+	"github.com/timgw/timgw/core/httpapi"
+	"github.com/timgw/timgw/core/router"
+	"github.com/timgw/timgw/core/session"
+	"github.com/timgw/timgw/core/transport"
+)
+
+// App is a running gateway.
+type App struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	reg       *session.Registry
+	router    *router.Router
+	gw        *gateway.Gateway
+	srv       *transport.Server
+	api       *httpapi.Server
+	listeners []*transport.Listener
+	httpDone  chan error
+	stopOnce  sync.Once
+}
+
+// Authenticator builds the authenticator the configuration asks for.
+func Authenticator(cfg *config.Config) (gateway.Authenticator, error) {
+	switch cfg.Auth.Mode {
+	case "open":
+		return auth.Open{}, nil
+	case "jwt":
+		return &auth.JWT{Secret: []byte(cfg.Auth.JWT.Secret), Issuer: cfg.Auth.JWT.Issuer, Audience: cfg.Auth.JWT.Audience}, nil
+	}
+	return nil, fmt.Errorf("auth.mode %q: unknown", cfg.Auth.Mode)
+}
+
+// LoadCertificate reads the configured certificate, or returns nil when TLS is off.
+func LoadCertificate(t config.TLS) (*tls.Certificate, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s / %s: %w", t.Cert, t.Key, err)
+	}
+	return &c, nil
+}
+
+// Start builds and starts a gateway.
+func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
+	authn, err := Authenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := LoadCertificate(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, reg: session.New(), httpDone: make(chan error, 1)}
+	a.router = router.New(a.reg, &router.Local{Registry: a.reg}, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log})
+	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log})
+	a.srv, err = transport.New(transport.Options{Handler: a.gw, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a.srv.SetCertificate(cert)
+	a.api = httpapi.New(a.gw.HTTP(), httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
+		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log})
+	go func() { a.httpDone <- a.api.Serve(a.srv.HTTPListener()) }()
+
+	if err := a.listen(transport.ModeShared, cfg.Listen); err != nil {
+		a.Shutdown(context.Background())
+		return nil, err
+	}
+	for _, l := range cfg.Listeners {
+		if err := a.listen(transport.Mode(l.Protocol), l.Address); err != nil {
+			a.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	if len(cfg.API.Keys) == 1 && cfg.API.Keys[0] == "dev-api-key" {
+		log.Warn("the HTTP API accepts the development key dev-api-key: set TIMGW_API_KEY or api.keys for production")
+	}
+	return a, nil
+}
+
+func (a *App) listen(mode transport.Mode, addr string) error {
+	l, err := a.srv.Listen(mode, addr)
+	if err != nil {
+		return err
+	}
+	a.listeners = append(a.listeners, l)
+	return nil
+}
+
+// Addr is the shared port's address.
+func (a *App) Addr() net.Addr { return a.listeners[0].Addr() }
+
+// Shutdown stops accepting, closes every connection with a notice, and stops the HTTP
+// server, the event loops and the worker pool.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errs []error
+	a.stopOnce.Do(func() {
+		if a.srv != nil {
+			errs = append(errs, a.srv.Shutdown(ctx))
+		}
+		if a.api != nil {
+			errs = append(errs, a.api.Shutdown(ctx))
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,33 @@
+package transport
+
+import (
+	"errors"
+
+	"github.com/timgw/timgw/core/codec"
+)
+
+// deliverDecoded queues decoded packets for the handler.
+func (c *Conn) deliverDecoded(d *codec.Decoded) {
+	if len(d.Packets) == 0 {
+		return
+	}
+	evs := make([]event, len(d.Packets))
+	for i, p := range d.Packets {
+		evs[i] = event{kind: evPacket, pkt: p}
+	}
+	c.push(evs...)
+}
+
+// protocolError answers a protocol error when it can (write is the raw writer), records
+// the reason and logs it.
+func (c *Conn) protocolError(err error, write func([]byte)) {
+	var perr *codec.Error
+	if errors.As(err, &perr) {
+		out, _, _ := c.takeOut()
+		out = c.codec.Encode(out, perr.Packet())
+		write(out)
+	}
+	reason := "protocol error: " + err.Error()
+	c.markClosing(reason)
+	c.srv.log.Info("connection closed on protocol error", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "err", err)
+}

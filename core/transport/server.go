@@ -1,0 +1,270 @@
+// Package transport owns timgw's sockets. It accepts connections on the shared port and
+// on dedicated ports, tells protocols apart by their first bytes (sniff.go), runs t-im TCP
+// and WebSocket connections in a gnet event loop with no goroutine per idle connection
+// (loop.go), terminates TLS on a goroutine-per-connection path (stream.go), and hands
+// HTTP connections to the HTTP server through a listener (httpln.go). Per-packet work runs
+// on an ants goroutine pool, in order per connection.
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+
+	"github.com/timgw/timgw/core/codec"
+	"github.com/timgw/timgw/core/codec/tcp"
+	"github.com/timgw/timgw/core/codec/ws"
+	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/packet"
+)
+
+// Handler receives what connections carry. For one connection the calls come one at a
+// time and in order (Opened, Packet..., Closed), each from a pool worker; calls for
+// different connections run concurrently.
+type Handler interface {
+	// Opened is called first for every connection.
+	Opened(c *Conn)
+	// Packet is called for every decoded packet.
+	Packet(c *Conn, p packet.Packet)
+	// Closed is called last, once, with the reason the connection ended.
+	Closed(c *Conn, reason string)
+}
+
+// Protocol names, as Conn.Protocol reports them.
+const (
+	ProtoTCP    = "tcp"
+	ProtoWS     = "ws"
+	ProtoTLSTCP = "tls+tcp"
+	ProtoWSS    = "wss"
+)
+
+// Options configure a Server.
+type Options struct {
+	Handler Handler
+	Limits  config.Limits
+	Runtime config.Runtime
+	Logger  *slog.Logger
+}
+
+// Server runs the gateway's listeners and connections.
+type Server struct {
+	handler Handler
+	log     *slog.Logger
+	lim     atomic.Pointer[config.Limits]
+	pool    *ants.Pool
+	loop    *loop
+	http    *chanListener
+	cert    atomic.Pointer[tls.Certificate]
+	tlsConf *tls.Config
+
+	nextID  atomic.Uint64
+	clock   atomic.Int64 // unix seconds, updated by the reaper
+	count   atomic.Int64
+	connsMu sync.Mutex
+	conns   map[uint64]*Conn
+
+	lnMu      sync.Mutex
+	listeners map[*Listener]struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// New starts the event loops and the worker pool. Listeners are added with Listen.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		handler:   opts.Handler,
+		log:       opts.Logger,
+		conns:     make(map[uint64]*Conn),
+		listeners: make(map[*Listener]struct{}),
+		closed:    make(chan struct{}),
+		http:      newChanListener(),
+	}
+	lim := opts.Limits
+	s.lim.Store(&lim)
+	s.clock.Store(time.Now().Unix())
+	workers := opts.Runtime.Workers
+	if workers <= 0 {
+		workers = 64 * numCPU()
+	}
+	pool, err := ants.NewPool(workers, ants.WithPreAlloc(false))
+	if err != nil {
+		return nil, fmt.Errorf("worker pool: %w", err)
+	}
+	s.pool = pool
+	s.tlsConf = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := s.cert.Load(); c != nil {
+				return c, nil
+			}
+			return nil, errors.New("no certificate configured")
+		},
+	}
+	s.loop, err = startLoop(s, opts.Runtime.EventLoops)
+	if err != nil {
+		pool.Release()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.reap()
+	return s, nil
+}
+
+func (s *Server) limits() *config.Limits { return s.lim.Load() }
+
+// SetLimits swaps the limits for new packets and connections (config reload).
+func (s *Server) SetLimits(l config.Limits) { s.lim.Store(&l) }
+
+// SetCertificate sets or rotates the TLS certificate; nil turns TLS off for new
+// connections. Established connections keep theirs.
+func (s *Server) SetCertificate(c *tls.Certificate) { s.cert.Store(c) }
+
+// TLSEnabled reports whether a certificate is configured.
+func (s *Server) TLSEnabled() bool { return s.cert.Load() != nil }
+
+// HTTPListener is where HTTP connections from every listener arrive; serve it with the
+// HTTP server.
+func (s *Server) HTTPListener() net.Listener { return s.http }
+
+func (s *Server) submit(f func()) {
+	if err := s.pool.Submit(f); err != nil {
+		// The pool is closed (shutting down) or cannot take work: run in place so that
+		// no packet is dropped unseen.
+		f()
+	}
+}
+
+func (s *Server) newCodec(proto string) codec.Codec {
+	o := codec.Options{MaxFrame: s.limits().MaxFrameBytes}
+	switch proto {
+	case ProtoWS, ProtoWSS:
+		return ws.New(o)
+	default:
+		return tcp.New(o)
+	}
+}
+
+// newConn creates and registers a connection; it returns nil when the connection cap is
+// reached.
+func (s *Server) newConn(proto string, remote net.Addr) *Conn {
+	if max := s.limits().MaxConnections; max > 0 && s.count.Load() >= int64(max) {
+		return nil
+	}
+	c := &Conn{id: s.nextID.Add(1), proto: proto, remote: remote, srv: s, codec: s.newCodec(proto)}
+	c.lastRead.Store(s.clock.Load())
+	s.count.Add(1)
+	s.connsMu.Lock()
+	s.conns[c.id] = c
+	s.connsMu.Unlock()
+	c.push(event{kind: evOpen})
+	return c
+}
+
+// finished is called once when a connection is gone.
+func (s *Server) finished(c *Conn, reason string) {
+	s.connsMu.Lock()
+	_, ok := s.conns[c.id]
+	delete(s.conns, c.id)
+	s.connsMu.Unlock()
+	if !ok {
+		return
+	}
+	s.count.Add(-1)
+	s.log.Debug("connection closed", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", reason)
+	c.push(event{kind: evClosed, reason: reason})
+}
+
+// Connections returns the number of open TCP and WebSocket connections (HTTP excluded).
+func (s *Server) Connections() int { return int(s.count.Load()) }
+
+// reap closes idle connections and keeps the coarse clock.
+func (s *Server) reap() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var idle []*Conn
+	for {
+		select {
+		case <-s.closed:
+			return
+		case now := <-t.C:
+			s.clock.Store(now.Unix())
+			timeout := s.limits().IdleTimeout
+			if timeout <= 0 {
+				continue
+			}
+			cutoff := now.Add(-timeout).Unix()
+			idle = idle[:0]
+			s.connsMu.Lock()
+			for _, c := range s.conns {
+				if c.lastRead.Load() < cutoff {
+					idle = append(idle, c)
+				}
+			}
+			s.connsMu.Unlock()
+			for _, c := range idle {
+				c.Close(fmt.Sprintf("idle timeout: nothing received for %s", timeout))
+			}
+		}
+	}
+}
+
+// CloseAll closes every connection with reason (shutdown).
+func (s *Server) CloseAll(reason string) {
+	s.connsMu.Lock()
+	all := make([]*Conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		all = append(all, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range all {
+		c.Close(reason)
+	}
+}
+
+// Shutdown stops accepting, closes connections, waits for their handlers up to ctx, and
+// stops the event loops and the pool.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.lnMu.Lock()
+		for l := range s.listeners {
+			_ = l.ln.Close()
+		}
+		s.lnMu.Unlock()
+		_ = s.http.Close()
+	})
+	s.CloseAll("server shutting down")
+	for s.Connections() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shutdown: %d connections still open: %w", s.Connections(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	err := s.loop.stop(ctx)
+	if perr := s.pool.ReleaseTimeout(time.Until(deadline(ctx, 5*time.Second))); perr != nil && err == nil {
+		err = fmt.Errorf("stop worker pool: %w", perr)
+	}
+	s.wg.Wait()
+	return err
+}
+
+func deadline(ctx context.Context, def time.Duration) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(def)
+}
