@@ -68,3 +68,49 @@ func (e *Error) Error() string { return fmt.Sprintf("protocol error %d: %s", e.S
 
 // Packet returns the response packet that reports e to the peer.
 func (e *Error) Packet() packet.Packet { return packet.ErrorPacket(e.Cmd, e.Status, e.Msg) }
+
+// Sink is the connection side that an asynchronous codec talks to: a codec whose work
+// happens elsewhere (a plugin subprocess) hands packets and bytes back through it when
+// they are ready, instead of returning them from Decode and Encode. Safe for concurrent
+// use.
+type Sink interface {
+	// Inject queues decoded packets for the handler, in order, as Decode would have.
+	Inject(pkts ...packet.Packet)
+	// WriteRaw queues encoded bytes to the peer, as Encode would have.
+	WriteRaw(b []byte) error
+	// Close closes the connection, logging reason.
+	Close(reason string)
+}
+
+// Attacher is implemented by asynchronous codecs: the transport calls Attach once, before
+// the first Decode, with the connection the codec serves.
+type Attacher interface {
+	Attach(s Sink)
+}
+
+// Detacher is implemented by codecs that hold resources per connection: the transport
+// calls Detach once when the connection is gone.
+type Detacher interface {
+	Detach()
+}
+
+// Match is a protocol recogniser's verdict on a connection's first bytes.
+type Match int
+
+// Verdicts.
+const (
+	NoMatch  Match = iota // not this protocol
+	NeedMore              // cannot tell yet: wait for more bytes
+	Matched               // this protocol
+)
+
+// Protocol is a wire protocol beyond the built-in ones (t-im TCP, WebSocket, HTTP): the
+// shared port consults every configured Protocol, in order, after the built-ins.
+type Protocol interface {
+	// Name names the protocol, as connections report it (e.g. "mqtt").
+	Name() string
+	// Recognize looks at a connection's first bytes.
+	Recognize(first []byte) Match
+	// NewCodec returns the codec of one new connection.
+	NewCodec(opts Options) Codec
+}

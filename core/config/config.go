@@ -35,6 +35,10 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Hooks configures the Lua hooks run on connections, logins and messages.
 	Hooks Hooks `yaml:"hooks"`
+	// Codecs are protocol plugins served on the shared port (and on ports of their own).
+	Codecs Codecs `yaml:"codecs"`
+	// Storage persists chats (offline delivery, history, recall).
+	Storage Storage `yaml:"storage"`
 }
 
 // Listener is a dedicated port for one protocol.

@@ -86,12 +86,22 @@ func (c *Conn) RemoteAddr() string {
 // Send queues p to the connection. It never blocks: when more than the configured
 // outbound limit is waiting, the connection is closed as a slow consumer.
 func (c *Conn) Send(p packet.Packet) error {
+	return c.enqueue(&p, nil)
+}
+
+// enqueue appends p, encoded, or else raw to the outbound buffer under the queue limit
+// and wakes the writer.
+func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
+	size := len(raw)
+	if p != nil {
+		size = len(p.Body)
+	}
 	c.omu.Lock()
 	if c.closing {
 		c.omu.Unlock()
 		return ErrClosed
 	}
-	if len(c.out)+len(p.Body)+16 > c.srv.limits().OutboundQueueBytes {
+	if len(c.out)+size+16 > c.srv.limits().OutboundQueueBytes {
 		queued := len(c.out)
 		c.closing, c.abort = true, true
 		c.reason = fmt.Sprintf("slow consumer: %d bytes queued, limit %d", queued, c.srv.limits().OutboundQueueBytes)
@@ -103,7 +113,11 @@ func (c *Conn) Send(p packet.Packet) error {
 		}
 		return ErrSlowConsumer
 	}
-	c.out = c.codec.Encode(c.out, p)
+	if p != nil {
+		c.out = c.codec.Encode(c.out, *p)
+	} else {
+		c.out = append(c.out, raw...)
+	}
 	wake := !c.wakePending && c.w != nil
 	c.wakePending = true
 	w := c.w
@@ -112,6 +126,26 @@ func (c *Conn) Send(p packet.Packet) error {
 		w.wake()
 	}
 	return nil
+}
+
+var _ codec.Sink = (*Conn)(nil)
+
+// Inject implements codec.Sink: an asynchronous codec's decoded packets.
+func (c *Conn) Inject(pkts ...packet.Packet) {
+	if len(pkts) == 0 {
+		return
+	}
+	c.lastRead.Store(c.srv.clock.Load())
+	evs := make([]event, len(pkts))
+	for i, p := range pkts {
+		evs[i] = event{kind: evPacket, pkt: p}
+	}
+	c.push(evs...)
+}
+
+// WriteRaw implements codec.Sink: bytes an asynchronous codec encoded.
+func (c *Conn) WriteRaw(b []byte) error {
+	return c.enqueue(nil, b)
 }
 
 // Close flushes what is queued, says goodbye where the protocol has a way to, and closes

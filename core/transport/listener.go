@@ -8,6 +8,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/timgw/timgw/core/codec"
 )
 
 // Mode says what a listener serves.
@@ -43,12 +45,11 @@ func (l *Listener) Close() error {
 	return l.ln.Close()
 }
 
-// Listen opens a listener on addr and starts accepting.
+// Listen opens a listener on addr and starts accepting. mode is one of the Mode
+// constants, or the name of a Protocol set with SetProtocols (a plugin's own port).
 func (s *Server) Listen(mode Mode, addr string) (*Listener, error) {
-	switch mode {
-	case ModeShared, ModeTCP, ModeWS, ModeHTTP, ModeTLS:
-	default:
-		return nil, fmt.Errorf("listen %s: unknown mode %q", addr, mode)
+	if mode == "" {
+		return nil, fmt.Errorf("listen %s: empty mode", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -91,16 +92,26 @@ func (s *Server) dispatch(mode Mode, nc net.Conn) {
 		s.http.hand(nc)
 		return
 	case ModeTCP:
-		s.toLoop(ProtoTCP, nc)
+		s.toLoop(ProtoTCP, nil, nc)
 		return
 	case ModeWS:
-		s.toLoop(ProtoWS, nc)
+		s.toLoop(ProtoWS, nil, nc)
 		return
 	case ModeTLS:
 		s.serveTLS(nc)
 		return
+	case ModeShared:
+	default:
+		p := s.protocol(string(mode))
+		if p == nil {
+			s.log.Warn("connection refused: protocol not configured", "protocol", string(mode), "remote", nc.RemoteAddr().String())
+			_ = nc.Close()
+			return
+		}
+		s.toLoop(p.Name(), p, nc)
+		return
 	}
-	k, err := peekKind(nc, s.limits().SniffTimeout)
+	k, ext, err := s.peekKind(nc, s.limits().SniffTimeout)
 	if err != nil {
 		s.log.Debug("sniff failed", "remote", nc.RemoteAddr().String(), "err", err)
 		_ = nc.Close()
@@ -108,9 +119,11 @@ func (s *Server) dispatch(mode Mode, nc net.Conn) {
 	}
 	switch k {
 	case kindTCP:
-		s.toLoop(ProtoTCP, nc)
+		s.toLoop(ProtoTCP, nil, nc)
 	case kindWS:
-		s.toLoop(ProtoWS, nc)
+		s.toLoop(ProtoWS, nil, nc)
+	case kindExt:
+		s.toLoop(ext.Name(), ext, nc)
 	case kindHTTP:
 		s.http.hand(nc)
 	case kindTLS:
@@ -122,9 +135,9 @@ func (s *Server) dispatch(mode Mode, nc net.Conn) {
 }
 
 // toLoop moves a plain connection into the event loop.
-func (s *Server) toLoop(proto string, nc net.Conn) {
+func (s *Server) toLoop(proto string, ext codec.Protocol, nc net.Conn) {
 	_ = nc.SetReadDeadline(time.Time{})
-	c := s.newConn(proto, nc.RemoteAddr())
+	c := s.newConn(proto, ext, nc.RemoteAddr())
 	if c == nil {
 		s.log.Warn("connection refused: max_connections reached", "remote", nc.RemoteAddr().String())
 		_ = nc.Close()
@@ -140,15 +153,16 @@ func (s *Server) toLoop(proto string, nc net.Conn) {
 
 // peekKind reads the first bytes of nc without consuming them (MSG_PEEK) until they tell
 // the protocol, or timeout passes.
-func peekKind(nc net.Conn, timeout time.Duration) (kind, error) {
+func (s *Server) peekKind(nc net.Conn, timeout time.Duration) (kind, codec.Protocol, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return kindUnknown, errors.New("not a socket")
+		return kindUnknown, nil, errors.New("not a socket")
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return kindUnknown, fmt.Errorf("raw conn: %w", err)
+		return kindUnknown, nil, fmt.Errorf("raw conn: %w", err)
 	}
+	protos := s.protocols()
 	start := time.Now()
 	_ = nc.SetReadDeadline(start.Add(timeout))
 	defer nc.SetReadDeadline(time.Time{})
@@ -162,21 +176,21 @@ func peekKind(nc net.Conn, timeout time.Duration) (kind, error) {
 			return serr != syscall.EAGAIN
 		})
 		if err != nil {
-			return kindUnknown, fmt.Errorf("peek: %w", err)
+			return kindUnknown, nil, fmt.Errorf("peek: %w", err)
 		}
 		if serr != nil {
-			return kindUnknown, fmt.Errorf("peek: %w", serr)
+			return kindUnknown, nil, fmt.Errorf("peek: %w", serr)
 		}
 		if n == 0 {
-			return kindUnknown, errors.New("closed before sending")
+			return kindUnknown, nil, errors.New("closed before sending")
 		}
-		k := sniff(buf[:n])
+		k, ext := sniffAll(buf[:n], protos)
 		if k != kindMore {
-			return k, nil
+			return k, ext, nil
 		}
 		if n == len(buf) {
 			if len(buf) >= maxSniff {
-				return kindHTTP, nil
+				return kindHTTP, nil, nil
 			}
 			buf = make([]byte, 2*len(buf))
 			continue
@@ -188,7 +202,7 @@ func peekKind(nc net.Conn, timeout time.Duration) (kind, error) {
 		}
 		last = n
 		if time.Now().Add(wait).After(start.Add(timeout)) {
-			return kindUnknown, fmt.Errorf("peek: incomplete protocol header after %s", timeout)
+			return kindUnknown, nil, fmt.Errorf("peek: incomplete protocol header after %s", timeout)
 		}
 		time.Sleep(wait)
 	}
@@ -210,7 +224,8 @@ func (s *Server) serveTLS(nc net.Conn) {
 		return
 	}
 	br := bufio.NewReaderSize(tc, 4096)
-	k := kindMore
+	protos := s.protocols()
+	k, ext := kindMore, codec.Protocol(nil)
 	for n := 1; k == kindMore; n++ {
 		b, err := br.Peek(min(n, br.Size()))
 		if err != nil {
@@ -218,7 +233,7 @@ func (s *Server) serveTLS(nc net.Conn) {
 			_ = tc.Close()
 			return
 		}
-		if k = sniff(b); k == kindMore && len(b) == br.Size() {
+		if k, ext = sniffAll(b, protos); k == kindMore && len(b) == br.Size() {
 			k = kindHTTP
 		}
 		if k == kindMore {
@@ -229,9 +244,11 @@ func (s *Server) serveTLS(nc net.Conn) {
 	bc := &bufferedConn{Conn: tc, r: br}
 	switch k {
 	case kindTCP:
-		s.serveStream(ProtoTLSTCP, bc, br)
+		s.serveStream(ProtoTLSTCP, nil, bc, br)
 	case kindWS:
-		s.serveStream(ProtoWSS, bc, br)
+		s.serveStream(ProtoWSS, nil, bc, br)
+	case kindExt:
+		s.serveStream(ext.Name()+"+tls", ext, bc, br)
 	case kindHTTP:
 		s.http.hand(bc)
 	default:

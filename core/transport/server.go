@@ -63,6 +63,7 @@ type Server struct {
 	loop    *loop
 	http    *chanListener
 	cert    atomic.Pointer[tls.Certificate]
+	protos  atomic.Pointer[[]codec.Protocol]
 	tlsConf *tls.Config
 
 	nextID  atomic.Uint64
@@ -146,23 +147,50 @@ func (s *Server) submit(f func()) {
 	}
 }
 
-func (s *Server) newCodec(proto string) codec.Codec {
+// SetProtocols sets the protocols beyond the built-in ones that the shared port
+// recognises (codec plugins), in the order they are consulted. Connections already open
+// keep theirs.
+func (s *Server) SetProtocols(ps []codec.Protocol) { s.protos.Store(&ps) }
+
+func (s *Server) protocols() []codec.Protocol {
+	if p := s.protos.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// protocol finds a configured protocol by name.
+func (s *Server) protocol(name string) codec.Protocol {
+	for _, p := range s.protocols() {
+		if p.Name() == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func (s *Server) newCodec(proto string, ext codec.Protocol) codec.Codec {
 	o := codec.Options{MaxFrame: s.limits().MaxFrameBytes}
-	switch proto {
-	case ProtoWS, ProtoWSS:
+	switch {
+	case ext != nil:
+		return ext.NewCodec(o)
+	case proto == ProtoWS || proto == ProtoWSS:
 		return ws.New(o)
 	default:
 		return tcp.New(o)
 	}
 }
 
-// newConn creates and registers a connection; it returns nil when the connection cap is
-// reached.
-func (s *Server) newConn(proto string, remote net.Addr) *Conn {
+// newConn creates and registers a connection of a built-in protocol (ext nil) or of ext;
+// it returns nil when the connection cap is reached.
+func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) *Conn {
 	if max := s.limits().MaxConnections; max > 0 && s.count.Load() >= int64(max) {
 		return nil
 	}
-	c := &Conn{id: s.nextID.Add(1), proto: proto, remote: remote, srv: s, codec: s.newCodec(proto)}
+	c := &Conn{id: s.nextID.Add(1), proto: proto, remote: remote, srv: s, codec: s.newCodec(proto, ext)}
+	if a, ok := c.codec.(codec.Attacher); ok {
+		a.Attach(c)
+	}
 	c.lastRead.Store(s.clock.Load())
 	s.count.Add(1)
 	s.connsMu.Lock()
@@ -182,6 +210,9 @@ func (s *Server) finished(c *Conn, reason string) {
 		return
 	}
 	s.count.Add(-1)
+	if d, ok := c.codec.(codec.Detacher); ok {
+		d.Detach()
+	}
 	s.log.Debug("connection closed", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", reason)
 	c.push(event{kind: evClosed, reason: reason})
 }

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bytes"
+
+	"github.com/timgw/timgw/core/codec"
 )
 
 // kind is what the first bytes of a connection say it speaks.
@@ -14,10 +16,11 @@ const (
 	kindHTTP                // an HTTP request that is not a WebSocket upgrade
 	kindWS                  // an HTTP GET asking to upgrade to WebSocket
 	kindTLS                 // a TLS record (0x16 handshake)
+	kindExt                 // a configured codec.Protocol (plugin)
 )
 
 func (k kind) String() string {
-	return [...]string{"more", "unknown", "tcp", "http", "ws", "tls"}[k]
+	return [...]string{"more", "unknown", "tcp", "http", "ws", "tls", "ext"}[k]
 }
 
 // maxSniff bounds how many bytes sniffing looks at (an HTTP request head).
@@ -28,7 +31,29 @@ var httpMethods = [][]byte{
 	[]byte("OPTIONS "), []byte("PATCH "), []byte("CONNECT "), []byte("TRACE "),
 }
 
-// sniff classifies the first bytes of a connection.
+// sniffAll classifies the first bytes of a connection: built-in protocols first, then
+// the configured ones in order.
+func sniffAll(b []byte, protos []codec.Protocol) (kind, codec.Protocol) {
+	k := sniff(b)
+	if k != kindUnknown || len(protos) == 0 {
+		return k, nil
+	}
+	more := false
+	for _, p := range protos {
+		switch p.Recognize(b) {
+		case codec.Matched:
+			return kindExt, p
+		case codec.NeedMore:
+			more = true
+		}
+	}
+	if more {
+		return kindMore, nil
+	}
+	return kindUnknown, nil
+}
+
+// sniff classifies the first bytes of a connection among the built-in protocols.
 func sniff(b []byte) kind {
 	if len(b) == 0 {
 		return kindMore
