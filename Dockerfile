@@ -1,0 +1,17 @@
+# Build a static timgw binary, then run it as a non-root user in a minimal image.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/timgw ./cmd/timgw
+
+FROM gcr.io/distroless/static-debian12:nonroot
+WORKDIR /app
+COPY --from=build /out/timgw /app/timgw
+COPY conf/ /app/conf/
+COPY scripts/ /app/scripts/
+USER nonroot:nonroot
+EXPOSE 8888
+ENTRYPOINT ["/app/timgw"]
+CMD ["-config", "/app/conf/timgw.yaml"]

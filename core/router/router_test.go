@@ -1,0 +1,166 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/session"
+)
+
+type conn struct {
+	id  uint64
+	mu  sync.Mutex
+	got []packet.Chat
+}
+
+func (c *conn) ID() uint64       { return c.id }
+func (c *conn) Protocol() string { return "test" }
+func (c *conn) Close(string)     {}
+func (c *conn) Send(p packet.Packet) error {
+	var m packet.Chat
+	if err := json.Unmarshal(p.Body, &m); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.got = append(c.got, m)
+	c.mu.Unlock()
+	return nil
+}
+
+func setup() (*Router, *session.Registry, map[string]*conn) {
+	reg := session.New()
+	conns := map[string]*conn{"alice1": {id: 1}, "alice2": {id: 2}, "bob": {id: 3}, "carol": {id: 4}}
+	reg.Bind("alice", conns["alice1"], session.Profile{})
+	reg.Bind("alice", conns["alice2"], session.Profile{})
+	reg.Bind("bob", conns["bob"], session.Profile{})
+	reg.Bind("carol", conns["carol"], session.Profile{})
+	reg.Join("g1", "", "alice")
+	reg.Join("g1", "", "bob")
+	reg.Join("g1", "", "dave") // a member who is offline
+	return New(reg, &Local{Registry: reg}, Options{MaxContentBytes: 10}), reg, conns
+}
+
+func TestRoute(t *testing.T) {
+	tests := []struct {
+		name     string
+		from     Sender
+		chat     packet.Chat
+		wantCode packet.Status
+		wantMsg  string
+		// received counts per connection name
+		want map[string]int
+	}{
+		{"private to online", Sender{"alice", 1}, packet.Chat{To: "bob", ChatType: 2, Content: "hi"},
+			packet.StatusOK, "", map[string]int{"bob": 1}},
+		{"private to self reaches other devices", Sender{"alice", 1}, packet.Chat{To: "alice", ChatType: 2, Content: "note"},
+			packet.StatusOK, "", map[string]int{"alice2": 1}},
+		{"private to offline", Sender{"alice", 1}, packet.Chat{To: "zed", ChatType: 2, Content: "hi"},
+			packet.StatusOffline, "", nil},
+		{"no chatType but to", Sender{"alice", 1}, packet.Chat{To: "bob", Content: "hi"},
+			packet.StatusOK, "", map[string]int{"bob": 1}},
+		{"private without to", Sender{"alice", 1}, packet.Chat{ChatType: 2, Content: "hi"},
+			packet.StatusNoReceiver, "needs \"to\"", nil},
+		{"bad chatType", Sender{"alice", 1}, packet.Chat{ChatType: 7, Content: "hi"},
+			packet.StatusNoReceiver, "chatType 7", nil},
+		{"group fan-out skips sending conn", Sender{"alice", 1}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
+			packet.StatusOK, "", map[string]int{"alice2": 1, "bob": 1}},
+		{"group by non-member", Sender{"carol", 4}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
+			packet.StatusNotGroupMember, "not a member", nil},
+		{"group without id", Sender{"alice", 1}, packet.Chat{ChatType: 1, Content: "hey"},
+			packet.StatusNoReceiver, "groupId", nil},
+		{"content too large", Sender{"alice", 1}, packet.Chat{To: "bob", ChatType: 2, Content: "0123456789x"},
+			packet.StatusTooLarge, "11 bytes", nil},
+		{"extras not an object", Sender{"alice", 1}, packet.Chat{To: "bob", ChatType: 2, Extras: json.RawMessage(`[1]`)},
+			packet.StatusInvalidBody, "extras", nil},
+		{"http sender (no conn)", Sender{"system", 0}, packet.Chat{To: "alice", ChatType: 2, Content: "sys"},
+			packet.StatusOK, "", map[string]int{"alice1": 1, "alice2": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _, conns := setup()
+			chat := tt.chat
+			resp := r.Route(context.Background(), tt.from, &chat)
+			if resp.Code != tt.wantCode || resp.Cmd != packet.CmdChatResp {
+				t.Fatalf("code %d cmd %d (%s), want %d", resp.Code, resp.Cmd, resp.Msg, tt.wantCode)
+			}
+			if !strings.Contains(resp.Msg, tt.wantMsg) {
+				t.Errorf("msg %q does not say %q", resp.Msg, tt.wantMsg)
+			}
+			for name, c := range conns {
+				if got := len(c.got); got != tt.want[name] {
+					t.Errorf("%s received %d, want %d", name, got, tt.want[name])
+				}
+				for _, m := range c.got {
+					if string(m.From) != tt.from.UserID || m.ID == "" || m.CreateTime == 0 || m.Cmd != 11 {
+						t.Errorf("%s received an unstamped chat %+v", name, m)
+					}
+				}
+			}
+			if tt.wantCode == packet.StatusOK || tt.wantCode == packet.StatusOffline {
+				ack, ok := resp.Data.(Ack)
+				if !ok || ack.ID == "" || ack.ID != string(chat.ID) {
+					t.Errorf("ack data %+v does not carry the message id %q", resp.Data, chat.ID)
+				}
+			}
+		})
+	}
+}
+
+func TestRouteOverwritesForgedFromAndKeepsClientID(t *testing.T) {
+	r, _, conns := setup()
+	chat := packet.Chat{ID: "client-1", From: "mallory", To: "bob", ChatType: 2, Content: "x"}
+	r.Route(context.Background(), Sender{"alice", 1}, &chat)
+	got := conns["bob"].got
+	if len(got) != 1 || got[0].From != "alice" || got[0].ID != "client-1" {
+		t.Fatalf("bob got %+v, want from alice with id client-1", got)
+	}
+}
+
+type failing struct{ err error }
+
+func (f failing) Deliver(context.Context, *Envelope) (Outcome, error) { return Outcome{}, f.err }
+
+func TestRouteDeliveryErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		want packet.Status
+	}{
+		{fmt.Errorf("store: %w", ErrUnavailable), packet.StatusStorageUnavailable},
+		{errors.New("boom"), packet.StatusSendFailed},
+	}
+	for _, tt := range tests {
+		reg := session.New()
+		r := New(reg, failing{tt.err}, Options{})
+		resp := r.Route(context.Background(), Sender{"a", 1}, &packet.Chat{To: "b", ChatType: 2})
+		if resp.Code != tt.want || !strings.Contains(resp.Msg, tt.err.Error()) {
+			t.Errorf("%v: got %d %q, want %d", tt.err, resp.Code, resp.Msg, tt.want)
+		}
+	}
+}
+
+func TestNewIDUnique(t *testing.T) {
+	r, _, _ := setup()
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		id := r.NewID()
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+	}
+}
+
+func BenchmarkRoutePrivate(b *testing.B) {
+	r, _, _ := setup()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		chat := packet.Chat{To: "bob", ChatType: 2, Content: "hello"}
+		r.Route(context.Background(), Sender{"alice", 1}, &chat)
+	}
+}

@@ -1,0 +1,157 @@
+package session
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/timgw/timgw/core/packet"
+)
+
+type conn struct {
+	id    uint64
+	proto string
+	mu    sync.Mutex
+	got   []packet.Packet
+}
+
+func (c *conn) ID() uint64       { return c.id }
+func (c *conn) Protocol() string { return c.proto }
+func (c *conn) Close(string)     {}
+func (c *conn) Send(p packet.Packet) error {
+	c.mu.Lock()
+	c.got = append(c.got, p)
+	c.mu.Unlock()
+	return nil
+}
+
+func TestBindUnbind(t *testing.T) {
+	r := New()
+	a1, a2 := &conn{id: 1, proto: "tcp"}, &conn{id: 2, proto: "ws"}
+	steps := []struct {
+		name      string
+		do        func() bool
+		want      bool
+		wantConns int
+	}{
+		{"first connection", func() bool { return r.Bind("alice", a1, Profile{Nick: "A"}) }, true, 1},
+		{"second connection", func() bool { return r.Bind("alice", a2, Profile{}) }, false, 2},
+		{"bind twice is a no-op", func() bool { return r.Bind("alice", a2, Profile{}) }, false, 2},
+		{"unbind one", func() bool { return r.Unbind("alice", a1) }, false, 1},
+		{"unbind unknown conn", func() bool { return r.Unbind("alice", a1) }, false, 1},
+		{"unbind last", func() bool { return r.Unbind("alice", a2) }, true, 0},
+	}
+	for _, s := range steps {
+		if got := s.do(); got != s.want {
+			t.Fatalf("%s: got %v, want %v", s.name, got, s.want)
+		}
+		if n := r.ConnCount("alice"); n != s.wantConns {
+			t.Fatalf("%s: %d connections, want %d", s.name, n, s.wantConns)
+		}
+	}
+	u, ok := r.User("alice")
+	if !ok || u.Status != "offline" || u.Nick != "A" {
+		t.Fatalf("User(alice) = %+v, %v; want known, offline, nick A", u, ok)
+	}
+	if !r.Known("alice") || r.Known("nobody") {
+		t.Fatal("Known is wrong")
+	}
+}
+
+func TestUsersFilter(t *testing.T) {
+	r := New()
+	r.Bind("on1", &conn{id: 1}, Profile{})
+	r.Bind("on2", &conn{id: 2}, Profile{})
+	off := &conn{id: 3}
+	r.Bind("off", off, Profile{})
+	r.Unbind("off", off)
+	ids := func(us []packet.User) string {
+		s := ""
+		for _, u := range us {
+			s += u.UserID + ","
+		}
+		return s
+	}
+	tests := []struct {
+		f    Filter
+		want string
+	}{
+		{FilterOnline, "on1,on2,"},
+		{FilterOffline, "off,"},
+		{FilterAll, "off,on1,on2,"},
+	}
+	for _, tt := range tests {
+		if got := ids(r.Users(tt.f)); got != tt.want {
+			t.Errorf("Users(%d) = %s, want %s", tt.f, got, tt.want)
+		}
+	}
+	online, by := r.Counts()
+	if online != 2 || by[""] != 2 {
+		t.Errorf("Counts = %d %v, want 2 online on 2 connections", online, by)
+	}
+}
+
+func TestGroups(t *testing.T) {
+	r := New()
+	if !r.Join("g1", "Group One", "alice") || r.Join("g1", "", "alice") {
+		t.Fatal("Join should report only the first join")
+	}
+	r.Join("g1", "", "bob")
+	if !r.IsMember("g1", "bob") || r.IsMember("g1", "carol") || r.IsMember("g2", "bob") {
+		t.Fatal("IsMember is wrong")
+	}
+	m, ok := r.Members("g1", nil)
+	if !ok || len(m) != 2 {
+		t.Fatalf("Members = %v, %v", m, ok)
+	}
+	if g, _ := r.Group("g1"); g.Name != "Group One" {
+		t.Fatalf("group name %q", g.Name)
+	}
+	if gs := r.Groups("alice"); fmt.Sprint(gs) != "[g1]" {
+		t.Fatalf("Groups(alice) = %v", gs)
+	}
+	if !r.Leave("g1", "alice") || r.Leave("g1", "alice") || r.IsMember("g1", "alice") || len(r.Groups("alice")) != 0 {
+		t.Fatal("Leave is wrong")
+	}
+	if _, ok := r.Members("nope", nil); ok {
+		t.Fatal("unknown group reported as existing")
+	}
+}
+
+func TestConcurrentBindAndLookup(t *testing.T) {
+	r := New()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				c := &conn{id: uint64(w*1000 + i)}
+				u := fmt.Sprintf("u%d", i%50)
+				r.Bind(u, c, Profile{})
+				r.Join("g", "", u)
+				_ = r.Conns(u, nil)
+				r.Unbind(u, c)
+			}
+		}(w)
+	}
+	wg.Wait()
+	if online, _ := r.Counts(); online != 0 {
+		t.Fatalf("%d users still online", online)
+	}
+}
+
+func BenchmarkConnsLookup(b *testing.B) {
+	r := New()
+	for i := 0; i < 10000; i++ {
+		r.Bind(fmt.Sprintf("u%d", i), &conn{id: uint64(i)}, Profile{})
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		var buf [8]Conn
+		i := 0
+		for pb.Next() {
+			_ = r.Conns("u4242", buf[:0])
+			i++
+		}
+	})
+}
