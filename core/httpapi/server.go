@@ -1,0 +1,288 @@
+// Package httpapi is timgw's HTTP API, served with hertz on listeners the transport
+// hands over (the shared, sniffed port, and optional dedicated http ports).
+//
+// It serves J-IM's compatibility endpoints (/api/message/send, /api/user/online,
+// /api/user/close), a JSON API under /api/v1/ for sending messages and querying and
+// administering users and groups, and /health. Everything but /health needs an API key.
+// README.md is the endpoint reference.
+//
+// The package defines what it needs from the core as the Gateway interface.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/hertz/pkg/app/server"
+	"github.com/cloudwego/hertz/pkg/network/standard"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultSystemUser     = "system"
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultIdleTimeout    = 2 * time.Minute
+	DefaultHandlerTimeout = 10 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("httpapi: server closed")
+
+// Options configure a Server. Zero values take the defaults above.
+type Options struct {
+	// Keys are the accepted API keys. With none, every request but /health is refused
+	// (401). They can be replaced at run time with Server.SetKeys. Empty keys are ignored.
+	Keys []string
+	// SystemUser is the sender of messages sent "as the system" (/api/v1/messages/system,
+	// and J-IM sends with no "from"). Default "system".
+	SystemUser string
+	// MaxBodyBytes is the largest request body accepted; a larger one is answered 413,
+	// code 10026. Default 1 MiB.
+	MaxBodyBytes int
+	// ReadTimeout bounds reading one request (headers and body). Default 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 2 minutes.
+	IdleTimeout time.Duration
+	// HandlerTimeout bounds each Gateway call (the context it gets). Default 10s.
+	HandlerTimeout time.Duration
+	// Logger receives the access log (debug for successes, info for 4xx, warn for 5xx)
+	// and errors. Default slog.Default(). Hertz's own log is routed separately: see
+	// SetHertzLogger.
+	Logger *slog.Logger
+}
+
+// Server is the HTTP API. It is safe for concurrent use; Serve may be called for
+// several listeners at once.
+type Server struct {
+	gw    Gateway
+	opts  Options
+	log   *slog.Logger
+	keys  atomic.Pointer[keySet]
+	stats StatsSource // nil when gw does not implement it
+
+	// baseCtx is the parent of every Gateway call's context; cancelled when Shutdown
+	// gives up waiting.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+
+	inflight atomic.Int64 // requests inside a handler
+	closing  atomic.Bool
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[*trackingListener]struct{}
+	conns     map[*trackedConn]struct{}
+}
+
+// New returns a Server that answers with gw. It does not listen: call Serve.
+func New(gw Gateway, opts Options) *Server {
+	if opts.SystemUser == "" {
+		opts.SystemUser = DefaultSystemUser
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.HandlerTimeout <= 0 {
+		opts.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		gw:        gw,
+		opts:      opts,
+		log:       opts.Logger.With("component", "httpapi"),
+		listeners: make(map[*trackingListener]struct{}),
+		conns:     make(map[*trackedConn]struct{}),
+	}
+	s.stats, _ = gw.(StatsSource)
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	s.SetKeys(opts.Keys)
+	return s
+}
+
+// SetKeys replaces the accepted API keys (on a configuration reload). Requests in
+// progress finish with the keys they were checked against. Safe for concurrent use.
+func (s *Server) SetKeys(keys []string) {
+	s.keys.Store(newKeySet(keys))
+}
+
+// Serve answers HTTP requests on connections accepted from ln until Shutdown, and
+// returns nil then (ErrServerClosed if Shutdown came first). It blocks. The Server
+// takes ln over: Shutdown closes it.
+//
+// ln may be the transport's channel-fed listener: its Accept must return an error
+// once it is closed (net.ErrClosed or any error, after Close). Temporary Accept
+// errors (too many open files) are retried with a backoff, so a full file table does
+// not stop the API.
+func (s *Server) Serve(ln net.Listener) error {
+	tl := &trackingListener{Listener: ln, s: s}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[tl] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, tl)
+		s.mu.Unlock()
+	}()
+
+	h := server.New(
+		server.WithListener(tl),
+		server.WithTransport(standard.NewTransporter),
+		server.WithStreamBody(true), // bodies are read by readBody, with MaxBodyBytes
+		server.WithMaxRequestBodySize(s.opts.MaxBodyBytes),
+		server.WithDisablePreParseMultipartForm(true),
+		server.WithReadTimeout(s.opts.ReadTimeout),
+		server.WithIdleTimeout(s.opts.IdleTimeout),
+		server.WithRedirectTrailingSlash(false),
+		server.WithRedirectFixedPath(false),
+		server.WithHandleMethodNotAllowed(true),
+		server.WithUseRawPath(true), // route on the raw path: ids may contain %2F
+		server.WithUnescapePathValues(true),
+		server.WithDisablePrintRoute(true),
+		server.WithExitWaitTime(time.Second),
+	)
+	h.Name = "timgw"
+	s.routes(h)
+	if err := h.Run(); err != nil {
+		return fmt.Errorf("httpapi: serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops the API gracefully: it closes the listeners, lets requests in progress
+// finish (their responses carry Connection: close), closes idle keep-alive connections,
+// and returns when all connections are closed. When ctx ends first, it cancels the
+// Gateway calls still running, closes every connection and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	lns := make([]*trackingListener, 0, len(s.listeners))
+	for l := range s.listeners {
+		lns = append(lns, l)
+	}
+	s.mu.Unlock()
+
+	var errs []error
+	for _, l := range lns {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("httpapi: close listener %s: %w", l.Addr(), err))
+		}
+	}
+
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var ctxErr error
+	for s.inflight.Load() > 0 && ctxErr == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+		}
+	}
+	s.cancelBase()
+	// No handler is running (or we gave up waiting): what is left is idle
+	// keep-alive connections, or stuck ones.
+	s.closeConns()
+	if ctxErr != nil {
+		errs = append(errs, fmt.Errorf("httpapi: shutdown: %w", ctxErr))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	cs := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
+// trackingListener records the connections it hands out, so that Shutdown can close
+// idle keep-alive connections (hertz would wait for them to time out), and retries
+// temporary Accept errors (hertz's standard transport gives up on the first error).
+type trackingListener struct {
+	net.Listener
+	s      *Server
+	closed atomic.Bool
+}
+
+// Accept implements net.Listener.
+func (l *trackingListener) Accept() (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			tc := &trackedConn{Conn: c, s: l.s}
+			l.s.mu.Lock()
+			closed := l.s.closed
+			if !closed {
+				l.s.conns[tc] = struct{}{}
+			}
+			l.s.mu.Unlock()
+			if closed {
+				_ = c.Close()
+				return nil, net.ErrClosed
+			}
+			return tc, nil
+		}
+		if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+			// hertz stops quietly on an error whose text says "closed".
+			return nil, net.ErrClosed
+		}
+		var ne interface{ Temporary() bool }
+		if !errors.As(err, &ne) || !ne.Temporary() {
+			return nil, fmt.Errorf("accept: %w", err)
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		l.s.log.Warn("accept failed, retrying", "err", err, "delay", delay)
+		time.Sleep(delay)
+	}
+}
+
+// Close implements net.Listener.
+func (l *trackingListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
+// trackedConn removes itself from the server's set when closed.
+type trackedConn struct {
+	net.Conn
+	s    *Server
+	once sync.Once
+}
+
+// Close implements net.Conn.
+func (c *trackedConn) Close() error {
+	err := net.ErrClosed
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		err = c.Conn.Close()
+	})
+	return err
+}
