@@ -21,6 +21,7 @@ import (
 	"github.com/timgw/timgw/conf"
 	"github.com/timgw/timgw/core/app"
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/confwatch"
 )
 
 const defaultConfig = "conf/timgw.yaml"
@@ -49,7 +50,8 @@ func run(args []string) error {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
-	log := newLogger(cfg.Log)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, level)
 	slog.SetDefault(log)
 	log.Info("starting timgw", "config", source, "listen", cfg.Listen, "auth", cfg.Auth.Mode)
 
@@ -57,15 +59,37 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	a.SetLevelVar(level)
+	reread := func() (*config.Config, error) {
+		c, _, err := loadConfig(*cfgPath, explicit)
+		if err == nil && *listen != "" {
+			c.Listen = *listen
+		}
+		return c, err
+	}
+	a.SetSource(reread)
+	ctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	if source == *cfgPath {
+		if err := confwatch.Watch(ctx, *cfgPath, 150*time.Millisecond, log, func() { a.ReloadFromSource("file") }); err != nil {
+			log.Warn("config file changes will not be picked up", "err", err)
+		}
+	}
 	log.Info("timgw ready", "addr", a.Addr().String())
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		a.ReloadFromSource("signal")
+	}
 	log.Info("shutting down", "signal", s.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := a.Shutdown(ctx); err != nil {
+	if err := a.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
@@ -86,8 +110,7 @@ func loadConfig(path string, explicit bool) (*config.Config, string, error) {
 	return nil, "", err
 }
 
-func newLogger(c config.Log) *slog.Logger {
-	var lvl slog.Level
+func newLogger(c config.Log, lvl *slog.LevelVar) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "json" {

@@ -30,8 +30,11 @@ type App struct {
 	gw        *gateway.Gateway
 	srv       *transport.Server
 	api       *httpapi.Server
+	lnMu      sync.Mutex
 	listeners []*transport.Listener
 	httpDone  chan error
+	reload    reloadState
+	level     *slog.LevelVar
 	stopOnce  sync.Once
 }
 
@@ -69,6 +72,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, reg: session.New(), httpDone: make(chan error, 1)}
+	a.reload.version = Version(cfg)
 	a.router = router.New(a.reg, &router.Local{Registry: a.reg}, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log})
 	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log})
 	a.srv, err = transport.New(transport.Options{Handler: a.gw, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
@@ -90,6 +94,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 			return nil, err
 		}
 	}
+	a.coreSteps()
+	a.record(ReloadResult{Trigger: "startup", Changed: []string{"all"}})
 	if len(cfg.API.Keys) == 1 && cfg.API.Keys[0] == "dev-api-key" {
 		log.Warn("the HTTP API accepts the development key dev-api-key: set TIMGW_API_KEY or api.keys for production")
 	}
@@ -101,12 +107,36 @@ func (a *App) listen(mode transport.Mode, addr string) error {
 	if err != nil {
 		return err
 	}
+	a.lnMu.Lock()
 	a.listeners = append(a.listeners, l)
+	a.lnMu.Unlock()
 	return nil
 }
 
 // Addr is the shared port's address.
-func (a *App) Addr() net.Addr { return a.listeners[0].Addr() }
+func (a *App) Addr() net.Addr {
+	a.lnMu.Lock()
+	defer a.lnMu.Unlock()
+	return a.listeners[0].Addr()
+}
+
+// SetLevelVar lets reloads change the log level of the logger the app was started with.
+func (a *App) SetLevelVar(v *slog.LevelVar) { a.level = v }
+
+func sameCert(x, y *tls.Certificate) bool {
+	if x == nil || y == nil {
+		return x == y
+	}
+	if len(x.Certificate) != len(y.Certificate) {
+		return false
+	}
+	for i := range x.Certificate {
+		if string(x.Certificate[i]) != string(y.Certificate[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // Shutdown stops accepting, closes every connection with a notice, and stops the HTTP
 // server, the event loops and the worker pool.

@@ -28,8 +28,12 @@ const (
 type Listener struct {
 	srv  *Server
 	mode Mode
+	spec string
 	ln   net.Listener
 }
+
+// Spec is the address the listener was asked to listen on, as configured (":8888").
+func (l *Listener) Spec() string { return l.spec }
 
 // Addr is the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
@@ -55,7 +59,7 @@ func (s *Server) Listen(mode Mode, addr string) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s (%s): %w", addr, mode, err)
 	}
-	l := &Listener{srv: s, mode: mode, ln: ln}
+	l := &Listener{srv: s, mode: mode, spec: addr, ln: ln}
 	s.lnMu.Lock()
 	s.listeners[l] = struct{}{}
 	s.lnMu.Unlock()

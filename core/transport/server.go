@@ -132,6 +132,17 @@ func (s *Server) SetLimits(l config.Limits) { s.lim.Store(&l) }
 // connections. Established connections keep theirs.
 func (s *Server) SetCertificate(c *tls.Certificate) { s.cert.Store(c) }
 
+// Certificate returns the current TLS certificate, or nil.
+func (s *Server) Certificate() *tls.Certificate { return s.cert.Load() }
+
+// SetWorkers resizes the worker pool (0: 64 per CPU).
+func (s *Server) SetWorkers(n int) {
+	if n <= 0 {
+		n = 64 * numCPU()
+	}
+	s.pool.Tune(n)
+}
+
 // TLSEnabled reports whether a certificate is configured.
 func (s *Server) TLSEnabled() bool { return s.cert.Load() != nil }
 
