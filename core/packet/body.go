@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+
+	"github.com/tidwall/gjson"
 )
 
 // Int is a JSON integer that also accepts a numeric string ("11") and an empty string or
@@ -238,19 +240,37 @@ func Decode(body []byte, v any) error {
 }
 
 // PeekCmd reads the "cmd" member of a JSON object body, as WebSocket and HTTP bodies
-// carry it. It accepts a number or a numeric string.
+// carry it. It accepts a number or a numeric string. It looks only at "cmd" (gjson scans
+// without allocating): the rest of the body is validated when it is decoded.
 func PeekCmd(body []byte) (Cmd, error) {
-	var head struct {
-		Cmd *Int `json:"cmd"`
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return 0, fmt.Errorf("invalid JSON body: not a JSON object")
 	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		return 0, fmt.Errorf("invalid JSON body: %w", err)
+	r := gjson.GetBytes(trimmed, "cmd")
+	var n int64
+	switch r.Type {
+	case gjson.Number:
+		if r.Num != float64(int64(r.Num)) {
+			return 0, fmt.Errorf("cmd %s is not an integer", r.Raw)
+		}
+		n = int64(r.Num)
+	case gjson.String:
+		v, err := strconv.ParseInt(r.Str, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cmd %q is not a number", r.Str)
+		}
+		n = v
+	case gjson.Null:
+		if !r.Exists() {
+			return 0, fmt.Errorf("body has no \"cmd\"")
+		}
+		return 0, fmt.Errorf("cmd is null")
+	default:
+		return 0, fmt.Errorf("cmd %s is not a number", r.Raw)
 	}
-	if head.Cmd == nil {
-		return 0, fmt.Errorf("body has no \"cmd\"")
+	if n < 0 || n > 255 {
+		return 0, fmt.Errorf("cmd %d out of range", n)
 	}
-	if *head.Cmd < 0 || *head.Cmd > 255 {
-		return 0, fmt.Errorf("cmd %d out of range", int64(*head.Cmd))
-	}
-	return Cmd(*head.Cmd), nil
+	return Cmd(n), nil
 }

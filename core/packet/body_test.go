@@ -66,6 +66,12 @@ func TestPeekCmd(t *testing.T) {
 		{`{"cmd":300}`, 0, "out of range"},
 		{`{"cmd":-1}`, 0, "out of range"},
 		{`not json`, 0, "invalid JSON"},
+		{`  {"a":{"cmd":1},"cmd":"13"}`, CmdHeartbeatReq, ""},
+		{`{"cmd":1.5}`, 0, "not an integer"},
+		{`{"cmd":"x"}`, 0, "not a number"},
+		{`{"cmd":null}`, 0, "null"},
+		{`{"cmd":[11]}`, 0, "not a number"},
+		{`[{"cmd":11}]`, 0, "not a JSON object"},
 	}
 	for _, tt := range tests {
 		got, err := PeekCmd([]byte(tt.body))

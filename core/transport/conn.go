@@ -114,6 +114,7 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 		return ErrSlowConsumer
 	}
 	if p != nil {
+		c.srv.stats.PacketsOut.Add(1)
 		c.out = c.codec.Encode(c.out, *p)
 	} else {
 		c.out = append(c.out, raw...)
@@ -136,6 +137,7 @@ func (c *Conn) Inject(pkts ...packet.Packet) {
 		return
 	}
 	c.lastRead.Store(c.srv.clock.Load())
+	c.srv.stats.PacketsIn.Add(uint64(len(pkts)))
 	evs := make([]event, len(pkts))
 	for i, p := range pkts {
 		evs[i] = event{kind: evPacket, pkt: p}
@@ -146,6 +148,14 @@ func (c *Conn) Inject(pkts ...packet.Packet) {
 // WriteRaw implements codec.Sink: bytes an asynchronous codec encoded.
 func (c *Conn) WriteRaw(b []byte) error {
 	return c.enqueue(nil, b)
+}
+
+// reply queues a codec's own answer (upgrade response, pong) behind what is already
+// queued, ignoring the queue limit and a pending close: the codec must get it out.
+func (c *Conn) reply(b []byte) {
+	c.omu.Lock()
+	c.out = append(c.out, b...)
+	c.omu.Unlock()
 }
 
 // Close flushes what is queued, says goodbye where the protocol has a way to, and closes
@@ -192,6 +202,7 @@ func (c *Conn) takeOut() (buf []byte, closing, abort bool) {
 	if abort {
 		buf = nil
 	}
+	c.srv.stats.BytesOut.Add(uint64(len(buf)))
 	return buf, closing, abort
 }
 

@@ -11,6 +11,7 @@ func (c *Conn) deliverDecoded(d *codec.Decoded) {
 	if len(d.Packets) == 0 {
 		return
 	}
+	c.srv.stats.PacketsIn.Add(uint64(len(d.Packets)))
 	evs := make([]event, len(d.Packets))
 	for i, p := range d.Packets {
 		evs[i] = event{kind: evPacket, pkt: p}
@@ -25,6 +26,9 @@ func (c *Conn) protocolError(err error, write func([]byte)) {
 	if errors.As(err, &perr) {
 		out, _, _ := c.takeOut()
 		out = c.codec.Encode(out, perr.Packet())
+		if g, ok := c.codec.(codec.Goodbyer); ok {
+			out = g.Goodbye(out, perr.Msg)
+		}
 		write(out)
 	}
 	reason := "protocol error: " + err.Error()

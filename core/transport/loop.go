@@ -115,11 +115,12 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 	if n := gc.InboundBuffered(); n > 0 {
 		in, _ := gc.Peek(n)
 		c.lastRead.Store(l.srv.clock.Load())
+		l.srv.stats.BytesIn.Add(uint64(n))
 		d := l.decoded.Get().(*codec.Decoded)
 		consumed, err := c.codec.Decode(in, d)
 		_, _ = gc.Discard(consumed)
 		if len(d.Reply) > 0 {
-			_, _ = gc.Write(d.Reply)
+			c.reply(d.Reply)
 		}
 		c.deliverDecoded(d)
 		closeNow := d.Close

@@ -67,6 +67,7 @@ type Server struct {
 	tlsConf *tls.Config
 
 	nextID  atomic.Uint64
+	stats   Stats
 	clock   atomic.Int64 // unix seconds, updated by the reaper
 	count   atomic.Int64
 	connsMu sync.Mutex
@@ -226,6 +227,26 @@ func (s *Server) finished(c *Conn, reason string) {
 	}
 	s.log.Debug("connection closed", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", reason)
 	c.push(event{kind: evClosed, reason: reason})
+}
+
+// Stats are the transport's traffic counters.
+type Stats struct {
+	PacketsIn, PacketsOut atomic.Uint64
+	BytesIn, BytesOut     atomic.Uint64
+}
+
+// Stats returns the traffic counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// ConnectionsByProtocol counts open connections by protocol (HTTP excluded).
+func (s *Server) ConnectionsByProtocol() map[string]int {
+	out := make(map[string]int)
+	s.connsMu.Lock()
+	for _, c := range s.conns {
+		out[c.proto]++
+	}
+	s.connsMu.Unlock()
+	return out
 }
 
 // Connections returns the number of open TCP and WebSocket connections (HTTP excluded).

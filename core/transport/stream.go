@@ -82,12 +82,11 @@ func (s *Server) readStream(c *Conn, nc net.Conn, r *bufio.Reader, w streamWaker
 		buf = buf[:len(buf)+n]
 		if n > 0 {
 			c.lastRead.Store(s.clock.Load())
+			s.stats.BytesIn.Add(uint64(n))
 			consumed, derr := c.codec.Decode(buf, &d)
 			buf = buf[:copy(buf, buf[consumed:])]
 			if len(d.Reply) > 0 {
-				c.omu.Lock()
-				c.out = append(c.out, d.Reply...)
-				c.omu.Unlock()
+				c.reply(d.Reply)
 				w.wake()
 			}
 			c.deliverDecoded(&d)
