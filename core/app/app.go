@@ -11,11 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/timgw/timgw/core/auth"
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/gateway"
 	"github.com/timgw/timgw/core/httpapi"
+	"github.com/timgw/timgw/core/metrics"
+	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
 	"github.com/timgw/timgw/core/transport"
@@ -34,6 +37,9 @@ type App struct {
 	listeners []*transport.Listener
 	httpDone  chan error
 	reload    reloadState
+	parts     statusParts
+	started   time.Time
+	metrics   *metrics.Metrics
 	level     *slog.LevelVar
 	stopOnce  sync.Once
 }
@@ -71,17 +77,25 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, reg: session.New(), httpDone: make(chan error, 1)}
+	a := &App{cfg: cfg, log: log, reg: session.New(), httpDone: make(chan error, 1), started: time.Now()}
 	a.reload.version = Version(cfg)
-	a.router = router.New(a.reg, &router.Local{Registry: a.reg}, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log})
+	a.metrics = metrics.New(metrics.Sources{
+		Connections: func() map[string]int { return a.srv.ConnectionsByProtocol() },
+		OnlineUsers: func() int { n, _ := a.reg.Counts(); return n },
+		Packets:     func() (uint64, uint64) { st := a.srv.Stats(); return st.PacketsIn.Load(), st.PacketsOut.Load() },
+		Bytes:       func() (uint64, uint64) { st := a.srv.Stats(); return st.BytesIn.Load(), st.BytesOut.Load() },
+	})
+	a.router = router.New(a.reg, &router.Local{Registry: a.reg}, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log,
+		Observe: func(code packet.Status, d time.Duration) { a.metrics.ObserveChat(int(code), d) }})
 	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log})
 	a.srv, err = transport.New(transport.Options{Handler: a.gw, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	a.srv.SetCertificate(cert)
+	httpapi.SetHertzLogger(log)
 	a.api = httpapi.New(a.gw.HTTP(), httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
-		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log})
+		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes()})
 	go func() { a.httpDone <- a.api.Serve(a.srv.HTTPListener()) }()
 
 	if err := a.listen(transport.ModeShared, cfg.Listen); err != nil {
@@ -118,6 +132,13 @@ func (a *App) Addr() net.Addr {
 	a.lnMu.Lock()
 	defer a.lnMu.Unlock()
 	return a.listeners[0].Addr()
+}
+
+// currentConfig is the running configuration.
+func (a *App) currentConfig() *config.Config {
+	a.reload.mu.Lock()
+	defer a.reload.mu.Unlock()
+	return a.cfg
 }
 
 // SetLevelVar lets reloads change the log level of the logger the app was started with.

@@ -158,6 +158,15 @@ func (a *App) recordLocked(r ReloadResult) ReloadResult {
 	if len(a.reload.history) > historyLen {
 		a.reload.history = slices.Delete(a.reload.history, 0, len(a.reload.history)-historyLen)
 	}
+	if a.metrics != nil {
+		result := "ok"
+		if r.Error != "" {
+			result = "error"
+		} else if r.Skipped {
+			result = "skipped"
+		}
+		a.metrics.Reloads.WithLabelValues(result).Inc()
+	}
 	switch {
 	case r.Error != "":
 		a.log.Error("config reload refused, the running configuration stays", "trigger", r.Trigger, "err", r.Error)

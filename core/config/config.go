@@ -27,6 +27,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// API configures the HTTP API.
 	API API `yaml:"api"`
+	// Admin configures the admin endpoints (/admin/*, /metrics).
+	Admin Admin `yaml:"admin"`
 	// Limits bound what one client may cost.
 	Limits Limits `yaml:"limits"`
 	// Runtime sizes the event loops and the worker pool.
@@ -82,6 +84,13 @@ type API struct {
 	Keys []string `yaml:"keys"`
 	// SystemUser is the sender of messages sent "as the system".
 	SystemUser string `yaml:"system_user"`
+}
+
+// Admin configures the admin endpoints.
+type Admin struct {
+	// Keys are accepted admin keys (header X-Admin-Key or Authorization: Bearer).
+	// With none, the admin endpoints refuse every request.
+	Keys []string `yaml:"keys"`
 }
 
 // Limits bound what one client may cost.
@@ -210,6 +219,11 @@ func (c *Config) Validate() error {
 	for i, k := range c.API.Keys {
 		if strings.TrimSpace(k) == "" {
 			errs = append(errs, fmt.Errorf("api.keys[%d]: empty key", i))
+		}
+	}
+	for i, k := range c.Admin.Keys {
+		if strings.TrimSpace(k) == "" {
+			errs = append(errs, fmt.Errorf("admin.keys[%d]: empty key", i))
 		}
 	}
 	if c.Limits.MaxFrameBytes <= 0 {

@@ -131,6 +131,13 @@ func describeJSONError(body []byte, err error) *apiError {
 	return badBody("invalid chat message: %v", err)
 }
 
+// chatFields are the JSON names of packet.Chat's members, lower-cased (encoding/json
+// matches names case-insensitively).
+var chatFields = map[string]bool{
+	"id": true, "from": true, "to": true, "cmd": true, "createtime": true, "msgtype": true,
+	"chattype": true, "groupid": true, "content": true, "extras": true, "seq": true, "recalled": true,
+}
+
 // failingField returns the first member of the JSON object body (in key order) that
 // packet.Chat cannot decode on its own, or "".
 func failingField(body []byte) string {
@@ -138,9 +145,11 @@ func failingField(body []byte) string {
 	if json.Unmarshal(body, &members) != nil {
 		return ""
 	}
-	keys := make([]string, 0, len(members))
+	keys := make([]string, 0, len(chatFields))
 	for k := range members {
-		keys = append(keys, k)
+		if chatFields[strings.ToLower(k)] {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {

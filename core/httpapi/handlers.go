@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cloudwego/hertz/pkg/common/adaptor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -37,6 +38,9 @@ const drainLimit = 256 << 10
 func (s *Server) routes(h *server.Hertz) {
 	h.Use(s.guard)
 	h.NoRoute(s.notFound)
+	for _, r := range s.opts.Extra {
+		h.Handle(r.Method, r.Path, adaptor.HertzHandler(r.Handler))
+	}
 	h.NoMethod(s.methodNotAllowed)
 
 	h.GET("/health", s.health)
@@ -229,6 +233,12 @@ func (s *Server) jimUserID(c *app.RequestContext) (string, *apiError) {
 	return "", badBody("missing parameter userid")
 }
 
+// jimPresence is the data of /api/user/online.
+type jimPresence struct {
+	UserID string `json:"userId"`
+	Online bool   `json:"online"`
+}
+
 // jimOnline is GET|POST /api/user/online?userid=X: code 10019 when X is online, 10001
 // when not.
 func (s *Server) jimOnline(_ context.Context, c *app.RequestContext) {
@@ -248,7 +258,7 @@ func (s *Server) jimOnline(_ context.Context, c *app.RequestContext) {
 	if n > 0 {
 		code = packet.StatusReceiverOnline
 	}
-	s.jimReply(c, packet.CmdGetUserResp, code, "", map[string]any{"userId": id, "online": n > 0})
+	s.jimReply(c, packet.CmdGetUserResp, code, "", jimPresence{UserID: id, Online: n > 0})
 }
 
 // jimClose is GET|POST /api/user/close?userid=X: closes X's connections, code 10021.
@@ -265,7 +275,7 @@ func (s *Server) jimClose(_ context.Context, c *app.RequestContext) {
 		s.fail(c, gatewayError("user "+strconv.Quote(id), err))
 		return
 	}
-	s.jimReply(c, packet.CmdCloseReq, packet.StatusCloseOK, "", map[string]any{"userId": id, "closed": n})
+	s.jimReply(c, packet.CmdCloseReq, packet.StatusCloseOK, "", kickResult{UserID: id, Closed: n})
 }
 
 // ---- /api/v1 ----

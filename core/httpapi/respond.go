@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,7 +24,11 @@ const contentTypeJSON = "application/json; charset=utf-8"
 
 // writeJSON answers with v as JSON and the given HTTP status.
 func (s *Server) writeJSON(c *app.RequestContext, status int, v any) {
-	b, err := json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // messages quote <key> and content may hold markup
+	err := enc.Encode(v)
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err != nil {
 		s.log.Error("encode response", "path", string(c.Path()), "err", err)
 		status = http.StatusInternalServerError

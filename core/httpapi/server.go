@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,16 +47,26 @@ type Options struct {
 	// MaxBodyBytes is the largest request body accepted; a larger one is answered 413,
 	// code 10026. Default 1 MiB.
 	MaxBodyBytes int
-	// ReadTimeout bounds reading one request (headers and body). Default 30s.
+	// ReadTimeout bounds reading one request (headers and body), and each write of an
+	// answer. Default 30s.
 	ReadTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long. Default 2 minutes.
 	IdleTimeout time.Duration
 	// HandlerTimeout bounds each Gateway call (the context it gets). Default 10s.
 	HandlerTimeout time.Duration
+	// Extra are more routes served beside the API (the admin endpoints and pages),
+	// as net/http handlers. They do their own authorization.
+	Extra []Route
 	// Logger receives the access log (debug for successes, info for 4xx, warn for 5xx)
 	// and errors. Default slog.Default(). Hertz's own log is routed separately: see
 	// SetHertzLogger.
 	Logger *slog.Logger
+}
+
+// Route is an extra route: a method, a path and a net/http handler.
+type Route struct {
+	Method, Path string
+	Handler      http.Handler
 }
 
 // Server is the HTTP API. It is safe for concurrent use; Serve may be called for
@@ -235,6 +246,9 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			// hertz's standard transport sets no deadline for a connection's first
+			// request: a client trickling its headers would hold it forever.
+			_ = c.SetReadDeadline(time.Now().Add(l.s.opts.ReadTimeout))
 			tc := &trackedConn{Conn: c, s: l.s}
 			l.s.mu.Lock()
 			closed := l.s.closed
@@ -268,11 +282,19 @@ func (l *trackingListener) Close() error {
 	return l.Listener.Close()
 }
 
-// trackedConn removes itself from the server's set when closed.
+// trackedConn removes itself from the server's set when closed, and bounds each write
+// (hertz's standard transport sets no write deadline: a client that does not read
+// would block its answer forever).
 type trackedConn struct {
 	net.Conn
 	s    *Server
 	once sync.Once
+}
+
+// Write implements net.Conn.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.s.opts.ReadTimeout))
+	return c.Conn.Write(p)
 }
 
 // Close implements net.Conn.

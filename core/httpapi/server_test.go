@@ -571,6 +571,9 @@ func TestBodyLimit(t *testing.T) {
 	t.Run("far over, connection reused", func(t *testing.T) {
 		r := ts.do(t, "POST", "/api/v1/messages", nil, chat(100<<10))
 		check(t, r, 413, int(packet.StatusTooLarge), "")
+		if r.Close {
+			t.Error("connection closed after a body that could be drained")
+		}
 		r = ts.do(t, "POST", "/api/v1/messages", nil, chat(500))
 		check(t, r, 200, int(packet.StatusOK), "")
 	})
@@ -623,6 +626,24 @@ func TestBodyLimit(t *testing.T) {
 			t.Error("connection not closed after a body that was not read")
 		}
 	})
+}
+
+func TestSlowClientTimesOut(t *testing.T) {
+	ts := startServer(t, newFakeGateway(), Options{ReadTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /health HTTP/1.1\r\nHost:"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, _ = io.Copy(io.Discard, c) // returns when the server closes the connection
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("a client that never finished its headers was kept %v", d)
+	}
 }
 
 func TestJIM(t *testing.T) {

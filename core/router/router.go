@@ -90,6 +90,9 @@ type Options struct {
 	MaxContentBytes int
 	// Logger receives delivery errors.
 	Logger *slog.Logger
+	// Observe, when set, is told every chat's result code and how long routing took
+	// (metrics). Called from many goroutines.
+	Observe func(code packet.Status, d time.Duration)
 }
 
 // Router routes chats from logged-in users.
@@ -128,6 +131,16 @@ type Sender struct {
 // Route checks, stamps and delivers chat, and returns the response for the sender.
 // It modifies chat in place.
 func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) *packet.Response {
+	if r.opts.Observe == nil {
+		return r.route(ctx, from, chat)
+	}
+	start := time.Now()
+	resp := r.route(ctx, from, chat)
+	r.opts.Observe(resp.Code, time.Since(start))
+	return resp
+}
+
+func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) *packet.Response {
 	if code, msg := r.check(from, chat); code != 0 {
 		resp := packet.NewResponse(packet.CmdChatResp, code)
 		resp.Msg = msg

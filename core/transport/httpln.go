@@ -32,7 +32,17 @@ func (l *chanListener) Accept() (net.Conn, error) {
 
 // Close implements net.Listener.
 func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
+	l.once.Do(func() {
+		close(l.done)
+		for {
+			select {
+			case c := <-l.ch:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
 	return nil
 }
 

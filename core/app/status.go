@@ -1,0 +1,107 @@
+package app
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/timgw/timgw/core/admin"
+	"github.com/timgw/timgw/core/httpapi"
+)
+
+// Status is the document /admin/status serves.
+type Status struct {
+	StartedAt   time.Time      `json:"startedAt"`
+	Uptime      string         `json:"uptime"`
+	Config      ConfigStatus   `json:"config"`
+	Connections map[string]int `json:"connections"`
+	OnlineUsers int            `json:"onlineUsers"`
+	Traffic     Traffic        `json:"traffic"`
+	Runtime     RuntimeStatus  `json:"runtime"`
+	// Parts holds the status of optional components (hooks, plugins, storage), by name.
+	Parts map[string]any `json:"parts"`
+}
+
+// ConfigStatus is the running configuration and its reload history.
+type ConfigStatus struct {
+	Version string         `json:"version"`
+	Reloads []ReloadResult `json:"reloads"`
+}
+
+// Traffic counts what went through the transport.
+type Traffic struct {
+	PacketsIn  uint64 `json:"packetsIn"`
+	PacketsOut uint64 `json:"packetsOut"`
+	BytesIn    uint64 `json:"bytesIn"`
+	BytesOut   uint64 `json:"bytesOut"`
+}
+
+// RuntimeStatus is the Go runtime's view.
+type RuntimeStatus struct {
+	Goroutines int    `json:"goroutines"`
+	HeapBytes  uint64 `json:"heapBytes"`
+	SysBytes   uint64 `json:"sysBytes"`
+	NumGC      uint32 `json:"numGC"`
+}
+
+type statusParts struct {
+	mu    sync.Mutex
+	parts map[string]func() any
+}
+
+// AddStatus adds a component's status to /admin/status under name.
+func (a *App) AddStatus(name string, f func() any) {
+	a.parts.mu.Lock()
+	defer a.parts.mu.Unlock()
+	if a.parts.parts == nil {
+		a.parts.parts = make(map[string]func() any)
+	}
+	a.parts.parts[name] = f
+}
+
+// Status reports what the gateway is doing.
+func (a *App) Status() Status {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	online, _ := a.reg.Counts()
+	st := a.srv.Stats()
+	s := Status{
+		StartedAt:   a.started,
+		Uptime:      time.Since(a.started).Round(time.Second).String(),
+		Config:      ConfigStatus{Version: a.ConfigVersion(), Reloads: a.ReloadHistory()},
+		Connections: a.srv.ConnectionsByProtocol(),
+		OnlineUsers: online,
+		Traffic: Traffic{PacketsIn: st.PacketsIn.Load(), PacketsOut: st.PacketsOut.Load(),
+			BytesIn: st.BytesIn.Load(), BytesOut: st.BytesOut.Load()},
+		Runtime: RuntimeStatus{Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc, SysBytes: ms.Sys, NumGC: ms.NumGC},
+		Parts:   map[string]any{},
+	}
+	a.parts.mu.Lock()
+	fs := make(map[string]func() any, len(a.parts.parts))
+	for k, f := range a.parts.parts {
+		fs[k] = f
+	}
+	a.parts.mu.Unlock()
+	for k, f := range fs {
+		s.Parts[k] = f()
+	}
+	return s
+}
+
+// adminRoutes mounts the admin endpoints and pages on the HTTP API.
+func (a *App) adminRoutes() []httpapi.Route {
+	h := admin.Handler(admin.Options{
+		Keys:   func() []string { return a.currentConfig().Admin.Keys },
+		Status: func() any { return a.Status() },
+		Reload: func() (any, bool) {
+			r := a.ReloadFromSource("api")
+			return r, r.Error == ""
+		},
+		Metrics: a.metrics.Handler(),
+	})
+	routes := make([]httpapi.Route, 0, len(admin.Paths))
+	for _, p := range admin.Paths {
+		routes = append(routes, httpapi.Route{Method: p.Method, Path: p.Path, Handler: h})
+	}
+	return routes
+}
