@@ -21,15 +21,14 @@ func (n *Int) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
+		if len(b) < 2 || b[len(b)-1] != '"' {
+			return fmt.Errorf("not an integer: %q", b)
 		}
-		if s == "" {
+		b = bytes.TrimSpace(b[1 : len(b)-1])
+		if len(b) == 0 {
 			*n = 0
 			return nil
 		}
-		b = []byte(s)
 	}
 	v, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
@@ -54,6 +53,10 @@ func (s *Str) UnmarshalJSON(b []byte) error {
 	case len(b) == 0 || bytes.Equal(b, []byte("null")):
 		*s = ""
 	case b[0] == '"':
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0 {
+			*s = Str(b[1 : len(b)-1]) // no escapes: the common case, without a decoder
+			return nil
+		}
 		var v string
 		if err := json.Unmarshal(b, &v); err != nil {
 			return err
@@ -203,7 +206,7 @@ func NewResponse(cmd Cmd, code Status) *Response {
 
 // Encode marshals v as the body of a packet of command cmd.
 func Encode(cmd Cmd, v any) (Packet, error) {
-	b, err := json.Marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		return Packet{}, fmt.Errorf("encode %s: %w", cmd, err)
 	}
@@ -233,7 +236,7 @@ func ErrorPacket(cmd Cmd, code Status, msg string) Packet {
 
 // Decode unmarshals a packet body into v, leniently (see Int and Str).
 func Decode(body []byte, v any) error {
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := Unmarshal(body, v); err != nil {
 		return fmt.Errorf("invalid %T body: %w", v, err)
 	}
 	return nil

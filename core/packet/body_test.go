@@ -148,3 +148,24 @@ func FuzzDecodeBodies(f *testing.F) {
 		_, _ = PeekCmd(b)
 	})
 }
+
+func TestStrEscapes(t *testing.T) {
+	var c Chat
+	if err := Decode([]byte(`{"to":"a\"b\u00e9","id":"plain"}`), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.To != "a\"bé" || c.ID != "plain" {
+		t.Fatalf("got to=%q id=%q", c.To, c.ID)
+	}
+}
+
+func BenchmarkDecodeChat(b *testing.B) {
+	body := []byte(`{"cmd":11,"to":"bob","chatType":2,"msgType":0,"content":"hello there","createTime":1700000000000}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		var c Chat
+		if err := Decode(body, &c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +62,7 @@ var _ Deliverer = (*Local)(nil)
 
 // Deliver implements Deliverer.
 func (l *Local) Deliver(_ context.Context, env *Envelope) (Outcome, error) {
-	body, err := json.Marshal(env.Chat)
+	body, err := packet.Marshal(env.Chat)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("encode chat: %w", err)
 	}
