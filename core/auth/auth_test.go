@@ -27,6 +27,9 @@ func TestOpen(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			id, err := Open{}.Authenticate(context.Background(), tt.in)
 			checkResult(t, id, err, tt.want, tt.wantErr)
+			if err == nil && id.Token == "" {
+				t.Error("open mode must hand back a token")
+			}
 		})
 	}
 }

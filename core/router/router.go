@@ -38,6 +38,12 @@ type Outcome struct {
 	Connections int
 	// Stored is set when the chat was durably stored (offline delivery will follow).
 	Stored bool
+	// Duplicate is set when the chat resends one already stored (same sender and id): it
+	// was neither stored nor delivered again, and Chat.Seq and Chat.CreateTime are the
+	// stored ones, so that the sender gets the first answer again.
+	Duplicate bool
+	// ServerTime is when the chat was stored (ms since epoch); 0 when it was not.
+	ServerTime int64
 }
 
 // Deliverer is the delivery seam: everything a chat goes through after it is accepted.
@@ -168,8 +174,13 @@ func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) *pac
 		code = packet.StatusOffline
 	}
 	resp := packet.NewResponse(packet.CmdChatResp, code)
-	resp.Data = Ack{ID: string(chat.ID), CreateTime: int64(chat.CreateTime), ServerTime: time.Now().UnixMilli(),
-		Seq: chat.Seq, To: string(chat.To), GroupID: string(chat.GroupID), Delivered: out.Connections}
+	serverTime := out.ServerTime
+	if serverTime == 0 {
+		serverTime = time.Now().UnixMilli()
+	}
+	resp.Data = Ack{ID: string(chat.ID), CreateTime: int64(chat.CreateTime), ServerTime: serverTime,
+		Seq: chat.Seq, To: string(chat.To), GroupID: string(chat.GroupID), Delivered: out.Connections,
+		Duplicate: out.Duplicate}
 	return resp
 }
 
@@ -181,7 +192,8 @@ type Ack struct {
 	Seq        int64  `json:"seq,omitempty"`
 	To         string `json:"to,omitempty"`
 	GroupID    string `json:"groupId,omitempty"`
-	Delivered  int    `json:"delivered"` // connections the chat was queued to
+	Delivered  int    `json:"delivered"`           // connections the chat was queued to
+	Duplicate  bool   `json:"duplicate,omitempty"` // a resend of a stored chat: not delivered again
 }
 
 func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
@@ -206,11 +218,13 @@ func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
 		if !r.reg.IsMember(string(chat.GroupID), from.UserID) {
 			return packet.StatusNotGroupMember, fmt.Sprintf("%s is not a member of group %s", from.UserID, chat.GroupID)
 		}
-	default:
+	case packet.ChatTypeUnknown:
 		if chat.To != "" && chat.GroupID == "" {
 			chat.ChatType = packet.ChatTypePrivate // t-im clients that leave chatType out
 			return r.check(from, chat)
 		}
+		return packet.StatusNoReceiver, "chatType 0: set chatType 1 (group, with groupId) or 2 (private, with to)"
+	default:
 		return packet.StatusNoReceiver, fmt.Sprintf("chatType %d is not 1 (group) or 2 (private)", int64(chat.ChatType))
 	}
 	return 0, ""

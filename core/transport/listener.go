@@ -230,18 +230,21 @@ func (s *Server) serveTLS(nc net.Conn) {
 	br := bufio.NewReaderSize(tc, 4096)
 	protos := s.protocols()
 	k, ext := kindMore, codec.Protocol(nil)
-	for n := 1; k == kindMore; n++ {
-		b, err := br.Peek(min(n, br.Size()))
-		if err != nil {
+	for want := 1; k == kindMore; {
+		// Peek(want) blocks until that many bytes arrived; then look at all there is.
+		if _, err := br.Peek(want); err != nil {
 			s.log.Debug("sniff over TLS failed", "remote", nc.RemoteAddr().String(), "err", err)
 			_ = tc.Close()
 			return
 		}
-		if k, ext = sniffAll(b, protos); k == kindMore && len(b) == br.Size() {
-			k = kindHTTP
-		}
+		b, _ := br.Peek(br.Buffered())
+		k, ext = sniffAll(b, protos)
 		if k == kindMore {
-			n = br.Buffered() // everything read so far; Peek(n+1) blocks for more
+			if len(b) == br.Size() {
+				k = kindHTTP // a request head larger than the buffer: let HTTP answer it
+				break
+			}
+			want = len(b) + 1
 		}
 	}
 	_ = tc.SetDeadline(time.Time{})

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -20,12 +21,13 @@ func numCPU() int { return runtime.NumCPU() }
 // through Register.
 type loop struct {
 	gnet.BuiltinEventEngine
-	srv     *Server
-	eng     gnet.Engine
-	addr    string
-	booted  chan struct{}
-	stopped chan error
-	decoded sync.Pool
+	srv      *Server
+	eng      gnet.Engine
+	addr     string
+	booted   chan struct{}
+	bootOnce sync.Once
+	stopped  chan error
+	decoded  sync.Pool
 }
 
 var _ gnet.EventHandler = (*loop)(nil)
@@ -48,6 +50,7 @@ func startLoop(s *Server, loops int) (*loop, error) {
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(loops),
 			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithTicker(true),
 			gnet.WithReusePort(false),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(16<<10),
@@ -63,11 +66,18 @@ func startLoop(s *Server, loops int) (*loop, error) {
 	}
 }
 
-// OnBoot implements gnet.EventHandler.
+// OnBoot implements gnet.EventHandler. gnet calls it before it registers its event
+// loops, so readiness waits for the first OnTick instead.
 func (l *loop) OnBoot(eng gnet.Engine) gnet.Action {
 	l.eng = eng
-	close(l.booted)
 	return gnet.None
+}
+
+// OnTick implements gnet.EventHandler. The ticker goroutine starts after every event
+// loop is registered: its first tick is the moment Register becomes safe to call.
+func (l *loop) OnTick() (time.Duration, gnet.Action) {
+	l.bootOnce.Do(func() { close(l.booted) })
+	return time.Hour, gnet.None
 }
 
 // register moves a sniffed connection into the event loop. The loop takes a duplicate of
@@ -118,7 +128,9 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 		l.srv.stats.BytesIn.Add(uint64(n))
 		d := l.decoded.Get().(*codec.Decoded)
 		consumed, err := c.codec.Decode(in, d)
-		_, _ = gc.Discard(consumed)
+		if consumed > 0 { // gnet's Discard(0) would drop the whole buffer
+			_, _ = gc.Discard(consumed)
+		}
 		if len(d.Reply) > 0 {
 			c.reply(d.Reply)
 		}

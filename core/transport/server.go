@@ -222,10 +222,15 @@ func (s *Server) finished(c *Conn, reason string) {
 		return
 	}
 	s.count.Add(-1)
+	s.log.Debug("connection closed", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", reason)
+	if d, ok := c.codec.(codec.Drainer); ok {
+		// An asynchronous codec may still inject packets the peer sent before it left.
+		d.Drain(func() { c.push(event{kind: evClosed, reason: reason}) })
+		return
+	}
 	if d, ok := c.codec.(codec.Detacher); ok {
 		d.Detach()
 	}
-	s.log.Debug("connection closed", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", reason)
 	c.push(event{kind: evClosed, reason: reason})
 }
 
