@@ -94,6 +94,16 @@ type Detacher interface {
 	Detach()
 }
 
+// Drainer is implemented by asynchronous codecs, whose decoded packets may still be on
+// their way (in a plugin) when the connection ends: a client that sends a message and
+// closes at once. Instead of Detach, the transport calls Drain once when the connection
+// is gone, and reports the close to the handler only when the codec calls done; the
+// packets the codec injects before that still reach the handler, in order. The codec
+// must call done exactly once, and soon (it bounds the wait itself).
+type Drainer interface {
+	Drain(done func())
+}
+
 // Match is a protocol recogniser's verdict on a connection's first bytes.
 type Match int
 
