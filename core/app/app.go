@@ -10,17 +10,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"time"
 
 	"github.com/timgw/timgw/core/auth"
+	"github.com/timgw/timgw/core/codecplugin"
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/gateway"
 	"github.com/timgw/timgw/core/httpapi"
+	"github.com/timgw/timgw/core/lua"
 	"github.com/timgw/timgw/core/metrics"
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
+	"github.com/timgw/timgw/core/store"
 	"github.com/timgw/timgw/core/transport"
 )
 
@@ -33,6 +37,9 @@ type App struct {
 	gw        *gateway.Gateway
 	srv       *transport.Server
 	api       *httpapi.Server
+	codecs    *codecplugin.Manager
+	hooks     *lua.Runtime
+	storage   *store.Supervisor // nil: persistence off
 	lnMu      sync.Mutex
 	listeners []*transport.Listener
 	httpDone  chan error
@@ -85,14 +92,30 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		Packets:     func() (uint64, uint64) { st := a.srv.Stats(); return st.PacketsIn.Load(), st.PacketsOut.Load() },
 		Bytes:       func() (uint64, uint64) { st := a.srv.Stats(); return st.BytesIn.Load(), st.BytesOut.Load() },
 	})
-	a.router = router.New(a.reg, &router.Local{Registry: a.reg}, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log,
+	deliver, storage, err := a.startStorage(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.router = router.New(a.reg, deliver, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log,
 		Observe: func(code packet.Status, d time.Duration) { a.metrics.ObserveChat(int(code), d) }})
-	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log})
+	hooks, err := lua.New(cfg.Hooks, lua.Options{Logger: log, Registerer: a.metrics.Registry, Presence: a.reg})
+	if err != nil {
+		if a.storage != nil {
+			a.storage.Stop()
+		}
+		return nil, fmt.Errorf("hooks: %w", err)
+	}
+	a.hooks = hooks
+	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks})
 	a.srv, err = transport.New(transport.Options{Handler: a.gw, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	a.srv.SetCertificate(cert)
+	if err := a.startCodecs(cfg); err != nil {
+		a.Shutdown(context.Background())
+		return nil, err
+	}
 	httpapi.SetHertzLogger(log)
 	a.api = httpapi.New(a.gw.HTTP(), httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
 		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes()})
@@ -108,12 +131,53 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 			return nil, err
 		}
 	}
+	for _, l := range codecListens(cfg) {
+		if err := a.listen(l.mode, l.addr); err != nil {
+			a.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	a.coreSteps()
+	a.AddStatus("hooks", func() any { return a.hooks.Status() })
+	a.AddReloadStep("hooks", func(old, cur *config.Config) (func() []string, func(), error) {
+		// Last step: the scripts reload here, and nothing after it can fail.
+		if reflect.DeepEqual(old.Hooks, cur.Hooks) {
+			return nil, nil, nil
+		}
+		if err := a.hooks.Reload(cur.Hooks); err != nil {
+			return nil, nil, err
+		}
+		return func() []string { return []string{"hooks"} }, nil, nil
+	})
 	a.record(ReloadResult{Trigger: "startup", Changed: []string{"all"}})
 	if len(cfg.API.Keys) == 1 && cfg.API.Keys[0] == "dev-api-key" {
 		log.Warn("the HTTP API accepts the development key dev-api-key: set TIMGW_API_KEY or api.keys for production")
 	}
 	return a, nil
+}
+
+// startStorage starts the storage plugin when storage is on, reloads the groups and
+// users it remembers into the registry, and returns the delivery seam (the store in front
+// of local delivery) and the command layer's storage (nil when off).
+func (a *App) startStorage(cfg *config.Config) (router.Deliverer, gateway.Storage, error) {
+	local := &router.Local{Registry: a.reg}
+	if !cfg.Storage.Enabled() {
+		a.log.Warn("storage is off (storage.plugin: none): no offline delivery, history or recall")
+		return local, nil, nil
+	}
+	sup, err := store.Start(context.Background(), store.Options{Storage: cfg.Storage, Logger: a.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	svc := store.NewService(sup)
+	groups, users, err := svc.Preload(context.Background(), a.reg)
+	if err != nil {
+		sup.Stop()
+		return nil, nil, err
+	}
+	a.storage = sup
+	a.log.Info("storage ready", "plugin", cfg.Storage.Resolved().Plugin, "groups", groups, "users", users)
+	return store.NewDeliverer(sup, local), svc, nil
 }
 
 func (a *App) listen(mode transport.Mode, addr string) error {
@@ -167,8 +231,17 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.srv != nil {
 			errs = append(errs, a.srv.Shutdown(ctx))
 		}
+		if a.codecs != nil {
+			errs = append(errs, a.codecs.Stop(ctx))
+		}
 		if a.api != nil {
 			errs = append(errs, a.api.Shutdown(ctx))
+		}
+		if a.hooks != nil {
+			errs = append(errs, a.hooks.Close())
+		}
+		if a.storage != nil { // last: nothing routes chats any more
+			a.storage.Stop()
 		}
 	})
 	return errors.Join(errs...)

@@ -265,7 +265,7 @@ func specs(cfg *config.Config) []listenSpec {
 	for _, l := range cfg.Listeners {
 		out = append(out, listenSpec{transport.Mode(l.Protocol), l.Address})
 	}
-	return out
+	return append(out, codecListens(cfg)...)
 }
 
 // prepareListeners opens the ports the new configuration adds (so that a port in use

@@ -139,7 +139,8 @@ func Defaults() Config {
 			IdleTimeout:        3 * time.Minute,
 			SniffTimeout:       10 * time.Second,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:   Log{Level: "info", Format: "text"},
+		Hooks: DefaultHooks(),
 	}
 }
 
@@ -237,6 +238,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout < 0 || c.Limits.SniffTimeout <= 0 {
 		errs = append(errs, errors.New("limits: idle_timeout must be >= 0 and sniff_timeout > 0"))
+	}
+	if err := c.Hooks.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("hooks: %w", err))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

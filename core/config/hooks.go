@@ -77,7 +77,7 @@ func DefaultHooks() Hooks {
 				"whole_words":  true,
 				"rate_limit":   20,
 				"rate_window":  10,
-				"flood_repeat": 5,
+				"flood_max":    5,
 				"flood_window": 30,
 			},
 		},
@@ -92,13 +92,14 @@ func (h *Hooks) Points() map[string]*HookPoint {
 	}
 }
 
-// Validate checks the hooks section; errors are prefixed with the key path.
+// Validate checks the hooks section; errors are prefixed with the key path. A disabled
+// section may leave dir, timeout and policies empty (the zero Hooks is valid).
 func (h *Hooks) Validate() error {
 	var errs []error
 	if h.Enabled && strings.TrimSpace(h.Dir) == "" {
 		errs = append(errs, errors.New("hooks.dir: must not be empty when hooks are enabled"))
 	}
-	if h.Timeout <= 0 || h.Timeout > 10*time.Second {
+	if (h.Enabled || h.Timeout != 0) && (h.Timeout <= 0 || h.Timeout > 10*time.Second) {
 		errs = append(errs, fmt.Errorf("hooks.timeout: %v must be > 0 and <= 10s", h.Timeout))
 	}
 	if h.PoolSize < 0 || h.PoolSize > 4096 {
@@ -113,7 +114,7 @@ func (h *Hooks) Validate() error {
 		switch p.Policy {
 		case PolicyFailOpen, PolicyFailClosed:
 		case "":
-			if name != "disconnect" {
+			if h.Enabled && name != "disconnect" {
 				errs = append(errs, fmt.Errorf("hooks.%s.policy: must be %s or %s", name, PolicyFailOpen, PolicyFailClosed))
 			}
 		default:

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/timgw/timgw/core/auth"
+	"github.com/timgw/timgw/core/hook"
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
@@ -41,6 +42,10 @@ type Options struct {
 	Router        *router.Router
 	Authenticator Authenticator
 	Logger        *slog.Logger
+	// Storage persists chats' side data and answers cmd 15 and 19; nil: persistence off.
+	Storage Storage
+	// Hooks are the Lua hooks run on connections, logins, chats and joins; nil: none.
+	Hooks hook.Runner
 }
 
 // Gateway runs the t-im commands.
@@ -49,6 +54,8 @@ type Gateway struct {
 	router *router.Router
 	authn  atomic.Pointer[authBox]
 	log    *slog.Logger
+	store  Storage // nil: persistence off
+	hooks  hook.Runner
 }
 
 type authBox struct{ a Authenticator }
@@ -58,7 +65,7 @@ func New(o Options) *Gateway {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	g := &Gateway{reg: o.Registry, router: o.Router, log: o.Logger}
+	g := &Gateway{reg: o.Registry, router: o.Router, log: o.Logger, store: o.Storage, hooks: o.Hooks}
 	g.SetAuthenticator(o.Authenticator)
 	return g
 }

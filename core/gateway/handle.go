@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/timgw/timgw/core/auth"
+	"github.com/timgw/timgw/core/hook"
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
@@ -18,6 +19,7 @@ var _ transport.Handler = (*Gateway)(nil)
 // Opened implements transport.Handler.
 func (g *Gateway) Opened(c *transport.Conn) {
 	c.Value = &client{}
+	g.connectHook(c)
 }
 
 // Closed implements transport.Handler: it logs the user out and tells its groups when it
@@ -27,7 +29,9 @@ func (g *Gateway) Closed(c *transport.Conn, reason string) {
 	if cl.userID == "" {
 		return
 	}
+	user := cl.userID
 	g.logout(c, cl)
+	g.disconnectHook(c, user, reason)
 }
 
 func (g *Gateway) logout(c Conn, cl *client) {
@@ -64,13 +68,13 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 		if !g.decode(c, p, &a) {
 			return
 		}
-		g.login(ctx, c, cl, packet.CmdAuthResp, auth.Credentials{Token: a.Token})
+		g.login(ctx, c, cl, packet.CmdAuthResp, hook.SourceAuth, auth.Credentials{Token: a.Token})
 	case packet.CmdLoginReq:
 		var l packet.Login
 		if !g.decode(c, p, &l) {
 			return
 		}
-		g.login(ctx, c, cl, packet.CmdLoginResp, auth.Credentials{UserID: string(l.UserID), Password: l.Password, Token: l.Token})
+		g.login(ctx, c, cl, packet.CmdLoginResp, hook.SourceLogin, auth.Credentials{UserID: string(l.UserID), Password: l.Password, Token: l.Token})
 	case packet.CmdJoinGroupReq:
 		var j packet.JoinGroup
 		if g.decode(c, p, &j) && g.loggedIn(c, cl, p.Cmd) {
@@ -79,7 +83,7 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 	case packet.CmdChatReq:
 		var m packet.Chat
 		if g.decode(c, p, &m) && g.loggedIn(c, cl, p.Cmd) {
-			g.reply(c, g.router.Route(ctx, router.Sender{UserID: cl.userID, ConnID: c.ID()}, &m))
+			g.reply(c, g.chat(ctx, router.Sender{UserID: cl.userID, ConnID: c.ID()}, c.Protocol(), c.RemoteAddr(), &m))
 		}
 	case packet.CmdCloseReq:
 		var x packet.Close
@@ -97,9 +101,13 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 		if g.decode(c, p, &q) && g.loggedIn(c, cl, p.Cmd) {
 			g.getUsers(c, cl, q)
 		}
-	case packet.CmdCancelMsgReq, packet.CmdGetMessageReq:
+	case packet.CmdCancelMsgReq:
 		if g.loggedIn(c, cl, p.Cmd) {
-			g.fail(c, p.Cmd.Response(), packet.StatusPersistenceOff, "persistence is off: no storage is configured")
+			g.recallReq(ctx, c, cl, p)
+		}
+	case packet.CmdGetMessageReq:
+		if g.loggedIn(c, cl, p.Cmd) {
+			g.getMessages(ctx, c, cl, p)
 		}
 	default:
 		if p.Cmd.Valid() {
@@ -127,12 +135,15 @@ func (g *Gateway) loggedIn(c Conn, cl *client, cmd packet.Cmd) bool {
 	return false
 }
 
-func (g *Gateway) login(ctx context.Context, c Conn, cl *client, resp packet.Cmd, cred auth.Credentials) {
+func (g *Gateway) login(ctx context.Context, c Conn, cl *client, resp packet.Cmd, source string, cred auth.Credentials) {
 	okCode, failCode := packet.StatusLoginOK, packet.StatusLoginFailed
 	if resp == packet.CmdAuthResp {
 		okCode, failCode = packet.StatusAuthOK, packet.StatusAuthFailed
 	}
-	id, err := g.authenticator().Authenticate(ctx, cred)
+	id, decided, err := g.authHook(ctx, c, source, cred)
+	if !decided {
+		id, err = g.authenticator().Authenticate(ctx, cred)
+	}
 	if err != nil {
 		msg := err.Error()
 		if !errors.Is(err, auth.ErrDenied) {
@@ -153,10 +164,12 @@ func (g *Gateway) login(ctx context.Context, c Conn, cl *client, resp packet.Cmd
 		g.logout(c, cl)
 	}
 	cl.userID = id.UserID
+	known := g.reg.Known(id.UserID)
 	g.reg.Bind(id.UserID, c, session.Profile{Nick: id.Nick, Avatar: id.Avatar})
+	g.remember(ctx, id.UserID, id.Nick, id.Avatar, known)
 	for _, gid := range id.Groups {
-		if gid = strings.TrimSpace(gid); gid != "" {
-			g.reg.Join(gid, "", id.UserID)
+		if gid = strings.TrimSpace(gid); gid != "" && g.reg.Join(gid, "", id.UserID) {
+			g.rememberJoin(ctx, gid, "", id.UserID)
 		}
 	}
 	u, _ := g.reg.User(id.UserID)
@@ -171,7 +184,14 @@ func (g *Gateway) join(c Conn, cl *client, j packet.JoinGroup) {
 		g.fail(c, packet.CmdJoinGroupResp, packet.StatusJoinGroupFailed, "groupId must be 1 to 128 bytes")
 		return
 	}
+	if deny, reason := g.joinHook(c, cl.userID, gid, j.Name); deny {
+		g.fail(c, packet.CmdJoinGroupResp, packet.StatusJoinGroupFailed, reason)
+		return
+	}
 	added := g.reg.Join(gid, j.Name, cl.userID)
+	if added {
+		g.rememberJoin(context.Background(), gid, j.Name, cl.userID)
+	}
 	grp, _ := g.reg.Group(gid)
 	r := packet.NewResponse(packet.CmdJoinGroupResp, packet.StatusJoinGroupOK)
 	ok := 1

@@ -23,7 +23,7 @@ func (g *Gateway) HTTP() HTTP { return HTTP{g} }
 
 // Send implements httpapi.Gateway.
 func (h HTTP) Send(ctx context.Context, from string, chat *packet.Chat) *packet.Response {
-	return h.g.router.Route(ctx, router.Sender{UserID: from}, chat)
+	return h.g.chat(ctx, router.Sender{UserID: from}, "http", "", chat)
 }
 
 // Users implements httpapi.Gateway.

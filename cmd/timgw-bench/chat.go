@@ -1,0 +1,622 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/timgw/timgw/core/codec"
+	"github.com/timgw/timgw/core/codec/tcp"
+	"github.com/timgw/timgw/core/packet"
+)
+
+// Issue 2's targets for private chat between 1,000 pairs on two cores.
+const (
+	chatTargetRate = 300_000
+	chatTargetP99  = 10 * time.Millisecond
+)
+
+// chatOptions configure the chat benchmark.
+type chatOptions struct {
+	proto    string
+	pairs    int
+	window   int
+	rate     int
+	senders  int
+	size     int
+	warmup   time.Duration
+	duration time.Duration
+	drain    time.Duration
+	conc     int
+	timeout  time.Duration
+	srcs     []net.IP
+}
+
+// chatResult is what the chat benchmark measured.
+type chatResult struct {
+	Delivered   int64   // chats received by receivers during the measured window
+	Rate        float64 // Delivered per second
+	Acks        int64   // cmd 12 code 10000 received by senders during the window
+	AckErrors   int64   // cmd 12 with another code, whole run
+	Sent        int64   // chats sent, whole run
+	Undelivered int64   // sent but not received after the drain, whole run
+	Samples     uint64
+	P50, P90    time.Duration
+	P99, Max    time.Duration
+	ServerCPU   float64 // fraction of one core, during the window; -1 when not measured
+	BenchCPU    float64 // fraction of one core, during the window
+	MachineCPU  float64 // cores busy on the whole machine, during the window
+}
+
+func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) (*chatResult, error) {
+	fs := flag.NewFlagSet("timgw-bench chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var gf gatewayFlags
+	var o chatOptions
+	gf.register(fs)
+	addr := fs.String("addr", "", "use the gateway already running at this host:port instead of starting one (no server CPU figures)")
+	fs.StringVar(&o.proto, "proto", protoTCP, "client protocol: tcp or ws")
+	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs (u_s<i> sends to u_r<i>); 2 connections each")
+	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight (sent, not yet received by its receiver)")
+	fs.IntVar(&o.rate, "rate", 0, "offered load in chats/s over all senders (open loop, still capped by -window); 0: as fast as the window allows")
+	fs.IntVar(&o.senders, "senders", 4, "goroutines that drive the senders (each owns pairs/senders pairs)")
+	fs.IntVar(&o.size, "size", 64, "bytes of chat content (\"t=<send time> \" padded with x)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "send this long before measuring")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
+	fs.DurationVar(&o.drain, "drain", 5*time.Second, "after the window, wait at most this long for chats in flight to arrive")
+	fs.IntVar(&o.conc, "c", 64, "connections being opened at a time")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "dial and login timeout per connection")
+	src := fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
+	gogc := fs.Int("gogc", 400, "GOGC of the bench process (less client GC competing with the gateway for the CPUs)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: timgw-bench chat [flags]
+
+Starts the gateway (or uses -addr), logs in -pairs receivers u_r<i> and senders u_s<i>, and
+has every sender send private chats (cmd 11, chatType 2) to its receiver, keeping at most
+-window chats in flight per sender. After -warmup it measures for -duration: chats
+delivered per second at the receivers, send-to-receipt latency (the send time travels in
+the content) as p50/p90/p99/max, cmd 12 acks per second at the senders, and the CPU time
+of the gateway and of the bench. Issue 2 target: >= %d msgs/s with p99 <= %s.
+
+Note Little's law: with pairs*window chats always in flight, mean latency is
+pairs*window/rate. Use -rate (open loop) to measure latency at a given load.
+
+Flags:
+`, chatTargetRate, chatTargetP99)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := gf.check(); err != nil {
+		return nil, err
+	}
+	if err := checkProto(o.proto); err != nil {
+		return nil, err
+	}
+	if o.pairs <= 0 || o.window <= 0 || o.senders <= 0 || o.conc <= 0 || o.duration <= 0 || o.rate < 0 {
+		return nil, fmt.Errorf("%w: -pairs, -window, -senders, -c and -duration must be positive, -rate not negative", errUsage)
+	}
+	var err error
+	if o.srcs, err = parseSources(*src); err != nil {
+		return nil, err
+	}
+	if *addr != "" && (gf.bin != "" || gf.config != "" || gf.storage != "" || gf.logFile != "") {
+		return nil, fmt.Errorf("%w: -addr uses a running gateway: -bin, -config, -storage and -gwlog do not apply", errUsage)
+	}
+	debug.SetGCPercent(*gogc)
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return nil, err
+	}
+	if need := uint64(2*o.pairs) + 64; nofile < need {
+		return nil, fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
+	}
+
+	var gw *gateway
+	if *addr == "" {
+		bin, cleanup, err := resolveBin(ctx, gf, stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		if gw, err = startGateway(ctx, bin, gf); err != nil {
+			return nil, err
+		}
+		*addr = gw.addr
+	}
+	res, err := chat(ctx, gw, *addr, o, stdout, stderr)
+	if gw != nil {
+		if serr := gw.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return res, err
+}
+
+// pair is one sender and its receiver.
+type pair struct {
+	send, recv net.Conn
+	to         string        // the receiver's user id
+	inflight   atomic.Int64  // sent, not yet received
+	wake       chan struct{} // the owning sender goroutine's wake-up (shared by its pairs)
+}
+
+// chatRun is the shared state of one chat run.
+type chatRun struct {
+	o         chatOptions
+	epoch     time.Time // send times are monotonic nanoseconds since epoch
+	pairs     []*pair
+	stop      chan struct{}
+	stopping  atomic.Bool
+	measuring atomic.Bool
+	hist      histogram
+
+	sent, delivered, acks, ackErrs, other atomic.Int64
+
+	errOnce  sync.Once
+	firstErr error
+	failed   chan struct{}
+	ackOnce  sync.Once
+	ackErr   string // body of the first refused chat
+}
+
+func (r *chatRun) fail(err error) {
+	r.errOnce.Do(func() { r.firstErr = err; close(r.failed) })
+}
+
+func (r *chatRun) now() int64 { return int64(time.Since(r.epoch)) }
+
+func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, stderr io.Writer) (*chatResult, error) {
+	printHeader(stdout, gw, addr)
+	rateDesc := "unlimited (closed loop)"
+	if o.rate > 0 {
+		rateDesc = fmt.Sprintf("%d/s offered", o.rate)
+	}
+	fmt.Fprintf(stdout, "chat: proto=%s pairs=%d (%d connections) window=%d rate=%s senders=%d size=%dB warmup=%s duration=%s sources=%s\n",
+		o.proto, o.pairs, 2*o.pairs, o.window, rateDesc, o.senders, o.size, o.warmup, o.duration, describeSources(o.srcs))
+
+	d := newDialer(addr, o.proto, o.srcs, o.timeout)
+	start := time.Now()
+	recv, recvRest, err := loginAll(ctx, d, o.pairs, o.conc, func(i int) string { return "u_r" + strconv.Itoa(i) }, nil)
+	if err != nil {
+		return nil, withGateway(gw, fmt.Errorf("log in receivers: %w", err))
+	}
+	defer closeAll(recv)
+	send, sendRest, err := loginAll(ctx, d, o.pairs, o.conc, func(i int) string { return "u_s" + strconv.Itoa(i) }, nil)
+	if err != nil {
+		return nil, withGateway(gw, fmt.Errorf("log in senders: %w", err))
+	}
+	defer closeAll(send)
+	fmt.Fprintf(stdout, "connected: %d connections logged in in %s\n", 2*o.pairs, time.Since(start).Round(time.Millisecond))
+
+	r := &chatRun{o: o, epoch: time.Now(), stop: make(chan struct{}), failed: make(chan struct{})}
+	wakes := make([]chan struct{}, o.senders)
+	for i := range wakes {
+		wakes[i] = make(chan struct{}, 1)
+	}
+	r.pairs = make([]*pair, o.pairs)
+	for i := range r.pairs {
+		r.pairs[i] = &pair{send: send[i], recv: recv[i], to: "u_r" + strconv.Itoa(i), wake: wakes[i%o.senders]}
+	}
+
+	var readers sync.WaitGroup
+	for i, p := range r.pairs {
+		readers.Add(2)
+		go func() {
+			defer readers.Done()
+			r.readErr("receiver", i, readLoop(p.recv, o.proto, recvRest[i], &recvSink{r: r, p: p}))
+		}()
+		go func() {
+			defer readers.Done()
+			r.readErr("sender", i, readLoop(p.send, o.proto, sendRest[i], &ackSink{r: r}))
+		}()
+	}
+	var senders sync.WaitGroup
+	for g := range o.senders {
+		var mine []*pair
+		for i := g; i < len(r.pairs); i += o.senders {
+			mine = append(mine, r.pairs[i])
+		}
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			r.sendLoop(mine, wakes[g])
+		}()
+	}
+	shutdown := func() {
+		if r.stopping.CompareAndSwap(false, true) {
+			close(r.stop)
+		}
+		senders.Wait()
+	}
+	defer func() {
+		shutdown()
+		closeAll(send)
+		closeAll(recv)
+		readers.Wait()
+	}()
+
+	// Warm up, then measure, printing one progress line per second.
+	if err := r.watch(ctx, gw, o.warmup, stderr, "warmup"); err != nil {
+		return nil, err
+	}
+	type snap struct {
+		t               time.Time
+		delivered, acks int64
+		server, bench   time.Duration
+		serverOK        bool
+		busy, total     time.Duration
+	}
+	take := func() snap {
+		s := snap{t: time.Now(), delivered: r.delivered.Load(), acks: r.acks.Load(), bench: selfCPU()}
+		s.busy, s.total, _ = machineCPU()
+		if gw != nil {
+			var err error
+			s.server, err = gw.cpu()
+			s.serverOK = err == nil
+		}
+		return s
+	}
+	r.measuring.Store(true)
+	s0 := take()
+	if err := r.watch(ctx, gw, o.duration, stderr, "measure"); err != nil {
+		return nil, err
+	}
+	s1 := take()
+	r.measuring.Store(false)
+	shutdown()
+
+	// Drain: wait for the chats in flight.
+	deadline := time.Now().Add(o.drain)
+	for r.inflight() > 0 && time.Now().Before(deadline) {
+		if err := r.check(ctx, gw); err != nil {
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	el := s1.t.Sub(s0.t).Seconds()
+	res := &chatResult{
+		Delivered: s1.delivered - s0.delivered, Acks: s1.acks - s0.acks, AckErrors: r.ackErrs.Load(),
+		Sent: r.sent.Load(), Undelivered: r.inflight(), Samples: r.hist.Count(),
+		P50: r.hist.Quantile(0.50), P90: r.hist.Quantile(0.90), P99: r.hist.Quantile(0.99), Max: r.hist.Max(),
+		ServerCPU: -1, BenchCPU: (s1.bench - s0.bench).Seconds() / el,
+	}
+	res.Rate = float64(res.Delivered) / el
+	if s1.total > s0.total {
+		// Busy share of the whole machine, in cores.
+		res.MachineCPU = float64(runtime.NumCPU()) * float64(s1.busy-s0.busy) / float64(s1.total-s0.total)
+	}
+	cpu := fmt.Sprintf("bench_cpu=%.0f%%", 100*res.BenchCPU)
+	if gw != nil && s0.serverOK && s1.serverOK {
+		res.ServerCPU = (s1.server - s0.server).Seconds() / el
+		cpu = fmt.Sprintf("server_cpu=%.0f%% %s", 100*res.ServerCPU, cpu)
+	}
+	fmt.Fprintf(stdout, "chat proto=%s pairs=%d window=%d duration=%s delivered=%d rate=%.0f msgs/s p50=%s p90=%s p99=%s max=%s mean=%s acks=%d ack_rate=%.0f/s ack_errors=%d sent=%d undelivered=%d %s\n",
+		o.proto, o.pairs, o.window, o.duration, res.Delivered, res.Rate, fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), fmtDur(res.Max),
+		fmtDur(r.hist.Mean()), res.Acks, float64(res.Acks)/el, res.AckErrors, res.Sent, res.Undelivered, cpu)
+	other := "unknown"
+	if res.ServerCPU >= 0 {
+		other = fmt.Sprintf("%.0f%%", 100*max(0, res.MachineCPU-res.ServerCPU-res.BenchCPU))
+	}
+	fmt.Fprintf(stdout, "cpu during the window, of %d%% (%d cores): machine busy %.0f%% = gateway %s + bench %.0f%% + other processes %s\n",
+		100*runtime.NumCPU(), runtime.NumCPU(), 100*res.MachineCPU, pct(res.ServerCPU), 100*res.BenchCPU, other)
+	if res.ServerCPU > 0 {
+		fmt.Fprintf(stdout, "efficiency: %.0f chats delivered per gateway CPU-second (%.1f us of gateway CPU per chat, its ack included)\n",
+			res.Rate/res.ServerCPU, 1e6*res.ServerCPU/res.Rate)
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "meets"
+		}
+		return "MISSES"
+	}
+	fmt.Fprintf(stdout, "target: rate %s >= %d msgs/s (%s), p99 %s <= %s (%s)\n",
+		fmt.Sprintf("%.0f", res.Rate), chatTargetRate, verdict(res.Rate >= chatTargetRate),
+		fmtDur(res.P99), chatTargetP99, verdict(res.P99 <= chatTargetP99))
+	if n := r.other.Load(); n > 0 {
+		fmt.Fprintf(stdout, "note: receivers got %d packets that were not chats\n", n)
+	}
+
+	switch {
+	case res.AckErrors > 0:
+		return res, fmt.Errorf("%d chats refused; first response: %s", res.AckErrors, r.ackErr)
+	case res.Delivered == 0:
+		return res, withGateway(gw, errors.New("no chat was delivered during the measured window"))
+	case res.Undelivered > 0:
+		return res, fmt.Errorf("%d chats sent were not delivered within %s after the window", res.Undelivered, o.drain)
+	}
+	return res, nil
+}
+
+func pct(f float64) string {
+	if f < 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.0f%%", 100*f)
+}
+
+// withGateway adds the gateway's state to err when the gateway is gone.
+func withGateway(gw *gateway, err error) error {
+	if gw == nil {
+		return err
+	}
+	if aerr := gw.alive(); aerr != nil {
+		return fmt.Errorf("%w\n%v", err, aerr)
+	}
+	return err
+}
+
+func (r *chatRun) inflight() int64 {
+	var n int64
+	for _, p := range r.pairs {
+		n += p.inflight.Load()
+	}
+	return n
+}
+
+func (r *chatRun) readErr(role string, i int, err error) {
+	if r.stopping.Load() {
+		return
+	}
+	r.fail(fmt.Errorf("%s %d: connection lost: %w", role, i, err))
+}
+
+// check returns the first failure: a lost connection, a dead gateway, a cancelled run.
+func (r *chatRun) check(ctx context.Context, gw *gateway) error {
+	select {
+	case <-r.failed:
+		return withGateway(gw, r.firstErr)
+	default:
+	}
+	if gw != nil {
+		if err := gw.alive(); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// watch waits for d, printing the rates of each second to log, with the CPU split of that
+// second (gateway, bench, other processes; 100% is one core).
+func (r *chatRun) watch(ctx context.Context, gw *gateway, d time.Duration, log io.Writer, phase string) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	end := time.After(d)
+	type sample struct {
+		t                   time.Time
+		del, ack            int64
+		srv, self, busy, tt time.Duration
+	}
+	take := func() sample {
+		s := sample{t: time.Now(), del: r.delivered.Load(), ack: r.acks.Load(), self: selfCPU()}
+		if gw != nil {
+			s.srv, _ = gw.cpu()
+		}
+		s.busy, s.tt, _ = machineCPU()
+		return s
+	}
+	last := take()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.failed:
+			return r.check(ctx, gw)
+		case <-end:
+			return r.check(ctx, gw)
+		case <-t.C:
+			if err := r.check(ctx, gw); err != nil {
+				return err
+			}
+			cur := take()
+			s := cur.t.Sub(last.t).Seconds()
+			cpu := ""
+			if cur.tt > last.tt {
+				cores := float64(runtime.NumCPU())
+				busy := cores * float64(cur.busy-last.busy) / float64(cur.tt-last.tt)
+				srv, self := (cur.srv-last.srv).Seconds()/s, (cur.self-last.self).Seconds()/s
+				if gw != nil {
+					cpu = fmt.Sprintf(", cpu gateway %.0f%% bench %.0f%% other %.0f%%", 100*srv, 100*self, 100*max(0, busy-srv-self))
+				} else {
+					cpu = fmt.Sprintf(", cpu bench %.0f%% rest of the machine %.0f%%", 100*self, 100*max(0, busy-self))
+				}
+			}
+			fmt.Fprintf(log, "  %s: %.0f delivered/s, %.0f acks/s, %d in flight%s\n",
+				phase, float64(cur.del-last.del)/s, float64(cur.ack-last.ack)/s, r.inflight(), cpu)
+			last = cur
+		}
+	}
+}
+
+// sendLoop drives the senders of mine until the run stops: each pass tops every sender up
+// to its window (within the rate budget), writing the new chats of one sender with one
+// write; when no sender may send, it sleeps until a receiver frees a slot (or the rate
+// budget refills).
+func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
+	o := r.o
+	cd := tcp.New(codec.Options{})
+	var body, buf []byte
+	window := int64(o.window)
+
+	// Open-loop budget: chats this goroutine may have sent by now.
+	rate := float64(o.rate) / float64(o.senders)
+	maxBurst := max(1, int64(rate/100)) // 10 ms of budget at most
+	begin := time.Now()
+	var sentHere, skipped int64
+	cursor := 0
+
+	for {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		budget := int64(1 << 62)
+		if rate > 0 {
+			budget = int64(rate*time.Since(begin).Seconds()) - sentHere - skipped
+			if budget > maxBurst { // fell behind (window-bound or descheduled): do not burst
+				skipped += budget - maxBurst
+				budget = maxBurst
+			}
+			if budget <= 0 {
+				time.Sleep(time.Duration(float64(1-budget) / rate * float64(time.Second)))
+				continue
+			}
+		}
+		per := budget
+		if rate > 0 {
+			per = max(1, budget/int64(len(mine)))
+		}
+		sentAny := false
+		for k := 0; k < len(mine) && budget > 0; k++ {
+			p := mine[(cursor+k)%len(mine)]
+			n := min(window-p.inflight.Load(), per, budget)
+			if n <= 0 {
+				continue
+			}
+			body = appendChat(body[:0], p.to, r.now(), o.size)
+			buf = buf[:0]
+			for range n {
+				buf = appendFrame(buf, o.proto, cd, packet.CmdChatReq, body)
+			}
+			p.inflight.Add(n)
+			if _, err := p.send.Write(buf); err != nil {
+				if !r.stopping.Load() {
+					r.fail(fmt.Errorf("send: %w", err))
+				}
+				return
+			}
+			r.sent.Add(n)
+			sentHere += n
+			budget -= n
+			sentAny = true
+		}
+		cursor++
+		if sentAny {
+			continue
+		}
+		// Every sender is at its window: wait for a receiver to free a slot.
+		select {
+		case <-wake:
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// contentKey precedes the send time in a chat body, as the gateway forwards it.
+var contentKey = []byte(`"content":"t=`)
+
+// appendChat appends the body of a private chat to `to` whose content carries the send
+// time (monotonic ns since the run's epoch), padded to size bytes.
+func appendChat(dst []byte, to string, sentNs int64, size int) []byte {
+	dst = append(dst, `{"cmd":11,"chatType":2,"msgType":0,"to":"`...)
+	dst = append(dst, to...)
+	dst = append(dst, `","content":"t=`...)
+	start := len(dst) - 2
+	dst = strconv.AppendInt(dst, sentNs, 10)
+	dst = append(dst, ' ')
+	for len(dst)-start < size {
+		dst = append(dst, 'x')
+	}
+	return append(dst, `"}`...)
+}
+
+// recvSink counts the chats a receiver gets and records their latency.
+type recvSink struct {
+	r   *chatRun
+	p   *pair
+	n   int64
+	now int64 // when the bytes at hand were read; 0 until the first packet of a batch
+}
+
+func (s *recvSink) packet(cmd packet.Cmd, body []byte) {
+	if cmd != packet.CmdChatReq {
+		s.r.other.Add(1)
+		return
+	}
+	s.n++
+	if !s.r.measuring.Load() {
+		return
+	}
+	i := bytes.Index(body, contentKey)
+	if i < 0 {
+		return
+	}
+	if t, ok := parseDigits(body[i+len(contentKey):]); ok {
+		if s.now == 0 {
+			s.now = s.r.now()
+		}
+		s.r.hist.Record(time.Duration(s.now - t))
+	}
+}
+
+func (s *recvSink) flush() {
+	s.now = 0
+	if s.n == 0 {
+		return
+	}
+	s.p.inflight.Add(-s.n)
+	s.r.delivered.Add(s.n)
+	s.n = 0
+	select {
+	case s.p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ackSink counts the cmd 12 responses a sender gets.
+type ackSink struct {
+	r         *chatRun
+	ok, fails int64
+}
+
+func (s *ackSink) packet(cmd packet.Cmd, body []byte) {
+	if cmd != packet.CmdChatResp {
+		return
+	}
+	if code, _ := jsonInt(body, "code"); packet.Status(code) == packet.StatusOK {
+		s.ok++
+		return
+	}
+	s.fails++
+	s.r.ackOnce.Do(func() { s.r.ackErr = string(body) })
+}
+
+func (s *ackSink) flush() {
+	if s.ok > 0 {
+		s.r.acks.Add(s.ok)
+		s.ok = 0
+	}
+	if s.fails > 0 {
+		s.r.ackErrs.Add(s.fails)
+		s.fails = 0
+	}
+}
+
+// fmtDur prints a duration with about three significant digits.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	case d >= 100*time.Microsecond:
+		return d.Round(time.Microsecond).String()
+	}
+	return d.Round(100 * time.Nanosecond).String()
+}

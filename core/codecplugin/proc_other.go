@@ -1,0 +1,8 @@
+//go:build !linux
+
+package codecplugin
+
+import "os/exec"
+
+// setPdeathsig is Linux-only; elsewhere a plugin may outlive a gateway killed by force.
+func setPdeathsig(*exec.Cmd) {}

@@ -1,0 +1,121 @@
+package lua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/timgw/timgw/core/hook"
+)
+
+// Auth runs the auth scripts: function(req) with req = {source, userId, password,
+// token, protocol, addr}. They return nil or "pass" (no opinion, next script),
+// "accept", user (user is a user id or a table {userId, nick, avatar, groups}), or
+// "reject", message [, code].
+func (r *Runtime) Auth(ctx context.Context, req *hook.AuthRequest) (rep hook.AuthReply) {
+	g := r.gen.Load()
+	if len(g.chains[pAuth]) == 0 || req == nil {
+		return rep
+	}
+	start := r.begin()
+	v, err := r.acquire(ctx, g)
+	if err != nil {
+		r.failed(pAuth, nil, err)
+		rep = rejectAuth(g, req, "")
+		r.end(pAuth, start, int(rep.Decision))
+		return rep
+	}
+	defer func() {
+		if pv := recover(); pv != nil {
+			r.recovered(pAuth, v, pv)
+			rep = rejectAuth(g, req, "")
+		} else {
+			r.release(v)
+		}
+		r.end(pAuth, start, int(rep.Decision))
+	}()
+	t := v.reqs[pAuth]
+	t.RawSetString("source", lua.LString(req.Source))
+	t.RawSetString("userId", lua.LString(req.UserID))
+	t.RawSetString("password", lua.LString(req.Password))
+	t.RawSetString("token", lua.LString(req.Token))
+	t.RawSetString("protocol", lua.LString(req.Protocol))
+	t.RawSetString("addr", lua.LString(req.Addr))
+	for k := range g.chains[pAuth] {
+		s := v.script(pAuth, k)
+		res, err := v.run(ctx, pAuth, k, t, nil)
+		if err == nil {
+			rep, err = authReply(req, res)
+		}
+		if err != nil {
+			r.failed(pAuth, s, err)
+			if g.failClosed[pAuth] {
+				return rejectAuth(g, req, s.name)
+			}
+			continue
+		}
+		if rep.Decision != hook.AuthPass {
+			rep.Script = s.name
+			return rep
+		}
+	}
+	return hook.AuthReply{}
+}
+
+// authReply interprets the results of an auth hook.
+func authReply(req *hook.AuthRequest, res results) (hook.AuthReply, error) {
+	d, err := decision(res[0])
+	if err != nil {
+		return hook.AuthReply{}, err
+	}
+	switch d {
+	case "", "pass":
+		return hook.AuthReply{}, nil
+	case "reject":
+		return hook.AuthReply{
+			Decision: hook.AuthReject,
+			Message:  text(res[1], "authentication rejected"),
+			Code:     status(res[2], hook.FailureStatus(req.Source)),
+		}, nil
+	case "accept":
+		rep := hook.AuthReply{Decision: hook.AuthAccept}
+		switch u := res[1].(type) {
+		case lua.LString:
+			rep.UserID = string(u)
+		case *lua.LTable:
+			rep.UserID = lua.LVAsString(u.RawGetString("userId"))
+			rep.Nick = lua.LVAsString(u.RawGetString("nick"))
+			rep.Avatar = lua.LVAsString(u.RawGetString("avatar"))
+			groups, err := stringList(u.RawGetString("groups"))
+			if err != nil {
+				return hook.AuthReply{}, fmt.Errorf("accept: groups: %w", err)
+			}
+			rep.Groups = groups
+		case *lua.LNilType:
+		default:
+			return hook.AuthReply{}, fmt.Errorf("accept: user is a %s, want a user id or a table", u.Type())
+		}
+		if rep.UserID == "" {
+			rep.UserID = req.UserID
+		}
+		if rep.UserID == "" {
+			return hook.AuthReply{}, errors.New("accept without a userId")
+		}
+		return rep, nil
+	}
+	return hook.AuthReply{}, fmt.Errorf("unknown decision %q (want nil, \"pass\", \"accept\" or \"reject\")", d)
+}
+
+func rejectAuth(g *generation, req *hook.AuthRequest, script string) hook.AuthReply {
+	if !g.failClosed[pAuth] {
+		return hook.AuthReply{}
+	}
+	return hook.AuthReply{
+		Decision: hook.AuthReject,
+		Code:     hook.FailureStatus(req.Source),
+		Message:  "authentication unavailable: auth hook failed",
+		Script:   script,
+	}
+}

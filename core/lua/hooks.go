@@ -1,0 +1,183 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/timgw/timgw/core/hook"
+)
+
+// Connect runs the connect scripts: function(conn) with conn = {addr, protocol, tls}.
+// They return nil (no opinion, next script), "allow" (allow, skip the rest) or
+// "deny", reason.
+func (r *Runtime) Connect(ctx context.Context, req *hook.ConnectRequest) (rep hook.ConnectReply) {
+	g := r.gen.Load()
+	if len(g.chains[pConnect]) == 0 || req == nil {
+		return rep
+	}
+	start := r.begin()
+	v, err := r.acquire(ctx, g)
+	if err != nil {
+		r.failed(pConnect, nil, err)
+		rep = denyConnect(g, "")
+		r.end(pConnect, start, b2i(rep.Deny))
+		return rep
+	}
+	defer func() {
+		if pv := recover(); pv != nil {
+			r.recovered(pConnect, v, pv)
+			rep = denyConnect(g, "")
+		} else {
+			r.release(v)
+		}
+		r.end(pConnect, start, b2i(rep.Deny))
+	}()
+	t := v.reqs[pConnect]
+	t.RawSetString("addr", lua.LString(req.Addr))
+	t.RawSetString("protocol", lua.LString(req.Protocol))
+	t.RawSetString("tls", lua.LBool(req.TLS))
+	for k := range g.chains[pConnect] {
+		deny, reason, stop, err := allowDeny(v.run(ctx, pConnect, k, t, nil))
+		s := v.script(pConnect, k)
+		if err != nil {
+			r.failed(pConnect, s, err)
+			if g.failClosed[pConnect] {
+				return denyConnect(g, s.name)
+			}
+			continue
+		}
+		if deny {
+			return hook.ConnectReply{Deny: true, Reason: text(reason, "connection refused"), Script: s.name}
+		}
+		if stop {
+			return hook.ConnectReply{Script: s.name}
+		}
+	}
+	return rep
+}
+
+func denyConnect(g *generation, script string) hook.ConnectReply {
+	if !g.failClosed[pConnect] {
+		return hook.ConnectReply{}
+	}
+	return hook.ConnectReply{Deny: true, Reason: "connection refused: connect hook failed", Script: script}
+}
+
+// allowDeny interprets the results of connect and join hooks.
+func allowDeny(res results, err error) (deny bool, reason lua.LValue, stop bool, _ error) {
+	if err != nil {
+		return false, nil, false, err
+	}
+	d, err := decision(res[0])
+	if err != nil {
+		return false, nil, false, err
+	}
+	switch d {
+	case "", "pass":
+		return false, nil, false, nil
+	case "allow":
+		return false, nil, true, nil
+	case "deny":
+		return true, res[1], true, nil
+	}
+	return false, nil, false, fmt.Errorf("unknown decision %q (want nil, \"allow\" or \"deny\")", d)
+}
+
+// Join runs the join scripts: function(join) with join = {user, group, name,
+// protocol, addr}. Results as for connect.
+func (r *Runtime) Join(ctx context.Context, req *hook.JoinRequest) (rep hook.JoinReply) {
+	g := r.gen.Load()
+	if len(g.chains[pJoin]) == 0 || req == nil {
+		return rep
+	}
+	start := r.begin()
+	v, err := r.acquire(ctx, g)
+	if err != nil {
+		r.failed(pJoin, nil, err)
+		rep = denyJoin(g, "")
+		r.end(pJoin, start, b2i(rep.Deny))
+		return rep
+	}
+	defer func() {
+		if pv := recover(); pv != nil {
+			r.recovered(pJoin, v, pv)
+			rep = denyJoin(g, "")
+		} else {
+			r.release(v)
+		}
+		r.end(pJoin, start, b2i(rep.Deny))
+	}()
+	t := v.reqs[pJoin]
+	t.RawSetString("user", lua.LString(req.User))
+	t.RawSetString("group", lua.LString(req.Group))
+	t.RawSetString("name", lua.LString(req.Name))
+	t.RawSetString("protocol", lua.LString(req.Protocol))
+	t.RawSetString("addr", lua.LString(req.Addr))
+	for k := range g.chains[pJoin] {
+		deny, reason, stop, err := allowDeny(v.run(ctx, pJoin, k, t, nil))
+		s := v.script(pJoin, k)
+		if err != nil {
+			r.failed(pJoin, s, err)
+			if g.failClosed[pJoin] {
+				return denyJoin(g, s.name)
+			}
+			continue
+		}
+		if deny {
+			return hook.JoinReply{Deny: true, Reason: text(reason, "join refused"), Script: s.name}
+		}
+		if stop {
+			return hook.JoinReply{Script: s.name}
+		}
+	}
+	return rep
+}
+
+func denyJoin(g *generation, script string) hook.JoinReply {
+	if !g.failClosed[pJoin] {
+		return hook.JoinReply{}
+	}
+	return hook.JoinReply{Deny: true, Reason: "join refused: join hook failed", Script: script}
+}
+
+// Disconnect runs every disconnect script: function(ev) with ev = {user, addr,
+// protocol, reason}. Results are ignored; failures are only logged.
+func (r *Runtime) Disconnect(ctx context.Context, ev *hook.DisconnectEvent) {
+	g := r.gen.Load()
+	if len(g.chains[pDisconnect]) == 0 || ev == nil {
+		return
+	}
+	start := r.begin()
+	v, err := r.acquire(ctx, g)
+	if err != nil {
+		r.failed(pDisconnect, nil, err)
+		return
+	}
+	defer func() {
+		if pv := recover(); pv != nil {
+			r.recovered(pDisconnect, v, pv)
+		} else {
+			r.release(v)
+		}
+		r.end(pDisconnect, start, 0)
+	}()
+	t := v.reqs[pDisconnect]
+	t.RawSetString("user", lua.LString(ev.User))
+	t.RawSetString("addr", lua.LString(ev.Addr))
+	t.RawSetString("protocol", lua.LString(ev.Protocol))
+	t.RawSetString("reason", lua.LString(ev.Reason))
+	for k := range g.chains[pDisconnect] {
+		if _, err := v.run(ctx, pDisconnect, k, t, nil); err != nil {
+			r.failed(pDisconnect, v.script(pDisconnect, k), err)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

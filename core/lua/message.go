@@ -1,0 +1,99 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/timgw/timgw/core/hook"
+	"github.com/timgw/timgw/core/packet"
+)
+
+// Message runs the message scripts: function(msg, ctx). msg has the chat's fields
+// (id, from, to, groupId, chatType, msgType, content, createTime, extras); ctx is
+// {user, protocol, addr}. A script changes the message by assigning content, extras,
+// to (a user id or a list of them), groupId or chatType, and returns nil or "pass"
+// (next script), "accept" (skip the rest), "reject", reason [, code], or "drop".
+func (r *Runtime) Message(ctx context.Context, req *hook.MessageRequest) (rep hook.MessageReply) {
+	g := r.gen.Load()
+	if len(g.chains[pMessage]) == 0 || req == nil || req.Chat == nil {
+		return rep
+	}
+	start := r.begin()
+	v, err := r.acquire(ctx, g)
+	if err != nil {
+		r.failed(pMessage, nil, err)
+		rep = rejectMessage(g, "")
+		r.end(pMessage, start, int(rep.Action))
+		return rep
+	}
+	defer func() {
+		if pv := recover(); pv != nil {
+			r.recovered(pMessage, v, pv)
+			rep = rejectMessage(g, "")
+		} else {
+			v.chat, v.msgReq = nil, nil
+			r.release(v)
+		}
+		r.end(pMessage, start, int(rep.Action))
+	}()
+	v.setMessage(req)
+	last := "" // the last script that ran without failing
+	for k := range g.chains[pMessage] {
+		s := v.script(pMessage, k)
+		res, err := v.run(ctx, pMessage, k, v.msg, v.msgCtx)
+		var d string
+		if err == nil {
+			d, err = decision(res[0])
+		}
+		if err == nil {
+			switch d {
+			case "", "pass":
+				last = s.name
+				continue
+			case "accept":
+				last = s.name
+			case "reject":
+				return hook.MessageReply{
+					Action: hook.MessageReject,
+					Code:   status(res[2], packet.StatusRejected),
+					Reason: text(res[1], "message rejected"),
+					Script: s.name,
+				}
+			case "drop":
+				return hook.MessageReply{Action: hook.MessageDrop, Script: s.name}
+			default:
+				err = fmt.Errorf("unknown decision %q (want nil, \"pass\", \"accept\", \"reject\" or \"drop\")", d)
+			}
+		}
+		if err != nil {
+			r.failed(pMessage, s, err)
+			if g.failClosed[pMessage] {
+				return rejectMessage(g, s.name)
+			}
+			continue
+		}
+		break // accept
+	}
+	if err := v.readMessage(req.Chat, &rep); err != nil {
+		r.failed(pMessage, nil, fmt.Errorf("message changed by %s: %w", last, err))
+		if g.failClosed[pMessage] {
+			return rejectMessage(g, last)
+		}
+	}
+	if rep.Changed != 0 {
+		rep.Script = last
+	}
+	return rep
+}
+
+func rejectMessage(g *generation, script string) hook.MessageReply {
+	if !g.failClosed[pMessage] {
+		return hook.MessageReply{}
+	}
+	return hook.MessageReply{
+		Action: hook.MessageReject,
+		Code:   packet.StatusRejected,
+		Reason: "message refused: message hook failed",
+		Script: script,
+	}
+}

@@ -1,0 +1,306 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/router"
+	"github.com/timgw/timgw/core/session"
+	"github.com/timgw/timgw/plugins/storage"
+	pb "github.com/timgw/timgw/plugins/storage/storagepb"
+)
+
+// TestMain lets the test binary serve as the built-in plugin executable.
+func TestMain(m *testing.M) {
+	MaybeRunBuiltin(os.Args)
+	os.Exit(m.Run())
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startBolt starts the bolt plugin (this test binary) on dir.
+func startBolt(t *testing.T, dir string, mod func(*config.Storage)) *Supervisor {
+	t.Helper()
+	cfg := config.Storage{Plugin: config.StorageBolt, Dir: dir, StartTimeout: 20 * time.Second,
+		RestartBackoff: 200 * time.Millisecond, SocketDir: filepath.Join(t.TempDir(), "sock")}
+	if mod != nil {
+		mod(&cfg)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(context.Background(), Options{Storage: cfg, Executable: exe, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// deliveries records what reached the wrapped deliverer.
+type deliveries struct {
+	got  []packet.Chat
+	seen func(*router.Envelope) // called during Deliver
+	err  error
+}
+
+func (d *deliveries) Deliver(_ context.Context, env *router.Envelope) (router.Outcome, error) {
+	d.got = append(d.got, *env.Chat)
+	if d.seen != nil {
+		d.seen(env)
+	}
+	return router.Outcome{Connections: 1}, d.err
+}
+
+func privateEnv(from, to, id, content string) *router.Envelope {
+	return &router.Envelope{Chat: &packet.Chat{ID: packet.Str(id), From: packet.Str(from), To: packet.Str(to),
+		Cmd: packet.Int(packet.CmdChatReq), CreateTime: 1000, ChatType: packet.ChatTypePrivate, Content: content},
+		Receivers: []string{to}}
+}
+
+func TestDelivererStoresThenDelivers(t *testing.T) {
+	sup := startBolt(t, t.TempDir(), nil)
+	svc := NewService(sup)
+	next := &deliveries{}
+	d := NewDeliverer(sup, next)
+	next.seen = func(env *router.Envelope) {
+		// At delivery the chat is stored already, with its seq.
+		h, err := svc.History(context.Background(), HistoryQuery{User: "alice", Peer: "bob"})
+		if err != nil || len(h.Messages) == 0 || h.Messages[len(h.Messages)-1].Chat.Seq != env.Chat.Seq {
+			t.Errorf("at delivery of seq %d the history is %v (%v)", env.Chat.Seq, h.Messages, err)
+		}
+	}
+	ctx := context.Background()
+	out, err := d.Deliver(ctx, privateEnv("alice", "bob", "m1", "one"))
+	if err != nil || !out.Stored || out.Duplicate || out.ServerTime == 0 || out.Connections != 1 {
+		t.Fatalf("first: %+v, %v", out, err)
+	}
+	env := privateEnv("bob", "alice", "m2", "two")
+	if _, err := d.Deliver(ctx, env); err != nil || env.Chat.Seq != 2 {
+		t.Fatalf("second: seq %d, %v; want seq 2", env.Chat.Seq, err)
+	}
+	resend := privateEnv("alice", "bob", "m1", "one again")
+	resend.Chat.CreateTime = 5555
+	out2, err := d.Deliver(ctx, resend)
+	if err != nil || !out2.Duplicate || !out2.Stored || out2.ServerTime != out.ServerTime || resend.Chat.Seq != 1 || resend.Chat.CreateTime != 1000 {
+		t.Fatalf("resend: %+v seq %d createTime %d, %v; want the first answer", out2, resend.Chat.Seq, resend.Chat.CreateTime, err)
+	}
+	if len(next.got) != 2 {
+		t.Errorf("delivered %d chats, want 2 (the resend is not delivered)", len(next.got))
+	}
+	page, err := svc.Offline(ctx, OfflineQuery{User: "bob"})
+	if err != nil || len(page.Messages) != 1 || page.Messages[0].Peer != "alice" || page.Messages[0].Chat.Content != "one" {
+		t.Fatalf("bob's offline: %+v, %v", page, err)
+	}
+	page, err = svc.Offline(ctx, OfflineQuery{User: "bob", Ack: page.Cursor})
+	if err != nil || len(page.Messages) != 0 || page.Confirmed != 1 {
+		t.Fatalf("bob's offline after ack: %+v, %v", page, err)
+	}
+}
+
+func TestDelivererGroupReceivers(t *testing.T) {
+	sup := startBolt(t, t.TempDir(), nil)
+	svc := NewService(sup)
+	d := NewDeliverer(sup, &deliveries{})
+	env := &router.Envelope{Chat: &packet.Chat{ID: "g1", From: "alice", Cmd: packet.Int(packet.CmdChatReq),
+		ChatType: packet.ChatTypeGroup, GroupID: "room", Content: "hi room", Extras: []byte(`{"a":1}`)},
+		Receivers: []string{"alice", "bob", "carol"}}
+	if _, err := d.Deliver(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]int{"alice": 0, "bob": 1, "carol": 1} {
+		page, err := svc.Offline(context.Background(), OfflineQuery{User: user})
+		if err != nil || len(page.Messages) != want {
+			t.Errorf("%s's offline: %d messages (%v), want %d", user, len(page.Messages), err, want)
+		}
+		if want == 1 && (page.Messages[0].Group != "room" || string(page.Messages[0].Chat.Extras) != `{"a":1}`) {
+			t.Errorf("%s's offline entry %+v", user, page.Messages[0])
+		}
+	}
+}
+
+// failing is a source whose store is always down.
+type failing struct{}
+
+func (failing) get(context.Context, time.Duration) (conn, error) {
+	return nil, errors.Join(errors.New("down"), storage.ErrUnavailable)
+}
+func (failing) failed(conn) {}
+
+func TestDelivererUnavailable(t *testing.T) {
+	next := &deliveries{}
+	d := &Deliverer{next: next, src: failing{}, timeout: 200 * time.Millisecond, log: quietLogger()}
+	_, err := d.Deliver(context.Background(), privateEnv("a", "b", "x", "y"))
+	if !errors.Is(err, router.ErrUnavailable) {
+		t.Fatalf("Deliver with storage down: %v, want router.ErrUnavailable", err)
+	}
+	if len(next.got) != 0 {
+		t.Errorf("a chat that was not stored was delivered")
+	}
+}
+
+func TestSupervisorRestartsKilledPlugin(t *testing.T) {
+	dir := t.TempDir()
+	sup := startBolt(t, dir, nil)
+	d := NewDeliverer(sup, &deliveries{})
+	ctx := context.Background()
+	if _, err := d.Deliver(ctx, privateEnv("a", "b", "before", "x")); err != nil {
+		t.Fatal(err)
+	}
+	pid := sup.Pid()
+	if pid == 0 {
+		t.Fatal("no plugin pid")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// A chat sent right after the kill waits for the restart and is stored.
+	env := privateEnv("a", "b", "after", "y")
+	if _, err := d.Deliver(ctx, env); err != nil {
+		t.Fatalf("Deliver after kill -9: %v", err)
+	}
+	if env.Chat.Seq != 2 {
+		t.Errorf("seq after restart %d, want 2", env.Chat.Seq)
+	}
+	if p := sup.Pid(); p == pid || p == 0 {
+		t.Errorf("plugin pid %d after restart (was %d)", p, pid)
+	}
+	h, err := NewService(sup).History(ctx, HistoryQuery{User: "a", Peer: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range h.Messages {
+		ids = append(ids, string(e.Chat.ID))
+	}
+	if !slices.Equal(ids, []string{"before", "after"}) {
+		t.Errorf("history after restart %v, want [before after]", ids)
+	}
+}
+
+func TestStartFailsOnLockedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	startBolt(t, dir, nil)
+	exe, _ := os.Executable()
+	_, err := Start(context.Background(), Options{Executable: exe, Logger: quietLogger(), Storage: config.Storage{
+		Plugin: config.StorageBolt, Dir: dir, StartTimeout: 3 * time.Second}})
+	if err == nil {
+		t.Fatal("a second plugin on the same data directory started")
+	}
+}
+
+func TestServiceRecallAndHistory(t *testing.T) {
+	sup := startBolt(t, t.TempDir(), nil)
+	svc := NewService(sup)
+	d := NewDeliverer(sup, &deliveries{})
+	ctx := context.Background()
+	for _, id := range []string{"r1", "r2", "r3"} {
+		if _, err := d.Deliver(ctx, privateEnv("alice", "bob", id, "text "+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name string
+		q    RecallQuery
+		want error
+	}{
+		{"not the sender", RecallQuery{From: "bob", ID: "r1", Peer: "alice", By: "bob"}, ErrNotFound},
+		{"wrong conversation", RecallQuery{From: "alice", ID: "r1", Peer: "carol", By: "alice"}, ErrNotFound},
+		{"sender", RecallQuery{From: "alice", ID: "r2", Peer: "bob", By: "alice", Receivers: []string{"bob"}}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, already, err := svc.Recall(ctx, tc.q)
+			if !errors.Is(err, tc.want) || (err == nil && tc.want != nil) {
+				t.Fatalf("Recall: %v, want %v", err, tc.want)
+			}
+			if err == nil && (already || ev.Cmd != packet.Int(packet.CmdCancelMsgResp) || ev.ID != "r2" || ev.Seq != 4 || !ev.Recalled) {
+				t.Errorf("recall event %+v", ev)
+			}
+		})
+	}
+	svc.clock = func() time.Time { return time.Now().Add(time.Hour) }
+	if _, _, err := svc.Recall(ctx, RecallQuery{From: "alice", ID: "r3", Peer: "bob", By: "alice"}); !errors.Is(err, ErrRecallWindow) {
+		t.Errorf("late recall: %v, want ErrRecallWindow", err)
+	}
+	if _, _, err := svc.Recall(ctx, RecallQuery{From: "alice", ID: "r3", Peer: "bob", By: "admin", Admin: true}); err != nil {
+		t.Errorf("admin recall after the window: %v", err)
+	}
+	h, err := svc.History(ctx, HistoryQuery{User: "bob", Peer: "alice", Count: 2, Reverse: true})
+	if err != nil || len(h.Messages) != 2 || !h.More || h.Messages[1].Chat.Seq != 5 || h.Messages[0].Chat.Cmd != packet.Int(packet.CmdCancelMsgResp) {
+		t.Fatalf("latest 2: %+v more=%v, %v", h.Messages, h.More, err)
+	}
+	full, _ := svc.History(ctx, HistoryQuery{User: "bob", Peer: "alice"})
+	if m := full.Messages[1].Chat; !m.Recalled || m.Content != "" {
+		t.Errorf("recalled chat in history: %+v", m)
+	}
+}
+
+func TestPreload(t *testing.T) {
+	dir := t.TempDir()
+	sup := startBolt(t, dir, nil)
+	svc := NewService(sup)
+	ctx := context.Background()
+	if err := svc.Join(ctx, "room", "The Room", "alice", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.RememberUser(ctx, "carol", "Carol", ""); err != nil {
+		t.Fatal(err)
+	}
+	reg := session.New()
+	groups, users, err := svc.Preload(ctx, reg)
+	if err != nil || groups != 1 || users != 1 {
+		t.Fatalf("Preload: %d groups, %d users, %v", groups, users, err)
+	}
+	if !reg.IsMember("room", "alice") || !reg.IsMember("room", "bob") {
+		t.Errorf("members not preloaded")
+	}
+	if u, ok := reg.User("carol"); !ok || u.Nick != "Carol" || u.Status != "offline" {
+		t.Errorf("carol: %+v %v", u, ok)
+	}
+	if reg.Online("carol") {
+		t.Errorf("a preloaded user is online")
+	}
+}
+
+func TestToChat(t *testing.T) {
+	cases := []struct {
+		name string
+		m    *pb.Message
+		want packet.Chat
+	}{
+		{"chat", &pb.Message{Id: "1", From: "a", To: "b", ChatType: 2, MsgType: 1, CreateTime: 5, Seq: 3,
+			Content: "x", Extras: []byte(`{"k":1}`)},
+			packet.Chat{ID: "1", From: "a", To: "b", Cmd: 11, ChatType: 2, MsgType: 1, CreateTime: 5, Seq: 3,
+				Content: "x", Extras: []byte(`{"k":1}`)}},
+		{"recall event", &pb.Message{Id: "1", From: "a", GroupId: "g", ChatType: 1, CreateTime: 9, Seq: 7,
+			Recalled: true, Kind: storage.KindRecall, RecallId: "1", RecallSeq: 2, RecalledBy: "admin"},
+			packet.Chat{ID: "1", From: "a", GroupID: "g", Cmd: 16, ChatType: 1, CreateTime: 9, Seq: 7, Recalled: true,
+				Extras: []byte(`{"recallSeq":2,"recalledBy":"admin"}`)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ToChat(tc.m)
+			if string(got.Extras) != string(tc.want.Extras) {
+				t.Errorf("extras %s, want %s", got.Extras, tc.want.Extras)
+			}
+			got.Extras, tc.want.Extras = nil, nil
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,136 @@
+// Command codec-line is a minimal timgw codec plugin, and the template for new ones: a
+// line-based text protocol that a person can speak with nc.
+//
+//	LOGIN <user> [password]    log in (must be the first line)
+//	TO <user> <text>           private chat
+//	GROUP <group> <text>       group chat
+//	JOIN <group>               join a group
+//	PING                       answered with PONG by the plugin itself
+//	QUIT                       close
+//
+// The gateway's answers come back as "OK <code>" or "ERR <code> <message>", chats as
+// "MSG <from> <text>" and "GROUP <group> <from> <text>", group notices as
+// "JOINED <group> <user>" and "LEFT <group> <user>".
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/plugins/codec"
+)
+
+func main() { codec.Serve(&linePlugin{}) }
+
+// linePlugin is the plugin; all its methods run on one goroutine.
+type linePlugin struct{ maxLine int }
+
+// Init declares the protocol: connections whose first bytes are "LOGIN ".
+func (p *linePlugin) Init(h codec.Hello) (codec.Info, error) {
+	p.maxLine = max(h.MaxFrame, 1024)
+	return codec.Info{Name: "line", Version: "1.0.0", Recognizer: codec.Recognizer{
+		Rules: []codec.Rule{{Name: "LOGIN line", Steps: []codec.Step{codec.Text("LOGIN ")}}},
+	}}, nil
+}
+
+// Open starts a connection's state: the bytes of an unfinished line.
+func (p *linePlugin) Open(c codec.Conn) codec.ConnHandler { return &lineConn{c: c, max: p.maxLine} }
+
+type lineConn struct {
+	c   codec.Conn
+	max int
+	buf []byte
+}
+
+// Data splits the client's bytes into lines and runs each.
+func (l *lineConn) Data(b []byte) {
+	l.buf = append(l.buf, b...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			if len(l.buf) > l.max {
+				l.c.Write([]byte("ERR line too long\n"))
+				l.c.Close("line: line too long")
+			}
+			return
+		}
+		line := strings.TrimRight(string(l.buf[:i]), "\r")
+		l.buf = l.buf[i+1:]
+		l.command(line)
+	}
+}
+
+// command turns one line into a t-im packet for the gateway.
+func (l *lineConn) command(line string) {
+	verb, rest, _ := strings.Cut(line, " ")
+	arg, text, _ := strings.Cut(rest, " ")
+	switch strings.ToUpper(verb) {
+	case "":
+	case "LOGIN":
+		l.emit(packet.CmdLoginReq, packet.Login{UserID: packet.Str(arg), Password: text})
+	case "TO":
+		l.emit(packet.CmdChatReq, packet.Chat{Cmd: 11, ChatType: packet.ChatTypePrivate, To: packet.Str(arg), Content: text})
+	case "GROUP":
+		l.emit(packet.CmdChatReq, packet.Chat{Cmd: 11, ChatType: packet.ChatTypeGroup, GroupID: packet.Str(arg), Content: text})
+	case "JOIN":
+		l.emit(packet.CmdJoinGroupReq, packet.JoinGroup{GroupID: packet.Str(arg)})
+	case "PING":
+		l.c.Write([]byte("PONG\n"))
+	case "QUIT":
+		l.c.Close("line: client sent QUIT")
+	default:
+		l.c.Write([]byte("ERR unknown command; use LOGIN, TO, GROUP, JOIN, PING, QUIT\n"))
+	}
+}
+
+func (l *lineConn) emit(cmd packet.Cmd, body any) { l.c.Emit(packet.MustEncode(cmd, body)) }
+
+// Packet turns a packet from the gateway into a line for the client.
+func (l *lineConn) Packet(p packet.Packet) {
+	var out string
+	switch p.Cmd {
+	case packet.CmdChatReq:
+		var m packet.Chat
+		if packet.Decode(p.Body, &m) != nil {
+			return
+		}
+		if m.ChatType == packet.ChatTypeGroup {
+			out = fmt.Sprintf("GROUP %s %s %s", m.GroupID, m.From, oneLine(m.Content))
+		} else {
+			out = fmt.Sprintf("MSG %s %s", m.From, oneLine(m.Content))
+		}
+	case packet.CmdJoinGroupNotify, packet.CmdExitGroupNotify:
+		var n packet.GroupNotice
+		if json.Unmarshal(p.Body, &n) != nil {
+			return
+		}
+		verb := map[packet.Cmd]string{packet.CmdJoinGroupNotify: "JOINED", packet.CmdExitGroupNotify: "LEFT"}[p.Cmd]
+		out = fmt.Sprintf("%s %s %s", verb, n.Group.GroupID, n.User.UserID)
+	case packet.CmdHeartbeatReq:
+		return
+	default: // responses
+		var r struct {
+			Code packet.Status `json:"code"`
+			Msg  string        `json:"msg"`
+		}
+		if json.Unmarshal(p.Body, &r) != nil {
+			return
+		}
+		switch r.Code {
+		case packet.StatusOK, packet.StatusOffline, packet.StatusLoginOK, packet.StatusJoinGroupOK:
+			out = fmt.Sprintf("OK %d", r.Code)
+		default:
+			out = fmt.Sprintf("ERR %d %s", r.Code, oneLine(r.Msg))
+		}
+	}
+	l.c.Write([]byte(out + "\n"))
+}
+
+// Closed forgets the connection (nothing to release here).
+func (l *lineConn) Closed(string) {}
+
+// oneLine keeps a text on one line.
+func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }

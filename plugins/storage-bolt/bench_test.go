@@ -1,0 +1,78 @@
+package storagebolt
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	pb "github.com/timgw/timgw/plugins/storage/storagepb"
+	"github.com/timgw/timgw/plugins/storage/storagetest"
+)
+
+// BenchmarkAppend measures stored chats per second through the plugin transport (the
+// SDK's gRPC server and batching client over a Unix socket) into bbolt with fsync, from
+// 512 concurrent writers (-cpu 1: parallelism is 512 goroutines per GOMAXPROCS).
+//
+//	go test -run XXX -bench Append -benchtime 100000x ./plugins/storage-bolt/
+func BenchmarkAppend(b *testing.B) {
+	cfg, _ := json.Marshal(Config{Dir: b.TempDir()})
+	s := &Store{}
+	if _, err := s.Open(context.Background(), &pb.OpenRequest{Config: cfg}); err != nil {
+		b.Fatal(err)
+	}
+	st := storagetest.Serve(b, s)
+	defer st.Close()
+	storagetest.BenchmarkAppend(b, st, 256)
+}
+
+// TestHistoryLatency measures a 50-message history page in a store of
+// TIMGW_BENCH_HISTORY messages (e.g. 1000000) over 1,000 conversations. The store is
+// built once in $TIMGW_BENCH_DIR (default the system's temporary directory) and reused.
+//
+//	TIMGW_BENCH_HISTORY=1000000 go test -run HistoryLatency -v ./plugins/storage-bolt/
+func TestHistoryLatency(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TIMGW_BENCH_HISTORY"))
+	if n <= 0 {
+		t.Skip("set TIMGW_BENCH_HISTORY=1000000 to measure history pages in a large store")
+	}
+	const convs = 1000
+	base := os.Getenv("TIMGW_BENCH_DIR")
+	if base == "" {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "timgw-bench-bolt-"+strconv.Itoa(n))
+	_, statErr := os.Stat(filepath.Join(dir, FileName))
+	cfg, _ := json.Marshal(Config{Dir: dir, NoSync: true})
+	s := &Store{}
+	ctx := context.Background()
+	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if statErr != nil {
+		d, err := storagetest.Populate(ctx, s, convs, n, 2000)
+		if err != nil {
+			os.RemoveAll(dir)
+			t.Fatal(err)
+		}
+		t.Logf("populated %d messages in %v (%.0f msgs/s, no fsync)", n, d, float64(n)/d.Seconds())
+	}
+	if fi, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
+		t.Logf("store: %s, %d MiB", dir, fi.Size()>>20)
+	}
+	p50, p99, worst, err := storagetest.HistoryLatency(ctx, s, convs, n/convs, 50, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("50-message page at %d messages: p50 %v, p99 %v, max %v (5000 queries, in process)", n, p50, p99, worst)
+	remote := storagetest.Serve(t, s) // as the gateway asks: gRPC over a Unix socket
+	defer remote.Close()
+	p50, p99, worst, err = storagetest.HistoryLatency(ctx, remote, convs, n/convs, 50, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("50-message page at %d messages: p50 %v, p99 %v, max %v (5000 queries, through gRPC)", n, p50, p99, worst)
+}

@@ -1,0 +1,51 @@
+package storagemongo
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"testing"
+
+	pb "github.com/timgw/timgw/plugins/storage/storagepb"
+	"github.com/timgw/timgw/plugins/storage/storagetest"
+)
+
+// TestHistoryLatency measures a 50-message history page in a database of
+// TIMGW_BENCH_HISTORY messages over 1,000 conversations, on the server in
+// TIMGW_MONGO_URI. The database (timgwbench_<n>) is built once and kept.
+//
+//	TIMGW_BENCH_HISTORY=100000 TIMGW_MONGO_URI=mongodb://127.0.0.1:27027/ go test -run HistoryLatency -v ./plugins/storage-mongo/
+func TestHistoryLatency(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TIMGW_BENCH_HISTORY"))
+	uri := os.Getenv(uriEnv)
+	if n <= 0 || uri == "" {
+		t.Skip("set TIMGW_BENCH_HISTORY and TIMGW_MONGO_URI to measure history pages in a large store")
+	}
+	const convs = 1000
+	cfg, _ := json.Marshal(Config{URI: uri, Database: "timgwbench_" + strconv.Itoa(n), Timeout: "600s"})
+	s := &Store{}
+	ctx := context.Background()
+	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	have, err := s.msgs.EstimatedDocumentCount(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if have < int64(n) {
+		_ = s.Drop(ctx)
+		_ = s.ensureIndexes(ctx)
+		d, err := storagetest.Populate(ctx, s, convs, n, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("populated %d messages in %v (%.0f msgs/s)", n, d, float64(n)/d.Seconds())
+	}
+	p50, p99, worst, err := storagetest.HistoryLatency(ctx, s, convs, n/convs, 50, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("50-message page at %d messages: p50 %v, p99 %v, max %v (100 queries)", n, p50, p99, worst)
+}

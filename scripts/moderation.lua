@@ -1,0 +1,85 @@
+-- moderation.lua: banned words, per-user rate limit, repeated-message flood.
+--
+-- Hook: message. Configured by hooks.vars.moderation (read once, at load):
+--   action        "mask" (default): each character of a banned word becomes "*" and the
+--                 message goes through; "reject": the message is refused, code 10027.
+--   words         list of banned words or phrases, matched ignoring case.
+--   words_file    optional word-list file of the scripts directory (one per line, #
+--                 comments), used as well as words.
+--   whole_words   true (default): a word only matches between non-letters/digits
+--                 ("class" does not match "ass"); CJK words match inside sentences.
+--   rate_limit    messages a user may send per rate_window seconds; more are refused
+--                 with code 10028 (0: off). Default 20 per 10 s.
+--   rate_window   seconds, default 10.
+--   flood_max     identical messages a user may send per flood_window seconds; more are
+--                 refused with code 10028 (0: off). Default 5 per 30 s.
+--   flood_window  seconds, default 30.
+--   exempt        list of user ids never moderated (e.g. the system user).
+local tim = tim
+local incr = tim.incr
+local cfg = tim.config("moderation") or {}
+
+local action = cfg.action or "mask"
+assert(action == "mask" or action == "reject",
+  "hooks.vars.moderation.action must be mask or reject, not " .. tostring(action))
+
+local function num(v, default)
+  local n = tonumber(v)
+  if n == nil then return default end
+  return n
+end
+
+local rate_limit = num(cfg.rate_limit, 20)
+local rate_window = num(cfg.rate_window, 10)
+local flood_max = num(cfg.flood_max, 5)
+local flood_window = num(cfg.flood_window, 30)
+local whole = cfg.whole_words ~= false
+
+local exempt = {}
+for _, u in ipairs(cfg.exempt or {}) do exempt[tostring(u)] = true end
+
+local matchers = {}
+if cfg.words and #cfg.words > 0 then
+  matchers[#matchers + 1] = tim.words(cfg.words, { whole_words = whole })
+end
+if cfg.words_file and cfg.words_file ~= "" then
+  matchers[#matchers + 1] = tim.words(cfg.words_file, { whole_words = whole })
+end
+
+local nmatchers = #matchers
+
+local M = {}
+
+function M.message(msg, ctx)
+  local user = msg.from
+  if exempt[user] then return end
+
+  -- incr(key, delta, ttl, subkey): the counter of (key, subkey), no string built.
+  if rate_limit > 0 and incr("mod:rate", 1, rate_window, user) > rate_limit then
+    return "reject", "too many messages, slow down", tim.RATE_LIMITED
+  end
+
+  local content = msg.content
+  if content == "" then return end
+
+  for i = 1, nmatchers do
+    local m = matchers[i]
+    if action == "reject" then
+      if m:find(content) then
+        return "reject", "message contains a banned word", tim.REJECTED
+      end
+    else
+      local masked, n = m:mask(content)
+      if n > 0 then
+        content = masked
+        msg.content = masked
+      end
+    end
+  end
+
+  if flood_max > 0 and incr("mod:flood:" .. user, 1, flood_window, content) > flood_max then
+    return "reject", "the same message too many times", tim.RATE_LIMITED
+  end
+end
+
+return M
