@@ -85,9 +85,10 @@ func (a *App) ReloadFromSource(trigger string) ReloadResult {
 	if load == nil {
 		return a.record(ReloadResult{Trigger: trigger, Error: "no configuration source"})
 	}
+	start := time.Now()
 	cfg, err := load()
 	if err != nil {
-		return a.record(ReloadResult{Trigger: trigger, Error: err.Error()})
+		return a.record(ReloadResult{Trigger: trigger, Error: err.Error(), Duration: time.Since(start)})
 	}
 	return a.Reload(cfg, trigger)
 }

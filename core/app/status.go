@@ -11,15 +11,24 @@ import (
 
 // Status is the document /admin/status serves.
 type Status struct {
-	StartedAt   time.Time      `json:"startedAt"`
-	Uptime      string         `json:"uptime"`
-	Config      ConfigStatus   `json:"config"`
-	Connections map[string]int `json:"connections"`
-	OnlineUsers int            `json:"onlineUsers"`
-	Traffic     Traffic        `json:"traffic"`
-	Runtime     RuntimeStatus  `json:"runtime"`
+	Now         time.Time        `json:"now"`
+	StartedAt   time.Time        `json:"startedAt"`
+	Uptime      string           `json:"uptime"`
+	Config      ConfigStatus     `json:"config"`
+	Listeners   []ListenerStatus `json:"listeners"`
+	Connections map[string]int   `json:"connections"`
+	OnlineUsers int              `json:"onlineUsers"`
+	Traffic     Traffic          `json:"traffic"`
+	Runtime     RuntimeStatus    `json:"runtime"`
 	// Parts holds the status of optional components (hooks, plugins, storage), by name.
 	Parts map[string]any `json:"parts"`
+}
+
+// ListenerStatus is one open port.
+type ListenerStatus struct {
+	Mode    string `json:"mode"`
+	Address string `json:"address"`
+	TLS     bool   `json:"tls"`
 }
 
 // ConfigStatus is the running configuration and its reload history.
@@ -66,7 +75,9 @@ func (a *App) Status() Status {
 	online, _ := a.reg.Counts()
 	st := a.srv.Stats()
 	s := Status{
+		Now:         time.Now(),
 		StartedAt:   a.started,
+		Listeners:   a.listenerStatus(),
 		Uptime:      time.Since(a.started).Round(time.Second).String(),
 		Config:      ConfigStatus{Version: a.ConfigVersion(), Reloads: a.ReloadHistory()},
 		Connections: a.srv.ConnectionsByProtocol(),
@@ -86,6 +97,18 @@ func (a *App) Status() Status {
 		s.Parts[k] = f()
 	}
 	return s
+}
+
+func (a *App) listenerStatus() []ListenerStatus {
+	a.lnMu.Lock()
+	defer a.lnMu.Unlock()
+	out := make([]ListenerStatus, 0, len(a.listeners))
+	for _, l := range a.listeners {
+		mode := string(l.Mode())
+		tls := mode == "tls" || (mode == "shared" && a.srv.TLSEnabled())
+		out = append(out, ListenerStatus{Mode: mode, Address: l.Addr().String(), TLS: tls})
+	}
+	return out
 }
 
 // adminRoutes mounts the admin endpoints and pages on the HTTP API.
