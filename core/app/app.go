@@ -228,6 +228,9 @@ func sameCert(x, y *tls.Certificate) bool {
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.stopOnce.Do(func() {
+		if a.api != nil {
+			a.api.BeginShutdown() // /health says 503 before clients are told to go
+		}
 		if a.srv != nil {
 			errs = append(errs, a.srv.Shutdown(ctx))
 		}

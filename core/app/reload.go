@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -53,12 +54,22 @@ type reloadState struct {
 
 const historyLen = 50
 
-// Version hashes a configuration (after environment expansion), so that a reload that
-// changes nothing is recognised and skipped.
+// Version hashes a configuration (after environment expansion) and the files it names
+// whose contents matter (the TLS certificate and key), so that a reload that changes
+// nothing is recognised and skipped, and a certificate renewed in place is not.
 func Version(cfg *config.Config) string {
+	h := sha256.New()
 	b, _ := json.Marshal(cfg)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:6])
+	h.Write(b)
+	for _, f := range []string{cfg.TLS.Cert, cfg.TLS.Key} {
+		if f == "" {
+			continue
+		}
+		if data, err := os.ReadFile(f); err == nil {
+			h.Write(data)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
 // AddReloadStep registers a part of the gateway that takes new configurations. Steps run

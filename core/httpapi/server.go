@@ -178,6 +178,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
+// BeginShutdown makes /health answer 503 from now on, so that load balancers stop
+// sending new clients while the gateway drains. Shutdown does it too.
+func (s *Server) BeginShutdown() { s.closing.Store(true) }
+
 // Shutdown stops the API gracefully: it closes the listeners, lets requests in progress
 // finish (their responses carry Connection: close), closes idle keep-alive connections,
 // and returns when all connections are closed. When ctx ends first, it cancels the

@@ -102,11 +102,12 @@ type Options struct {
 
 // Router routes chats from logged-in users.
 type Router struct {
-	reg     *session.Registry
-	deliver Deliverer
-	opts    Options
-	idBase  string
-	idSeq   atomic.Uint64
+	maxContent atomic.Int64 // changes on reload while chats are checked
+	reg        *session.Registry
+	deliver    Deliverer
+	opts       Options
+	idBase     string
+	idSeq      atomic.Uint64
 }
 
 // New returns a router over the registry that hands chats to d.
@@ -116,11 +117,13 @@ func New(reg *session.Registry, d Deliverer, opts Options) *Router {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Router{reg: reg, deliver: d, opts: opts, idBase: hex.EncodeToString(b[:])}
+	r := &Router{reg: reg, deliver: d, opts: opts, idBase: hex.EncodeToString(b[:])}
+	r.maxContent.Store(int64(opts.MaxContentBytes))
+	return r
 }
 
 // SetMaxContentBytes changes the content limit (config reload).
-func (r *Router) SetMaxContentBytes(n int) { r.opts.MaxContentBytes = n }
+func (r *Router) SetMaxContentBytes(n int) { r.maxContent.Store(int64(n)) }
 
 // NewID returns a message id unique across gateway runs.
 func (r *Router) NewID() string {
@@ -197,10 +200,11 @@ type Ack struct {
 }
 
 func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
-	if max := r.opts.MaxContentBytes; max > 0 && len(chat.Content) > max {
+	max := int(r.maxContent.Load())
+	if max > 0 && len(chat.Content) > max {
 		return packet.StatusTooLarge, fmt.Sprintf("content of %d bytes exceeds the limit of %d bytes", len(chat.Content), max)
 	}
-	if max := r.opts.MaxContentBytes; max > 0 && len(chat.Extras) > max {
+	if max > 0 && len(chat.Extras) > max {
 		return packet.StatusTooLarge, fmt.Sprintf("extras of %d bytes exceed the limit of %d bytes", len(chat.Extras), max)
 	}
 	if len(chat.Extras) > 0 && chat.Extras[0] != '{' && string(chat.Extras) != "null" {
