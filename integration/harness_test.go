@@ -295,9 +295,20 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startGateway starts the binary with cfg on free ports and waits until the shared port
-// accepts connections, GET /health answers 200 and every dedicated port accepts.
+// startGateway starts the binary with cfg on free ports and waits until it logged that
+// it is ready, the shared port accepts connections, GET /health answers 200 and every
+// dedicated port accepts. A port taken between freeAddr and the gateway's bind (by
+// another test's gateway) is retried on new ports.
 func startGateway(name string, cfg gwConfig) (*gateway, error) {
+	for attempt := 1; ; attempt++ {
+		g, err := startGatewayOnce(name, cfg)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return g, err
+		}
+	}
+}
+
+func startGatewayOnce(name string, cfg gwConfig) (*gateway, error) {
 	g := &gateway{name: name, Config: cfg, Listeners: map[string]string{}, log: &logBuffer{}, exited: make(chan struct{})}
 	var err error
 	if g.Addr, err = freeAddr(); err != nil {
@@ -379,6 +390,11 @@ func (g *gateway) waitReady(timeout time.Duration) error {
 				break
 			}
 			c.Close()
+		}
+		if last == nil && !strings.Contains(g.log.From(0), "timgw ready") {
+			// Something answers on our ports, but not this process (yet): it may be
+			// another gateway that took a port freeAddr had handed out.
+			last = errors.New("the gateway has not logged \"timgw ready\"")
 		}
 		if last == nil {
 			r, err := api.Get("/health")
