@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/timgw/timgw/core/auth"
@@ -22,8 +23,18 @@ func (g *Gateway) runner() hook.Runner {
 
 // connectHook asks the connect hook whether c may stay.
 func (g *Gateway) connectHook(c *transport.Conn) {
-	rep := g.runner().Connect(context.Background(), &hook.ConnectRequest{
-		Addr: c.RemoteAddr(), Protocol: c.Protocol(), TLS: c.Protocol() == transport.ProtoTLSTCP || c.Protocol() == transport.ProtoWSS})
+	proto, tls := c.Protocol(), false
+	switch proto {
+	case transport.ProtoTLSTCP:
+		proto, tls = hook.ProtocolTCP, true
+	case transport.ProtoWSS:
+		proto, tls = hook.ProtocolWS, true
+	default:
+		if base, ok := strings.CutSuffix(proto, "+tls"); ok { // a plugin protocol over TLS
+			proto, tls = base, true
+		}
+	}
+	rep := g.runner().Connect(context.Background(), &hook.ConnectRequest{Addr: c.RemoteAddr(), Protocol: proto, TLS: tls})
 	if rep.Deny {
 		g.log.Info("connection denied by a hook", "conn", c.ID(), "remote", c.RemoteAddr(), "script", rep.Script, "reason", rep.Reason)
 		c.Close("denied by connect hook: " + rep.Reason)
