@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,7 +69,8 @@ func waitPluginPID(t *testing.T, g *gateway, old int) int {
 
 func TestCodecPluginCrashMidTraffic(t *testing.T) {
 	needMosquitto(t)
-	g := startCodecGateway(t, "codec-crash", "open", "")
+	// Hooks off: the shipped moderation script rate-limits a user to 20 chats in 10 s.
+	g := startCodecGateway(t, "codec-crash", "open", "hooks: {enabled: false}", "")
 	pid := waitPluginPID(t, g.gateway, 0)
 	tcpUser, wsUser, mq := uid("tcp"), uid("ws"), uid("mq")
 	tc := g.login(t, epTCP, tcpUser)
@@ -93,7 +95,15 @@ func TestCodecPluginCrashMidTraffic(t *testing.T) {
 		sent <- nil
 	}()
 	for i := range n {
-		m := mustRecvChat(t, wc, wsUser)
+		m, err := wc.ExpectChat(wait)
+		if err != nil {
+			select {
+			case serr := <-sent:
+				t.Fatalf("%s, message %d: %v (TCP sender: %v)", wsUser, i, err, serr)
+			default:
+				t.Fatalf("%s, message %d: %v", wsUser, i, err)
+			}
+		}
 		if m.Content != fmt.Sprint("m", i) || string(m.From) != tcpUser {
 			t.Fatalf("message %d: %+v", i, m)
 		}
@@ -131,34 +141,73 @@ func TestCodecPluginCrashMidTraffic(t *testing.T) {
 	checkChat(t, &c, wsUser, "welcome back", packet.ChatTypePrivate)
 }
 
-func TestCodecPluginThirdPartyExecutable(t *testing.T) {
-	bin := filepath.Join(workDir, "codec-line")
-	build := exec.Command("go", "build", "-o", bin, "./plugins/codec-line")
-	build.Dir = moduleRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./plugins/codec-line: %v\n%s", err, out)
-	}
-	g := startCodecGateway(t, "codec-line", "open", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
-	tcpUser, lineUser := uid("tcp"), uid("line")
-	tc := g.login(t, epTCP, tcpUser)
+var (
+	lineBinOnce sync.Once
+	lineBin     string
+	lineBinErr  error
+)
 
-	nc, err := net.DialTimeout("tcp", g.Addr, wait)
+// lineBinary builds the template plugin plugins/codec-line once.
+func lineBinary(t *testing.T) string {
+	t.Helper()
+	lineBinOnce.Do(func() {
+		lineBin = filepath.Join(workDir, "codec-line")
+		build := exec.Command("go", "build", "-o", lineBin, "./plugins/codec-line")
+		build.Dir = moduleRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			lineBinErr = fmt.Errorf("go build ./plugins/codec-line: %v\n%s", err, out)
+		}
+	})
+	if lineBinErr != nil {
+		t.Fatal(lineBinErr)
+	}
+	return lineBin
+}
+
+// lineClient is a client of the line protocol.
+type lineClient struct {
+	t     *testing.T
+	nc    net.Conn
+	lines *bufio.Scanner
+}
+
+func dialLine(t *testing.T, addr string) *lineClient {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(wait))
-	lines := bufio.NewScanner(nc)
-	expectLine := func(want string) {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("line client: connection ended (%v), want %q", lines.Err(), want)
-		}
-		if got := lines.Text(); got != want {
-			t.Fatalf("line client got %q, want %q", got, want)
-		}
+	return &lineClient{t: t, nc: nc, lines: bufio.NewScanner(nc)}
+}
+
+func (c *lineClient) send(format string, args ...any) {
+	c.t.Helper()
+	if _, err := fmt.Fprintf(c.nc, format+"\n", args...); err != nil {
+		c.t.Fatal(err)
 	}
-	fmt.Fprintf(nc, "LOGIN %s\n", lineUser)
+}
+
+func (c *lineClient) expect(want string) {
+	c.t.Helper()
+	if !c.lines.Scan() {
+		c.t.Fatalf("line client: connection ended (%v), want %q", c.lines.Err(), want)
+	}
+	if got := c.lines.Text(); got != want {
+		c.t.Fatalf("line client got %q, want %q", got, want)
+	}
+}
+
+func TestCodecPluginThirdPartyExecutable(t *testing.T) {
+	bin := lineBinary(t)
+	g := startCodecGateway(t, "codec-line", "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
+	tcpUser, lineUser := uid("tcp"), uid("line")
+	tc := g.login(t, epTCP, tcpUser)
+
+	lc := dialLine(t, g.Addr)
+	expectLine, nc := lc.expect, lc.nc
+	lc.send("LOGIN %s", lineUser)
 	expectLine("OK 10007")
 	fmt.Fprintf(nc, "TO %s hello from a line\n", tcpUser)
 	expectLine("OK 10000")
@@ -167,4 +216,39 @@ func TestCodecPluginThirdPartyExecutable(t *testing.T) {
 	expectLine(fmt.Sprintf("MSG %s hello line", tcpUser))
 	fmt.Fprintf(nc, "PING\n")
 	expectLine("PONG")
+}
+
+func TestCodecPluginAddedByReload(t *testing.T) {
+	bin := lineBinary(t)
+	g := startCodecGateway(t, "codec-reload", "open", "", "")
+	lineAddr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := g.cmd.Args[2] // -config <path>
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, fmt.Sprintf("    - name: line\n      path: %q\n      shared_port: false\n      listen: [%q]\n", bin, lineAddr)...)
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP) // the file watch may have seen it already
+	if err := waitDial(lineAddr); err != nil {
+		t.Fatalf("the line plugin's port %s after the reload: %v\n%s", lineAddr, err, g.log.From(0))
+	}
+	tcpUser, lineUser := uid("tcp"), uid("line")
+	tc := g.login(t, epTCP, tcpUser)
+	lc := dialLine(t, lineAddr)
+	lc.send("LOGIN %s", lineUser)
+	lc.expect("OK 10007")
+	accepted(t)(tc.ChatTo(lineUser, "welcome, new protocol", wait))
+	lc.expect(fmt.Sprintf("MSG %s welcome, new protocol", tcpUser))
+	// Not on the shared port (shared_port: false): a line client there is not recognised.
+	other := dialLine(t, g.Addr)
+	other.send("LOGIN %s", uid("line"))
+	if other.lines.Scan() {
+		t.Fatalf("the shared port answered a line client: %q", other.lines.Text())
+	}
 }

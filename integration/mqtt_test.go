@@ -46,9 +46,9 @@ type codecGateway struct {
 }
 
 // codecConfigFile writes a configuration with the MQTT plugin (on the shared port and on
-// a port of its own) and extra YAML appended, in workDir, and returns its path and the
-// plugin's own address.
-func codecConfigFile(name, auth, extra string) (path, mqttAddr string, err error) {
+// a port of its own), top-level YAML top and more plugin entries plugins, in workDir, and
+// returns its path and the plugin's own address.
+func codecConfigFile(name, auth, top, plugins string) (path, mqttAddr string, err error) {
 	if mqttAddr, err = freeAddr(); err != nil {
 		return "", "", err
 	}
@@ -67,6 +67,7 @@ limits:
   max_content_bytes: %d
 log:
   level: debug
+%s
 codecs:
   restart:
     backoff_min: 100ms
@@ -77,7 +78,7 @@ codecs:
       listen: [%q]
       options:
         retry_interval: 2s
-%s`, certs.CertFile, certs.KeyFile, auth, jwtSecret, testAPIKey, defMaxFrame, defMaxContent, mqttAddr, extra)
+%s`, certs.CertFile, certs.KeyFile, auth, jwtSecret, testAPIKey, defMaxFrame, defMaxContent, top, mqttAddr, plugins)
 	path = filepath.Join(workDir, name+".yaml")
 	return path, mqttAddr, os.WriteFile(path, []byte(cfg), 0o600)
 }
@@ -107,7 +108,7 @@ var (
 // mqttGateway is the shared open-mode gateway with the MQTT plugin.
 func mqttGateway(t *testing.T) *codecGateway {
 	t.Helper()
-	mqttGWOnce.Do(func() { mqttGWPath, mqttGWAddr, mqttGWErr = codecConfigFile("mqtt", "open", "") })
+	mqttGWOnce.Do(func() { mqttGWPath, mqttGWAddr, mqttGWErr = codecConfigFile("mqtt", "open", "", "") })
 	if mqttGWErr != nil {
 		t.Fatal(mqttGWErr)
 	}
@@ -118,10 +119,11 @@ func mqttGateway(t *testing.T) *codecGateway {
 	return &codecGateway{gateway: g, MQTTAddr: mqttGWAddr}
 }
 
-// startCodecGateway starts a gateway of its own for t with the MQTT plugin.
-func startCodecGateway(t *testing.T, name, auth, extra string) *codecGateway {
+// startCodecGateway starts a gateway of its own for t with the MQTT plugin (see
+// codecConfigFile).
+func startCodecGateway(t *testing.T, name, auth, top, plugins string) *codecGateway {
 	t.Helper()
-	path, addr, err := codecConfigFile(uid(name), auth, extra)
+	path, addr, err := codecConfigFile(uid(name), auth, top, plugins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +430,7 @@ func TestMQTTOverTLSOnTheSharedPort(t *testing.T) {
 
 func TestMQTTLoginThroughTheGatewayAuthenticator(t *testing.T) {
 	needMosquitto(t)
-	g := startCodecGateway(t, "mqtt-jwt", "jwt", "")
+	g := startCodecGateway(t, "mqtt-jwt", "jwt", "", "")
 	user, tcpUser := uid("mqjwt"), uid("tcp")
 	tc := g.dial(t, epTCP)
 	if _, err := tc.LoginToken(makeToken(t, jwtSecret, tcpUser, time.Now().Add(time.Hour)), wait); err != nil {

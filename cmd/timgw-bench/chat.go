@@ -53,7 +53,8 @@ type chatResult struct {
 	Samples     uint64
 	P50, P90    time.Duration
 	P99, Max    time.Duration
-	ServerCPU   float64 // fraction of one core, during the window; -1 when not measured
+	ServerCPU   float64 // fraction of one core, during the window, plugin processes included; -1 when not measured
+	PluginCPU   float64 // the part of ServerCPU used by the gateway's plugin processes
 	BenchCPU    float64 // fraction of one core, during the window
 	MachineCPU  float64 // cores busy on the whole machine, during the window
 }
@@ -63,14 +64,14 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) (*cha
 	fs.SetOutput(stderr)
 	var gf gatewayFlags
 	var o chatOptions
-	gf.register(fs)
+	gf.register(fs, "nolimit")
 	addr := fs.String("addr", "", "use the gateway already running at this host:port instead of starting one (no server CPU figures)")
 	fs.StringVar(&o.proto, "proto", protoTCP, "client protocol: tcp or ws")
 	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs (u_s<i> sends to u_r<i>); 2 connections each")
 	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight (sent, not yet received by its receiver)")
 	fs.IntVar(&o.rate, "rate", 0, "offered load in chats/s over all senders (open loop, still capped by -window); 0: as fast as the window allows")
 	fs.IntVar(&o.senders, "senders", 4, "goroutines that drive the senders (each owns pairs/senders pairs)")
-	fs.IntVar(&o.size, "size", 64, "bytes of chat content (\"t=<send time> \" padded with x)")
+	fs.IntVar(&o.size, "size", 64, "bytes of chat content (\"t=<send time> n=<seq> \" padded with x)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "send this long before measuring")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
 	fs.DurationVar(&o.drain, "drain", 5*time.Second, "after the window, wait at most this long for chats in flight to arrive")
@@ -98,7 +99,7 @@ Flags:
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	if err := gf.check(); err != nil {
+	if err := gf.check(fs); err != nil {
 		return nil, err
 	}
 	if err := checkProto(o.proto); err != nil {
@@ -111,8 +112,8 @@ Flags:
 	if o.srcs, err = parseSources(*src); err != nil {
 		return nil, err
 	}
-	if *addr != "" && (gf.bin != "" || gf.config != "" || gf.storage != "" || gf.logFile != "") {
-		return nil, fmt.Errorf("%w: -addr uses a running gateway: -bin, -config, -storage and -gwlog do not apply", errUsage)
+	if *addr != "" && (gf.bin != "" || gf.config != "" || gf.storage != "" || gf.hooksSet || gf.logFile != "") {
+		return nil, fmt.Errorf("%w: -addr uses a running gateway: -bin, -config, -storage, -hooks and -gwlog do not apply", errUsage)
 	}
 	debug.SetGCPercent(*gogc)
 	nofile, err := raiseNoFile()
@@ -148,6 +149,7 @@ Flags:
 type pair struct {
 	send, recv net.Conn
 	to         string        // the receiver's user id
+	seq        int64         // chats sent; owned by the sender goroutine
 	inflight   atomic.Int64  // sent, not yet received
 	wake       chan struct{} // the owning sender goroutine's wake-up (shared by its pairs)
 }
@@ -256,6 +258,7 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 		delivered, acks int64
 		server, bench   time.Duration
 		serverOK        bool
+		plugins         time.Duration
 		busy, total     time.Duration
 	}
 	take := func() snap {
@@ -265,6 +268,8 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 			var err error
 			s.server, err = gw.cpu()
 			s.serverOK = err == nil
+			s.plugins = gw.pluginCPU()
+			s.server += s.plugins
 		}
 		return s
 	}
@@ -300,7 +305,8 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 	}
 	cpu := fmt.Sprintf("bench_cpu=%.0f%%", 100*res.BenchCPU)
 	if gw != nil && s0.serverOK && s1.serverOK {
-		res.ServerCPU = (s1.server - s0.server).Seconds() / el
+		res.ServerCPU = max(0, (s1.server-s0.server).Seconds()/el)
+		res.PluginCPU = max(0, (s1.plugins-s0.plugins).Seconds()/el)
 		cpu = fmt.Sprintf("server_cpu=%.0f%% %s", 100*res.ServerCPU, cpu)
 	}
 	fmt.Fprintf(stdout, "chat proto=%s pairs=%d window=%d duration=%s delivered=%d rate=%.0f msgs/s p50=%s p90=%s p99=%s max=%s mean=%s acks=%d ack_rate=%.0f/s ack_errors=%d sent=%d undelivered=%d %s\n",
@@ -310,8 +316,12 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 	if res.ServerCPU >= 0 {
 		other = fmt.Sprintf("%.0f%%", 100*max(0, res.MachineCPU-res.ServerCPU-res.BenchCPU))
 	}
-	fmt.Fprintf(stdout, "cpu during the window, of %d%% (%d cores): machine busy %.0f%% = gateway %s + bench %.0f%% + other processes %s\n",
-		100*runtime.NumCPU(), runtime.NumCPU(), 100*res.MachineCPU, pct(res.ServerCPU), 100*res.BenchCPU, other)
+	plugins := ""
+	if res.PluginCPU > 0 {
+		plugins = fmt.Sprintf(" (plugin processes %.0f%% of it)", 100*res.PluginCPU)
+	}
+	fmt.Fprintf(stdout, "cpu during the window, of %d%% (%d cores): machine busy %.0f%% = gateway %s%s + bench %.0f%% + other processes %s\n",
+		100*runtime.NumCPU(), runtime.NumCPU(), 100*res.MachineCPU, pct(res.ServerCPU), plugins, 100*res.BenchCPU, other)
 	if res.ServerCPU > 0 {
 		fmt.Fprintf(stdout, "efficiency: %.0f chats delivered per gateway CPU-second (%.1f us of gateway CPU per chat, its ack included)\n",
 			res.Rate/res.ServerCPU, 1e6*res.ServerCPU/res.Rate)
@@ -403,6 +413,7 @@ func (r *chatRun) watch(ctx context.Context, gw *gateway, d time.Duration, log i
 		s := sample{t: time.Now(), del: r.delivered.Load(), ack: r.acks.Load(), self: selfCPU()}
 		if gw != nil {
 			s.srv, _ = gw.cpu()
+			s.srv += gw.pluginCPU()
 		}
 		s.busy, s.tt, _ = machineCPU()
 		return s
@@ -486,9 +497,11 @@ func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 			if n <= 0 {
 				continue
 			}
-			body = appendChat(body[:0], p.to, r.now(), o.size)
+			now := r.now()
 			buf = buf[:0]
 			for range n {
+				p.seq++
+				body = appendChat(body[:0], p.to, now, p.seq, o.size)
 				buf = appendFrame(buf, o.proto, cd, packet.CmdChatReq, body)
 			}
 			p.inflight.Add(n)
@@ -520,13 +533,16 @@ func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 var contentKey = []byte(`"content":"t=`)
 
 // appendChat appends the body of a private chat to `to` whose content carries the send
-// time (monotonic ns since the run's epoch), padded to size bytes.
-func appendChat(dst []byte, to string, sentNs int64, size int) []byte {
+// time (monotonic ns since the run's epoch) and the sender's sequence number (so that no
+// two chats are identical), padded to size bytes.
+func appendChat(dst []byte, to string, sentNs, seq int64, size int) []byte {
 	dst = append(dst, `{"cmd":11,"chatType":2,"msgType":0,"to":"`...)
 	dst = append(dst, to...)
 	dst = append(dst, `","content":"t=`...)
 	start := len(dst) - 2
 	dst = strconv.AppendInt(dst, sentNs, 10)
+	dst = append(dst, " n="...)
+	dst = strconv.AppendInt(dst, seq, 10)
 	dst = append(dst, ' ')
 	for len(dst)-start < size {
 		dst = append(dst, 'x')
@@ -593,6 +609,8 @@ func (s *ackSink) packet(cmd packet.Cmd, body []byte) {
 	}
 	s.fails++
 	s.r.ackOnce.Do(func() { s.r.ackErr = string(body) })
+	// A refused chat never reaches the receiver: the run's numbers would be wrong.
+	s.r.fail(fmt.Errorf("the gateway refused a chat: %s", body))
 }
 
 func (s *ackSink) flush() {

@@ -29,35 +29,71 @@ type gatewayFlags struct {
 	bin     string
 	config  string
 	storage string
+	hooks   string
 	logFile string
+
+	hooksSet bool // -hooks was given explicitly
 }
 
-// register adds the gateway flags to fs.
-func (f *gatewayFlags) register(fs *flag.FlagSet) {
+// register adds the gateway flags to fs; hooks is the subcommand's default for -hooks.
+func (f *gatewayFlags) register(fs *flag.FlagSet, hooks string) {
 	fs.StringVar(&f.bin, "bin", "", "timgw binary to start (default: build ./cmd/timgw of the current module into a temporary directory)")
-	fs.StringVar(&f.config, "config", "", "config file passed to the gateway as -config (default: none, so the gateway runs on its embedded defaults)")
-	fs.StringVar(&f.storage, "storage", "", "run the gateway with a config that only sets its storage: none, bolt, or bolt-nosync (not with -config)")
+	fs.StringVar(&f.config, "config", "", "config file passed to the gateway as -config (then -storage and -hooks do not apply)")
+	fs.StringVar(&f.storage, "storage", "", "storage the bench's config sets: none, bolt, bolt-nosync; empty: the gateway's default")
+	fs.StringVar(&f.hooks, "hooks", hooks, "hook scripts in the bench's config: default (as shipped), nolimit (shipped moderation without its rate and flood limits), off")
 	fs.StringVar(&f.logFile, "gwlog", "", "write the gateway's log to this file")
 }
 
-// storageConfigs are the configs -storage writes.
+// hookConfigs are the hooks sections -hooks writes. nolimit restates the shipped
+// moderation vars (conf/timgw.yaml) with the per-user rate and flood limits off: a load
+// generator sends far more than 20 chats per 10 s per user.
+var hookConfigs = map[string]string{
+	"default": "",
+	"off":     "hooks:\n  enabled: false\n",
+	"nolimit": `hooks:
+  vars:
+    moderation:
+      action: mask
+      words: [badword, spamword, scamlink]
+      whole_words: true
+      rate_limit: 0
+      flood_max: 0
+`,
+}
+
+// storageConfigs are the storage sections -storage writes.
 var storageConfigs = map[string]string{
+	"":            "",
 	"none":        "storage:\n  plugin: none\n",
 	"bolt":        "storage:\n  plugin: bolt\n",
 	"bolt-nosync": "storage:\n  plugin: bolt\n  nosync: true\n",
 }
 
-func (f *gatewayFlags) check() error {
-	if f.storage == "" {
-		return nil
-	}
+// check validates the flags after parsing fs.
+func (f *gatewayFlags) check(fs *flag.FlagSet) error {
+	storageSet := false
+	fs.Visit(func(fl *flag.Flag) {
+		f.hooksSet = f.hooksSet || fl.Name == "hooks"
+		storageSet = storageSet || fl.Name == "storage"
+	})
 	if _, ok := storageConfigs[f.storage]; !ok {
 		return fmt.Errorf("%w: -storage %q: want none, bolt or bolt-nosync", errUsage, f.storage)
 	}
-	if f.config != "" {
-		return fmt.Errorf("%w: -storage writes its own config: use it without -config", errUsage)
+	if _, ok := hookConfigs[f.hooks]; !ok {
+		return fmt.Errorf("%w: -hooks %q: want default, nolimit or off", errUsage, f.hooks)
+	}
+	if f.config != "" && (storageSet || f.hooksSet) {
+		return fmt.Errorf("%w: -storage and -hooks write the bench's own config: use them without -config", errUsage)
 	}
 	return nil
+}
+
+// configText is the config file the bench writes for the gateway, or "" for none.
+func (f *gatewayFlags) configText() string {
+	if f.config != "" {
+		return ""
+	}
+	return storageConfigs[f.storage] + hookConfigs[f.hooks]
 }
 
 // gateway is a timgw subprocess.
@@ -68,6 +104,7 @@ type gateway struct {
 	addr         string // host:port of the shared port, from the "timgw ready" line
 	configSource string // from the "starting timgw" line
 	storage      string // what the gateway said about its storage before it was ready
+	written      string // the config the bench wrote for it, if any
 	version      string
 
 	tail   *tailLog
@@ -133,9 +170,9 @@ func startGateway(ctx context.Context, bin string, f gatewayFlags) (gw *gateway,
 			return nil, err
 		}
 		args = append(args, "-config", cfg)
-	case f.storage != "":
+	case f.configText() != "":
 		cfg := filepath.Join(dir, "bench.yaml")
-		if err := os.WriteFile(cfg, []byte(storageConfigs[f.storage]), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(f.configText()), 0o600); err != nil {
 			return nil, err
 		}
 		args = append(args, "-config", cfg)
@@ -157,7 +194,7 @@ func startGateway(ctx context.Context, bin string, f gatewayFlags) (gw *gateway,
 		}
 		logw = logf
 	}
-	g := &gateway{cmd: cmd, dir: dir, tail: &tailLog{max: 40}, exited: make(chan struct{}), version: describeBinary(bin)}
+	g := &gateway{cmd: cmd, dir: dir, written: f.configText(), tail: &tailLog{max: 40}, exited: make(chan struct{}), version: describeBinary(bin)}
 	if err := cmd.Start(); err != nil {
 		if logf != nil {
 			logf.Close()
@@ -253,9 +290,75 @@ func (g *gateway) stop() error {
 	return errors.New("gateway did not stop within 10s of SIGTERM and was killed")
 }
 
-// rss returns the gateway's resident set size (VmRSS) and peak (VmHWM), in bytes.
+// rss returns the gateway process's resident set size (VmRSS) and peak (VmHWM), in bytes.
 func (g *gateway) rss() (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.pid))
+	return procRSS(g.pid)
+}
+
+// pluginRSS returns the summed VmRSS of the gateway's descendants (plugin processes, such
+// as the storage plugin), and how many there are.
+func (g *gateway) pluginRSS() (rss int64, n int) {
+	for _, pid := range descendants(g.pid) {
+		if r, _, err := procRSS(pid); err == nil {
+			rss += r
+			n++
+		}
+	}
+	return rss, n
+}
+
+// pluginCPU returns the summed CPU time of the gateway's descendants.
+func (g *gateway) pluginCPU() time.Duration {
+	var t time.Duration
+	for _, pid := range descendants(g.pid) {
+		if c, err := procCPU(pid); err == nil {
+			t += c
+		}
+	}
+	return t
+}
+
+// descendants lists the processes below pid (children, their children, ...).
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(f[1]); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, children[p]...)
+		queue = append(queue, children[p]...)
+	}
+	return out
+}
+
+func procRSS(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -279,7 +382,7 @@ func (g *gateway) rss() (rss, hwm int64, err error) {
 		}
 	}
 	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", g.pid)
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 	}
 	return rss, hwm, nil
 }
@@ -288,7 +391,7 @@ func (g *gateway) rss() (rss, hwm int64, err error) {
 // Go supports.
 const clockTicks = 100
 
-// cpu returns the CPU time (user + system, all threads) the gateway has used.
+// cpu returns the CPU time (user + system, all threads) the gateway process has used.
 func (g *gateway) cpu() (time.Duration, error) {
 	return procCPU(g.pid)
 }

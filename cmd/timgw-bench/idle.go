@@ -21,6 +21,16 @@ type idleResult struct {
 	HWM        int64 // bytes, the gateway's peak RSS
 	PerConnKiB float64
 	Connect    time.Duration // time to open and log in every connection
+
+	PluginBefore, PluginAfter int64 // bytes, summed RSS of the gateway's plugin processes
+}
+
+// pluginNote describes the plugin processes' RSS, or "" when there are none.
+func pluginNote(rss int64, n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; plugin processes (%d): %s more", n, mib(rss))
 }
 
 // idleTargetKiB is issue 2's target for server memory per idle connection.
@@ -30,7 +40,7 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) (*idl
 	fs := flag.NewFlagSet("timgw-bench idle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var gf gatewayFlags
-	gf.register(fs)
+	gf.register(fs, "default")
 	proto := fs.String("proto", protoTCP, "client protocol: tcp (t-im frames, login with cmd 5) or ws (WebSocket, login with ?username=)")
 	n := fs.Int("n", 15000, "idle connections to open and log in (the bench needs n + ~50 file descriptors)")
 	conc := fs.Int("c", 64, "connections being opened at a time")
@@ -53,7 +63,7 @@ Flags:
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	if err := gf.check(); err != nil {
+	if err := gf.check(fs); err != nil {
 		return nil, err
 	}
 	if err := checkProto(*proto); err != nil {
@@ -103,7 +113,8 @@ func idle(ctx context.Context, gw *gateway, proto string, n, conc int, srcs []ne
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "rss before: %s (gateway started, no client)\n", mib(before))
+	plugBefore, nplug := gw.pluginRSS()
+	fmt.Fprintf(stdout, "rss before: %s (gateway started, no client)%s\n", mib(before), pluginNote(plugBefore, nplug))
 
 	d := newDialer(gw.addr, proto, srcs, timeout)
 	start := time.Now()
@@ -139,15 +150,24 @@ func idle(ctx context.Context, gw *gateway, proto string, n, conc int, srcs []ne
 		return nil, err
 	}
 	_, hwm, _ := gw.rss()
+	plugAfter, nplugAfter := gw.pluginRSS()
 	res := &idleResult{Proto: proto, Conns: n, RSSBefore: before, RSSAfter: after, HWM: hwm, Connect: connect,
-		PerConnKiB: float64(after-before) / 1024 / float64(n)}
-	verdict := "meets"
-	if res.PerConnKiB > idleTargetKiB {
-		verdict = "MISSES"
+		PerConnKiB: float64(after-before) / 1024 / float64(n), PluginBefore: plugBefore, PluginAfter: plugAfter}
+	verdict := func(kib float64) string {
+		if kib > idleTargetKiB {
+			return "MISSES"
+		}
+		return "meets"
 	}
-	fmt.Fprintf(stdout, "rss after:  %s (%d idle logged-in connections), peak %s\n", mib(after), n, mib(hwm))
+	fmt.Fprintf(stdout, "rss after:  %s (%d idle logged-in connections), peak %s%s\n", mib(after), n, mib(hwm), pluginNote(plugAfter, nplugAfter))
 	fmt.Fprintf(stdout, "idle proto=%s conns=%d rss_before=%s rss_after=%s delta=%s per_conn=%.2f KiB (%s target <= %.1f KiB)\n",
-		proto, n, mib(before), mib(after), mib(after-before), res.PerConnKiB, verdict, idleTargetKiB)
+		proto, n, mib(before), mib(after), mib(after-before), res.PerConnKiB, verdict(res.PerConnKiB), idleTargetKiB)
+	if nplug > 0 || nplugAfter > 0 {
+		d := (after + plugAfter) - (before + plugBefore)
+		kib := float64(d) / 1024 / float64(n)
+		fmt.Fprintf(stdout, "with plugin processes: rss_before=%s rss_after=%s delta=%s per_conn=%.2f KiB (%s target)\n",
+			mib(before+plugBefore), mib(after+plugAfter), mib(d), kib, verdict(kib))
+	}
 	return res, nil
 }
 

@@ -145,6 +145,10 @@ func printHeader(w io.Writer, gw *gateway, addr string) {
 	fmt.Fprintf(w, "gateway: %s\n", gw.version)
 	fmt.Fprintf(w, "gateway command: %s (pid %d, in %s, config %s, listening on %s)\n",
 		shellJoin(gw.cmd.Args), gw.pid, gw.dir, gw.configSource, gw.addr)
+	if gw.written != "" {
+		fmt.Fprintf(w, "gateway config written by the bench (everything else default):\n  %s\n",
+			strings.ReplaceAll(strings.TrimSpace(gw.written), "\n", "\n  "))
+	}
 	if gw.storage != "" {
 		fmt.Fprintf(w, "gateway storage: %s\n", gw.storage)
 	}

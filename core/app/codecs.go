@@ -23,20 +23,19 @@ func (a *App) startCodecs(cfg *config.Config) error {
 		if reflect.DeepEqual(old.Codecs, cur.Codecs) {
 			return nil, nil, nil
 		}
-		if err := codecplugin.Check(cur.Codecs); err != nil {
+		// New and changed plugins start now: one that cannot start refuses the reload.
+		plan, err := m.Prepare(cur.Codecs)
+		if err != nil {
 			return nil, nil, err
 		}
 		return func() []string {
-			changes, err := m.Apply(cur.Codecs)
-			out := make([]string, 0, len(changes)+1)
+			changes := plan.Commit()
+			out := make([]string, 0, len(changes))
 			for _, c := range changes {
 				out = append(out, "codecs: "+c)
 			}
-			if err != nil {
-				out = append(out, "codecs: not started, retrying with backoff: "+err.Error())
-			}
 			return out
-		}, nil, nil
+		}, plan.Rollback, nil
 	})
 	return nil
 }

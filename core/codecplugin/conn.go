@@ -128,6 +128,11 @@ type generation struct {
 	mu       sync.RWMutex
 	conns    map[uint64]*connCodec
 	draining map[uint64]*drainWait // closed connections waiting for the plugin's closed frame
+
+	// Packets of one connection that came one after another in a batch, injected
+	// together (receiving goroutine only).
+	pendConn *connCodec
+	pend     []packet.Packet
 }
 
 // drainWait is a closed connection waiting for the plugin.
@@ -217,13 +222,29 @@ func (g *generation) count() int {
 
 // Packet implements sdk.HostHandler.
 func (g *generation) Packet(id uint64, p packet.Packet) {
-	if c := g.conn(id); c != nil {
-		c.sink.Inject(p)
+	if g.pendConn != nil && g.pendConn.id == id {
+		g.pend = append(g.pend, p)
+		return
 	}
+	g.Flush()
+	if c := g.conn(id); c != nil {
+		g.pendConn, g.pend = c, append(g.pend, p)
+	}
+}
+
+// Flush implements sdk.HostHandler: the gathered packets go to their connection.
+func (g *generation) Flush() {
+	if g.pendConn == nil {
+		return
+	}
+	g.pendConn.sink.Inject(g.pend...) // Inject copies the slice
+	clear(g.pend)
+	g.pendConn, g.pend = nil, g.pend[:0]
 }
 
 // Write implements sdk.HostHandler.
 func (g *generation) Write(id uint64, b []byte) {
+	g.Flush()
 	if c := g.conn(id); c != nil {
 		_ = c.sink.WriteRaw(b) // a failure closes the connection (slow consumer) or it is closing
 	}
@@ -231,13 +252,17 @@ func (g *generation) Write(id uint64, b []byte) {
 
 // Close implements sdk.HostHandler.
 func (g *generation) Close(id uint64, reason string) {
+	g.Flush()
 	if c := g.conn(id); c != nil {
 		c.sink.Close(reason)
 	}
 }
 
 // Closed implements sdk.HostHandler.
-func (g *generation) Closed(id uint64) { g.closed(id) }
+func (g *generation) Closed(id uint64) {
+	g.Flush()
+	g.closed(id)
+}
 
 // fail marks the generation dead, closes its connections with reason and ends the
 // drains. It returns how many open connections were closed.

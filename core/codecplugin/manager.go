@@ -14,8 +14,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,7 @@ type Manager struct {
 	socketRoot string
 	ownRoot    bool // socketRoot was created here and is removed at Stop
 	policy     atomic.Pointer[config.CodecRestart]
+	planMu     sync.Mutex // held from Prepare to Commit or Rollback, and by Restart
 
 	mu      sync.Mutex
 	plugins []*plugin
@@ -73,14 +77,7 @@ func Start(cfg config.Codecs, o Options) (*Manager, error) {
 	if len(cfg.Plugins) == 0 {
 		return m, nil
 	}
-	if m.executable == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("codec plugins: find own executable: %w", err)
-		}
-		m.executable = exe
-	}
-	if err := m.makeSocketRoot(cfg.SocketDir); err != nil {
+	if err := m.prepareDirs(cfg.SocketDir); err != nil {
 		return nil, err
 	}
 	for _, pc := range cfg.Plugins {
@@ -97,9 +94,43 @@ func Start(cfg config.Codecs, o Options) (*Manager, error) {
 	return m, nil
 }
 
+// prepareDirs finds the executable of built-in plugins and makes the socket directory,
+// once.
+func (m *Manager) prepareDirs(socketDir string) error {
+	if m.executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("codec plugins: find own executable: %w", err)
+		}
+		m.executable = exe
+	}
+	if m.socketRoot == "" {
+		return m.makeSocketRoot(socketDir)
+	}
+	return nil
+}
+
+// socketRootPrefix names the private socket directories; the gateway's pid follows, so
+// that the directories of gateways killed by force can be recognised and removed.
+const socketRootPrefix = "timgw-codecs-"
+
+// removeStaleRoots removes the socket directories of gateways that are gone.
+func removeStaleRoots(log *slog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), socketRootPrefix+"*"))
+	for _, d := range dirs {
+		pid, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), socketRootPrefix), "-")
+		if n, err := strconv.Atoi(pid); err == nil && n != os.Getpid() && !processAlive(n) {
+			if err := os.RemoveAll(d); err == nil {
+				log.Debug("removed the socket directory of a gateway that is gone", "dir", d)
+			}
+		}
+	}
+}
+
 func (m *Manager) makeSocketRoot(dir string) error {
 	if dir == "" {
-		d, err := os.MkdirTemp("", "timgw-codecs-")
+		removeStaleRoots(m.log)
+		d, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", socketRootPrefix, os.Getpid()))
 		if err != nil {
 			return fmt.Errorf("codec plugins: socket dir: %w", err)
 		}
@@ -158,78 +189,153 @@ func (m *Manager) Listeners() map[string][]string {
 	return out
 }
 
-// Apply reconfigures the plugins (configuration reload): plugins no longer named are
-// stopped, new ones started, and ones whose configuration or executable changed, or
-// that had failed, are replaced (their connections are closed: their state lived in the
-// old process). Unchanged plugins keep running with their connections. Plugins that do
-// not start are reported in the error and retried with backoff; the others are applied.
+// Plan is a prepared reconfiguration (a configuration reload): Prepare has started the
+// new and changed plugins without showing them to the transport; Commit swaps them in and
+// stops the plugins they replace; Rollback stops what Prepare started. Exactly one of
+// Commit and Rollback must follow Prepare.
+type Plan struct {
+	m       *Manager
+	cfg     config.Codecs
+	next    []*plugin
+	started []startedPlugin
+	retire  []retired
+	changes []string
+	done    bool
+}
+
+type startedPlugin struct {
+	p *plugin
+	g *generation
+}
+
+type retired struct {
+	p      *plugin
+	reason string
+}
+
+// Prepare plans the move to cfg: plugins no longer named will be stopped, new ones are
+// started now, and ones whose configuration or executable changed, or that had failed,
+// are started now to replace the old ones (whose connections Commit closes: their state
+// lived in the old process). Unchanged plugins keep running with their connections. If a
+// plugin does not start, Prepare stops what it started and fails: nothing changes.
 // Dedicated ports (listen) are the caller's to open and close.
-//
-// It returns what changed ("+name", "-name", "~name"), and the start failures.
-func (m *Manager) Apply(cfg config.Codecs) (changes []string, err error) {
+func (m *Manager) Prepare(cfg config.Codecs) (*Plan, error) {
 	if err := Check(cfg); err != nil {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
+	m.planMu.Lock()
+	plan := &Plan{m: m, cfg: cfg}
+	fail := func(err error) (*Plan, error) {
+		plan.stopStarted()
+		m.planMu.Unlock()
+		return nil, err
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stopped {
-		return nil, errors.New("codec plugins: stopped")
+	stopped, current := m.stopped, append([]*plugin(nil), m.plugins...)
+	m.mu.Unlock()
+	if stopped {
+		return fail(errors.New("codec plugins: stopped"))
 	}
-	if len(cfg.Plugins) > 0 && m.executable == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("codec plugins: find own executable: %w", err)
-		}
-		m.executable = exe
-	}
-	if m.socketRoot == "" && len(cfg.Plugins) > 0 {
-		if err := m.makeSocketRoot(cfg.SocketDir); err != nil {
-			return nil, err
+	if len(cfg.Plugins) > 0 {
+		if err := m.prepareDirs(cfg.SocketDir); err != nil {
+			return fail(err)
 		}
 	}
-	m.policy.Store(&cfg.Restart)
-	old := make(map[string]*plugin, len(m.plugins))
-	for _, p := range m.plugins {
+	old := make(map[string]*plugin, len(current))
+	for _, p := range current {
 		old[p.cfg.Name] = p
 	}
-	var next, started []*plugin
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	for _, pc := range cfg.Plugins {
 		p, ok := old[pc.Name]
 		delete(old, pc.Name)
 		if ok && reflect.DeepEqual(p.cfg, pc) && !p.binaryChanged() && p.stateName() != StateFailed {
-			next = append(next, p)
+			plan.next = append(plan.next, p)
 			continue
 		}
-		if ok {
-			p.stop(ctx, fmt.Sprintf("codec plugin %s replaced by a configuration reload", pc.Name))
-			changes = append(changes, "~"+pc.Name)
-		} else {
-			changes = append(changes, "+"+pc.Name)
-		}
 		np := newPlugin(m, pc)
-		next = append(next, np)
-		started = append(started, np)
+		g, err := np.launch()
+		if err != nil {
+			return fail(err)
+		}
+		plan.started = append(plan.started, startedPlugin{np, g})
+		plan.next = append(plan.next, np)
+		if ok {
+			plan.retire = append(plan.retire, retired{p, fmt.Sprintf("codec plugin %s replaced by a configuration reload", pc.Name)})
+			plan.changes = append(plan.changes, "~"+pc.Name)
+		} else {
+			plan.changes = append(plan.changes, "+"+pc.Name)
+		}
 	}
 	for name, p := range old {
-		p.stop(ctx, fmt.Sprintf("codec plugin %s removed by a configuration reload", name))
-		changes = append(changes, "-"+name)
+		plan.retire = append(plan.retire, retired{p, fmt.Sprintf("codec plugin %s removed by a configuration reload", name)})
+		plan.changes = append(plan.changes, "-"+name)
 	}
-	var errs []error
-	for _, p := range started {
-		g, err := p.launch()
-		if err != nil {
-			p.recordCrash(err)
-			errs = append(errs, err)
-		}
-		go p.supervise(g)
+	sort.Strings(plan.changes)
+	return plan, nil
+}
+
+func (pl *Plan) stopStarted() {
+	for _, s := range pl.started {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.p.gen.Store(nil)
+		s.g.client.Stop(ctx)
+		cancel()
+		s.p.setState(StateStopped)
 	}
-	m.plugins = next
+}
+
+// Changes lists what Commit changes: "+name" started, "-name" stopped, "~name" replaced.
+func (pl *Plan) Changes() []string { return pl.changes }
+
+// Commit shows the new plugins to the transport and stops the ones they replace or that
+// are no longer configured, closing their connections.
+func (pl *Plan) Commit() []string {
+	if pl.done {
+		return nil
+	}
+	pl.done = true
+	m := pl.m
+	defer m.planMu.Unlock()
+	m.policy.Store(&pl.cfg.Restart)
+	m.mu.Lock()
+	m.plugins = pl.next
 	m.publish()
-	sort.Strings(changes)
-	return changes, errors.Join(errs...)
+	m.mu.Unlock()
+	for _, s := range pl.started {
+		go s.p.supervise(s.g)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, r := range pl.retire {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.p.stop(ctx, r.reason)
+		}()
+	}
+	wg.Wait()
+	return pl.changes
+}
+
+// Rollback stops what Prepare started; the running plugins are untouched.
+func (pl *Plan) Rollback() {
+	if pl.done {
+		return
+	}
+	pl.done = true
+	pl.stopStarted()
+	pl.m.planMu.Unlock()
+}
+
+// Apply is Prepare then Commit: it returns what changed, or why nothing did.
+func (m *Manager) Apply(cfg config.Codecs) ([]string, error) {
+	plan, err := m.Prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return plan.Commit(), nil
 }
 
 // Check validates a codecs configuration as Start and Apply would, without starting
@@ -244,26 +350,36 @@ func Check(cfg config.Codecs) error {
 // Restart stops plugin name (closing its connections) and starts it afresh, with its
 // crash count reset: the way out of StateFailed without a configuration change.
 func (m *Manager) Restart(name string) error {
+	m.planMu.Lock()
+	defer m.planMu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	var old *plugin
+	idx := -1
 	for i, p := range m.plugins {
-		if p.cfg.Name != name {
-			continue
+		if p.cfg.Name == name {
+			old, idx = p, i
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		p.stop(ctx, fmt.Sprintf("codec plugin %s restarted by an administrator", name))
-		cancel()
-		np := newPlugin(m, p.cfg)
-		m.plugins[i] = np
-		m.publish()
-		g, err := np.launch()
-		if err != nil {
-			np.recordCrash(err)
-		}
-		go np.supervise(g)
-		return err
 	}
-	return fmt.Errorf("codec plugin %q is not configured", name)
+	m.mu.Unlock()
+	if old == nil {
+		return fmt.Errorf("codec plugin %q is not configured", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	old.stop(ctx, fmt.Sprintf("codec plugin %s restarted by an administrator", name))
+	cancel()
+	np := newPlugin(m, old.cfg)
+	m.mu.Lock()
+	if idx < len(m.plugins) && m.plugins[idx] == old {
+		m.plugins[idx] = np
+		m.publish()
+	}
+	m.mu.Unlock()
+	g, err := np.launch()
+	if err != nil {
+		np.recordCrash(err)
+	}
+	go np.supervise(g)
+	return err
 }
 
 // Stop stops every plugin (their connections should be closed already) and removes

@@ -428,3 +428,59 @@ func TestConnectionsWhileRestarting(t *testing.T) {
 	_, s2 := open(t, (*protos)[0])
 	s2.waitClosed(t, "not running (restarting)")
 }
+
+func TestApplyRefusesPluginThatDoesNotStart(t *testing.T) {
+	m, protos := startManager(t, testConfig(testPluginConfig("keep")))
+	keep := (*protos)[0]
+	c, s := open(t, keep)
+	changed := testPluginConfig("keep")
+	changed.Options = map[string]string{"tag": "v2"}
+	_, err := m.Apply(testConfig(changed, config.CodecPlugin{Name: "broken", Path: "/nonexistent/codec-plugin"}))
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/codec-plugin") {
+		t.Fatalf("Apply: %v, want the broken plugin's start error", err)
+	}
+	if len(*protos) != 1 || (*protos)[0] != keep {
+		t.Fatalf("protocols changed by a refused Apply: %v", *protos)
+	}
+	if st := status(t, m, "keep"); st.Version != "v-keep" || st.State != StateRunning {
+		t.Fatalf("status after a refused Apply: %+v", st)
+	}
+	decode(t, c, "T1 untouched\n")
+	s.wait(t, "packet after a refused Apply", func(s *sink) bool { return len(s.injected) == 1 })
+	// Prepare then Rollback changes nothing either.
+	plan, err := m.Prepare(testConfig(changed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Changes(); !slices.Equal(got, []string{"~keep"}) {
+		t.Fatalf("plan changes %v", got)
+	}
+	plan.Rollback()
+	if st := status(t, m, "keep"); st.Version != "v-keep" {
+		t.Fatalf("status after Rollback: %+v", st)
+	}
+	if _, err := m.Apply(testConfig(changed)); err != nil { // the lock was released
+		t.Fatal(err)
+	}
+	s.waitClosed(t, "replaced by a configuration reload")
+}
+
+func TestStaleSocketDirsRemoved(t *testing.T) {
+	// A pid far above pid_max belongs to no process.
+	stale, err := os.MkdirTemp("", socketRootPrefix+"999999999-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", socketRootPrefix, os.Getppid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(live)
+	startManager(t, testConfig(testPluginConfig("t1")))
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale socket dir %s still there: %v", stale, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("socket dir of a live process removed: %v", err)
+	}
+}

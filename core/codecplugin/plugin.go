@@ -137,8 +137,9 @@ func (p *plugin) launch() (*generation, error) {
 	g := newGeneration(p)
 	started := time.Now()
 	client, err := sdk.Launch(sdk.LaunchConfig{
-		Cmd:          cmd,
-		Hello:        sdk.Hello{Name: p.cfg.Name, Options: p.cfg.Options, MaxFrame: p.m.maxFrame, HostVersion: "timgw"},
+		Cmd: cmd,
+		Hello: sdk.Hello{Name: p.cfg.Name, Options: p.cfg.Options, MaxFrame: p.m.maxFrame, HostVersion: "timgw",
+			BatchLinger: p.cfg.BatchLinger},
 		Handler:      g,
 		Logger:       p.m.log.With("codec_plugin", p.cfg.Name),
 		StartTimeout: p.cfg.StartTimeout,

@@ -13,7 +13,8 @@ import (
 type Codecs struct {
 	// SocketDir is where plugins put their gRPC Unix sockets, one subdirectory per
 	// plugin, emptied at each start (crashed plugins leave sockets behind). Empty: a
-	// private temporary directory per gateway run, removed at shutdown.
+	// private temporary directory per gateway run, removed at shutdown (and, after a
+	// gateway killed by force, at the next start).
 	SocketDir string `yaml:"socket_dir"`
 	// Restart says how crashed plugins are restarted.
 	Restart CodecRestart `yaml:"restart"`

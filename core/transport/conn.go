@@ -115,7 +115,13 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 	}
 	if p != nil {
 		c.srv.stats.PacketsOut.Add(1)
-		c.out = c.codec.Encode(c.out, *p)
+		n := len(c.out)
+		if c.out = c.codec.Encode(c.out, *p); len(c.out) == n {
+			// An asynchronous codec took the packet; its bytes come through WriteRaw,
+			// which wakes the writer then.
+			c.omu.Unlock()
+			return nil
+		}
 	} else {
 		c.out = append(c.out, raw...)
 	}

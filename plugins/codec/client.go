@@ -28,6 +28,8 @@ type HostHandler interface {
 	// Closed says the plugin has forgotten connection conn, which the host closed
 	// (Client.Close): nothing more will come for it.
 	Closed(conn uint64)
+	// Flush ends a batch: a handler that gathers packets hands them on now.
+	Flush()
 }
 
 // LaunchConfig configures Launch.
@@ -186,6 +188,7 @@ func (c *Client) recv(h HostHandler) {
 				return
 			}
 		}
+		h.Flush()
 	}
 }
 

@@ -89,6 +89,7 @@ func (r *recorder) Close(conn uint64, reason string) {
 	r.add(Frame{Kind: KindClose, Conn: conn, Reason: reason})
 }
 func (r *recorder) Closed(conn uint64) { r.add(Frame{Kind: KindClosed, Conn: conn}) }
+func (r *recorder) Flush()             {}
 
 // wait returns the first n frames, or fails.
 func (r *recorder) wait(t *testing.T, n int) []Frame {

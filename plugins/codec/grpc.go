@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 )
 
 // Handshake is the go-plugin handshake of codec plugins. A plugin built against another
@@ -27,8 +28,23 @@ const grpcCodecName = "timgw-codec-v1"
 // maxMessage bounds one gRPC message either way.
 const maxMessage = 128 << 20
 
-// batch is one stream message: frames, back to back.
+// batch is one stream message: frames, back to back. A received batch owns b.
 type batch struct{ b []byte }
+
+// pooledBatch is a received batch whose bytes come from gRPC's buffer pool: the
+// receiver reads b and then calls free. The plugin side uses it (its handlers copy what
+// they keep); the host keeps packet bodies beyond the batch, so it uses batch.
+type pooledBatch struct {
+	buf mem.Buffer
+	b   []byte
+}
+
+func (p *pooledBatch) free() {
+	if p.buf != nil {
+		p.buf.Free()
+		p.buf, p.b = nil, nil
+	}
+}
 
 // jsonMsg is a unary message, JSON-encoded.
 type jsonMsg struct{ v any }
@@ -37,32 +53,37 @@ type jsonMsg struct{ v any }
 // JSON. Registered under its own name, so go-plugin's protobuf services are unaffected.
 type wireCodec struct{}
 
-var _ encoding.Codec = wireCodec{}
+var _ encoding.CodecV2 = wireCodec{}
 
 func (wireCodec) Name() string { return grpcCodecName }
 
-func (wireCodec) Marshal(v any) ([]byte, error) {
+func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *batch:
-		return m.b, nil
+		return mem.BufferSlice{mem.SliceBuffer(m.b)}, nil
 	case *jsonMsg:
-		return json.Marshal(m.v)
+		b, err := json.Marshal(m.v)
+		return mem.BufferSlice{mem.SliceBuffer(b)}, err
 	}
 	return nil, fmt.Errorf("codec plugin wire: cannot marshal %T", v)
 }
 
-func (wireCodec) Unmarshal(data []byte, v any) error {
+func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *batch:
-		m.b = data // gRPC hands the codec a fresh copy
+		m.b = data.Materialize()
+		return nil
+	case *pooledBatch:
+		m.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
+		m.b = m.buf.ReadOnlyData()
 		return nil
 	case *jsonMsg:
-		return json.Unmarshal(data, m.v)
+		return json.Unmarshal(data.Materialize(), m.v)
 	}
 	return fmt.Errorf("codec plugin wire: cannot unmarshal into %T", v)
 }
 
-func init() { encoding.RegisterCodec(wireCodec{}) }
+func init() { encoding.RegisterCodecV2(wireCodec{}) }
 
 const (
 	serviceName  = "timgw.codec.v1.Codec"

@@ -54,6 +54,7 @@ type outbox struct {
 	full    [][]byte // batches that reached MaxBytes, oldest first
 	cur     []byte   // the batch being filled
 	pending int
+	last    int // size of the last batch taken, to size the next buffer
 	closed  error
 	wake    chan struct{} // cap 1: something to send
 }
@@ -81,7 +82,7 @@ func (o *outbox) add(size int, enc func([]byte) []byte) error {
 		return err
 	}
 	if o.cur == nil {
-		o.cur = make([]byte, 0, min(max(size, 4096), o.opts.MaxBytes+size))
+		o.cur = make([]byte, 0, min(max(size, o.last+o.last/4, 4096), o.opts.MaxBytes+size))
 	}
 	before := len(o.cur)
 	o.cur = enc(o.cur)
@@ -114,6 +115,7 @@ func (o *outbox) take() []byte {
 		return nil
 	}
 	o.pending -= len(b)
+	o.last = len(b)
 	o.room.Broadcast()
 	return b
 }

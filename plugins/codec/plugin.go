@@ -69,6 +69,9 @@ type Hello struct {
 	MaxFrame int `json:"maxFrame"`
 	// HostVersion describes the host (for logs).
 	HostVersion string `json:"hostVersion,omitempty"`
+	// BatchLinger is how long the plugin's sender waits to fill a batch (the host's
+	// setting for its own direction; Serve applies it).
+	BatchLinger time.Duration `json:"batchLinger,omitempty"`
 }
 
 // Info is what a plugin tells the host at the handshake.

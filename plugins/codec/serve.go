@@ -42,6 +42,7 @@ type server struct {
 
 	mu        sync.Mutex
 	info      *Info
+	linger    time.Duration
 	streaming bool
 }
 
@@ -61,7 +62,7 @@ func (s *server) hello(_ context.Context, h *Hello) (*helloReply, error) {
 		info.TickInterval = time.Second
 	}
 	s.mu.Lock()
-	s.info = &info
+	s.info, s.linger = &info, max(h.BatchLinger, 0)
 	s.mu.Unlock()
 	return &helloReply{Version: WireVersion, Info: info}, nil
 }
@@ -73,7 +74,7 @@ func (s *server) stream(st grpc.ServerStream) error {
 		return errors.New("codec plugin: one stream, after Hello")
 	}
 	s.streaming = true
-	info := *s.info
+	info, linger := *s.info, s.linger
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -81,21 +82,21 @@ func (s *server) stream(st grpc.ServerStream) error {
 		s.mu.Unlock()
 	}()
 
-	out := newOutbox(BatchOptions{}, true)
+	out := newOutbox(BatchOptions{Linger: linger}, true)
 	sent := make(chan error, 1)
 	go func() { sent <- out.run(func(b []byte) error { return st.SendMsg(&batch{b}) }) }()
 
-	in := make(chan []byte, 64)
+	in := make(chan *pooledBatch, 64)
 	var recvErr error
 	go func() {
 		defer close(in)
 		for {
-			var b batch
-			if err := st.RecvMsg(&b); err != nil {
+			b := new(pooledBatch)
+			if err := st.RecvMsg(b); err != nil {
 				recvErr = err
 				return
 			}
-			in <- b.b
+			in <- b
 		}
 	}()
 
@@ -119,7 +120,8 @@ func (s *server) stream(st grpc.ServerStream) error {
 				}
 				return recvErr
 			}
-			d.batch(b)
+			d.batch(b.b) // handlers copy what they keep
+			b.free()
 		case now := <-tick.C:
 			if ticker != nil {
 				d.safely(0, func() { ticker.Tick(now) })

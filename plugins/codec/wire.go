@@ -33,6 +33,7 @@ const (
 	KindClosed Kind = 6
 )
 
+// String names the kind.
 func (k Kind) String() string {
 	switch k {
 	case KindOpen:

@@ -38,12 +38,12 @@ func TestHistoryLatency(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set TIMGW_BENCH_HISTORY=1000000 to measure history pages in a large store")
 	}
-	const convs = 1000
+	convs := max(1, min(1000, n/200)) // 1M: 1,000 conversations of 1,000 messages
 	base := os.Getenv("TIMGW_BENCH_DIR")
 	if base == "" {
 		base = os.TempDir()
 	}
-	dir := filepath.Join(base, "timgw-bench-bolt-"+strconv.Itoa(n))
+	dir := filepath.Join(base, "timgw-bench-bolt-"+strconv.Itoa(n)+"-"+strconv.Itoa(convs))
 	_, statErr := os.Stat(filepath.Join(dir, FileName))
 	cfg, _ := json.Marshal(Config{Dir: dir, NoSync: true})
 	s := &Store{}

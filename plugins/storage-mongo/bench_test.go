@@ -12,7 +12,7 @@ import (
 )
 
 // TestHistoryLatency measures a 50-message history page in a database of
-// TIMGW_BENCH_HISTORY messages over 1,000 conversations, on the server in
+// TIMGW_BENCH_HISTORY messages over up to 1,000 conversations, on the server in
 // TIMGW_MONGO_URI. The database (timgwbench_<n>) is built once and kept.
 //
 //	TIMGW_BENCH_HISTORY=100000 TIMGW_MONGO_URI=mongodb://127.0.0.1:27027/ go test -run HistoryLatency -v ./plugins/storage-mongo/
@@ -22,8 +22,8 @@ func TestHistoryLatency(t *testing.T) {
 	if n <= 0 || uri == "" {
 		t.Skip("set TIMGW_BENCH_HISTORY and TIMGW_MONGO_URI to measure history pages in a large store")
 	}
-	const convs = 1000
-	cfg, _ := json.Marshal(Config{URI: uri, Database: "timgwbench_" + strconv.Itoa(n), Timeout: "600s"})
+	convs := max(1, min(1000, n/200)) // 1M: 1,000 conversations of 1,000 messages
+	cfg, _ := json.Marshal(Config{URI: uri, Database: "timgwbench_" + strconv.Itoa(n) + "_" + strconv.Itoa(convs), Timeout: "600s"})
 	s := &Store{}
 	ctx := context.Background()
 	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,8 @@ func run() error {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured traffic per protocol")
 	size := flag.Int("size", 100, "chat content bytes")
 	protos := flag.String("protos", "tcp,mqtt", "protocols to measure, in order")
+	linger := flag.Duration("linger", 0, "codecs.plugins[].batch_linger")
+	rounds := flag.Int("rounds", 1, "rounds of all protocols (alternating order); medians are reported")
 	flag.Parse()
 	o.content = strings.Repeat("x", *size)
 	dir, err := os.MkdirTemp("", "timgw-mqtt-bench-")
@@ -70,24 +73,39 @@ func run() error {
 			return fmt.Errorf("go build ./cmd/timgw (run from the module root): %v\n%s", err, out)
 		}
 	}
-	gw, err := startGateway(*bin, dir)
+	gw, err := startGateway(*bin, dir, *linger)
 	if err != nil {
 		return err
 	}
 	defer gw.stop()
 	fmt.Printf("pairs=%d window=%d content=%dB duration=%s GOMAXPROCS(host)=%s\n",
 		o.pairs, o.window, *size, o.duration, os.Getenv("GOMAXPROCS"))
-	var rates []float64
 	fmt.Printf("gateway pid %d, plugin pid %d\n", gw.cmd.Process.Pid, gw.pluginPID())
-	for _, proto := range strings.Split(*protos, ",") {
-		r, err := measure(gw, proto, o)
-		if err != nil {
-			return fmt.Errorf("%s: %w", proto, err)
+	names := strings.Split(*protos, ",")
+	rates := make(map[string][]float64)
+	for r := range *rounds {
+		order := slices.Clone(names)
+		if r%2 == 1 {
+			slices.Reverse(order)
 		}
-		rates = append(rates, r)
+		for _, proto := range order {
+			rate, err := measure(gw, proto, o)
+			if err != nil {
+				return fmt.Errorf("%s: %w", proto, err)
+			}
+			rates[proto] = append(rates[proto], rate)
+		}
 	}
-	if len(rates) == 2 {
-		fmt.Printf("%s/%s = %.0f%%\n", strings.Split(*protos, ",")[1], strings.Split(*protos, ",")[0], 100*rates[1]/rates[0])
+	med := func(xs []float64) float64 {
+		xs = slices.Clone(xs)
+		slices.Sort(xs)
+		return xs[len(xs)/2]
+	}
+	for _, p := range names {
+		fmt.Printf("median %-4s %.0f msgs/s over %d rounds\n", p, med(rates[p]), len(rates[p]))
+	}
+	if len(names) == 2 {
+		fmt.Printf("%s/%s = %.0f%% (medians)\n", names[1], names[0], 100*med(rates[names[1]])/med(rates[names[0]]))
 	}
 	return nil
 }
@@ -98,7 +116,7 @@ type gateway struct {
 	addr string
 }
 
-func startGateway(bin, dir string) (*gateway, error) {
+func startGateway(bin, dir string, linger time.Duration) (*gateway, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -115,8 +133,9 @@ codecs:
   plugins:
     - name: mqtt
       builtin: codec-mqtt
+      batch_linger: %s
       options: {retry_interval: 0s}
-`, addr)
+`, addr, linger)
 	path := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -35,6 +35,7 @@ const (
 var typeNames = [...]string{"RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
 	"PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "RESERVED"}
 
+// String names the packet type.
 func (t Type) String() string { return typeNames[t&0x0F] }
 
 // CONNACK return codes (section 3.2.2.3).

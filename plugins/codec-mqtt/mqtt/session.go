@@ -60,6 +60,7 @@ type session struct {
 	clientID  string
 	keepAlive time.Duration
 	user      string
+	inboxes   [2]string // inbox/<user>, chat/user/<user>
 
 	subs   map[string]byte // subscribed topic → granted QoS
 	groups map[string]bool // groups the user is (or is being made) a member of
@@ -234,7 +235,7 @@ func connackCode(r *loginReply) byte {
 	case packet.StatusServerBusy, packet.StatusStorageUnavailable:
 		return RefusedServerUnavailable
 	case packet.StatusLoginFailed, packet.StatusAuthFailed:
-		if r.Msg == "authentication unavailable" {
+		if strings.HasPrefix(r.Msg, "authentication unavailable") { // the authenticator or the auth hook failed
 			return RefusedServerUnavailable
 		}
 		return RefusedBadUsernamePassword
@@ -258,6 +259,7 @@ func (s *session) loginDone(body []byte) {
 		return
 	}
 	s.user = r.User.UserID
+	s.inboxes = [2]string{topicInbox + s.user, topicUser + s.user}
 	for _, g := range r.User.Groups {
 		s.groups[g] = true
 	}
@@ -427,11 +429,7 @@ func (s *session) joinAnswered(body []byte) {
 
 // deliver publishes a chat from the gateway on the client's matching subscriptions.
 func (s *session) deliver(body []byte) {
-	if !gjson.ValidBytes(body) {
-		s.p.log.Warn("undeliverable chat: invalid JSON", "conn", s.c.ID())
-		return
-	}
-	payload := body
+	payload := body // the gateway's JSON, valid by construction
 	if s.p.opts.Payload == PayloadText {
 		payload = []byte(gjson.GetBytes(body, "content").String())
 	}
@@ -442,8 +440,7 @@ func (s *session) deliver(body []byte) {
 		}
 		return
 	}
-	for _, pre := range [...]string{topicInbox, topicUser} {
-		t := pre + s.user
+	for _, t := range s.inboxes {
 		if q, ok := s.subs[t]; ok {
 			s.publishOut(t, q, payload)
 		}
