@@ -4,13 +4,17 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/timgw ./cmd/timgw
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/timgw ./cmd/timgw \
+ && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 WORKDIR /app
 COPY --from=build /out/timgw /app/timgw
 COPY conf/ /app/conf/
 COPY scripts/ /app/scripts/
+# The embedded storage writes to ./data (storage.dir): owned by the non-root user.
+COPY --from=build --chown=nonroot:nonroot /out/data /app/data
+VOLUME /app/data
 USER nonroot:nonroot
 EXPOSE 8888
 ENTRYPOINT ["/app/timgw"]
