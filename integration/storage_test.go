@@ -35,6 +35,8 @@ storage:
   recall_window: 1m
   page_size: 50
 %s
+hooks:
+  enabled: false   # no rate limit: the tests send bursts
 log:
   level: debug
 `, testAPIKey, filepath.Join(dir, "data"), extra)

@@ -236,11 +236,20 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 			r.sendLoop(mine, wakes[g])
 		}()
 	}
+	// shutdown stops the senders. One blocked in a write to a gateway that stopped reading
+	// is released by closing the sending connections after a grace period.
 	shutdown := func() {
 		if r.stopping.CompareAndSwap(false, true) {
 			close(r.stop)
 		}
-		senders.Wait()
+		done := make(chan struct{})
+		go func() { senders.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			closeAll(send)
+			<-done
+		}
 	}
 	defer func() {
 		shutdown()

@@ -296,15 +296,26 @@ func (g *gateway) rss() (rss, hwm int64, err error) {
 }
 
 // pluginRSS returns the summed VmRSS of the gateway's descendants (plugin processes, such
-// as the storage plugin), and how many there are.
-func (g *gateway) pluginRSS() (rss int64, n int) {
+// as the storage plugin) and their command lines.
+func (g *gateway) pluginRSS() (rss int64, names []string) {
 	for _, pid := range descendants(g.pid) {
 		if r, _, err := procRSS(pid); err == nil {
 			rss += r
-			n++
+			names = append(names, procName(pid))
 		}
 	}
-	return rss, n
+	return rss, names
+}
+
+// procName is a process's command line without the program's directory.
+func procName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(b) == 0 {
+		return strconv.Itoa(pid)
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	args[0] = filepath.Base(args[0])
+	return strings.Join(args, " ")
 }
 
 // pluginCPU returns the summed CPU time of the gateway's descendants.

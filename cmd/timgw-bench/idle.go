@@ -26,11 +26,11 @@ type idleResult struct {
 }
 
 // pluginNote describes the plugin processes' RSS, or "" when there are none.
-func pluginNote(rss int64, n int) string {
-	if n == 0 {
+func pluginNote(rss int64, names []string) string {
+	if len(names) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; plugin processes (%d): %s more", n, mib(rss))
+	return fmt.Sprintf("; plugin processes (%s): %s more", strings.Join(names, ", "), mib(rss))
 }
 
 // idleTargetKiB is issue 2's target for server memory per idle connection.
@@ -162,7 +162,7 @@ func idle(ctx context.Context, gw *gateway, proto string, n, conc int, srcs []ne
 	fmt.Fprintf(stdout, "rss after:  %s (%d idle logged-in connections), peak %s%s\n", mib(after), n, mib(hwm), pluginNote(plugAfter, nplugAfter))
 	fmt.Fprintf(stdout, "idle proto=%s conns=%d rss_before=%s rss_after=%s delta=%s per_conn=%.2f KiB (%s target <= %.1f KiB)\n",
 		proto, n, mib(before), mib(after), mib(after-before), res.PerConnKiB, verdict(res.PerConnKiB), idleTargetKiB)
-	if nplug > 0 || nplugAfter > 0 {
+	if len(nplug) > 0 || len(nplugAfter) > 0 {
 		d := (after + plugAfter) - (before + plugBefore)
 		kib := float64(d) / 1024 / float64(n)
 		fmt.Fprintf(stdout, "with plugin processes: rss_before=%s rss_after=%s delta=%s per_conn=%.2f KiB (%s target)\n",

@@ -239,6 +239,9 @@ func (c *Config) Validate() error {
 	if c.Limits.IdleTimeout < 0 || c.Limits.SniffTimeout <= 0 {
 		errs = append(errs, errors.New("limits: idle_timeout must be >= 0 and sniff_timeout > 0"))
 	}
+	if err := c.Storage.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("storage: %w", err))
+	}
 	if err := c.Codecs.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("codecs: %w", err))
 	}

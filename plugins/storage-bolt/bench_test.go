@@ -25,7 +25,7 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	st := storagetest.Serve(b, s)
 	defer st.Close()
-	storagetest.BenchmarkAppend(b, st, 256)
+	storagetest.BenchmarkAppend(b, st, 500)
 }
 
 // TestHistoryLatency measures a 50-message history page in a store of

@@ -79,9 +79,10 @@ func BenchmarkAppend(tb *testing.B, b storage.Backend, par int) {
 		for p.Next() {
 			i := seq.next()
 			u := fmt.Sprintf("w%d", i%1000)
-			r := &pb.AppendRequest{Message: &pb.Message{Conv: storage.PrivateConv(u, "x"), Id: fmt.Sprintf("b%d", i),
-				From: u, To: "x", ChatType: storage.ChatTypePrivate, Content: "benchmark chat of about sixty-four bytes of content, padded"},
-				Receivers: []string{"x"}}
+			to := "r" + u // 1,000 conversations, 1,000 receivers: keys all over the store
+			r := &pb.AppendRequest{Message: &pb.Message{Conv: storage.PrivateConv(u, to), Id: fmt.Sprintf("b%d", i),
+				From: u, To: to, ChatType: storage.ChatTypePrivate, Content: "benchmark chat of about sixty-four bytes of content, padded"},
+				Receivers: []string{to}}
 			var err error
 			if o, ok := b.(one); ok {
 				_, err = o.AppendOne(ctx, r)
