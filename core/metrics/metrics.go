@@ -7,6 +7,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,8 @@ type Metrics struct {
 	ChatLatency prometheus.Histogram
 	// Reloads counts configuration reloads by result (ok, skipped, error).
 	Reloads *prometheus.CounterVec
+
+	byCode [64]atomic.Pointer[prometheus.Counter]
 }
 
 // New returns a registry with the Go runtime and process collectors and the core's
@@ -61,11 +64,25 @@ func New(src Sources) *Metrics {
 	return m
 }
 
-// ObserveChat records a chat's result and how long it took.
+// ObserveChat records a chat's result and how long it took. Called for every chat:
+// the counters of the status codes are looked up once, not per call.
 func (m *Metrics) ObserveChat(code int, d time.Duration) {
-	m.Chats.WithLabelValues(codeLabel(code)).Inc()
+	if i := code - firstCode; i >= 0 && i < len(m.byCode) {
+		c := m.byCode[i].Load()
+		if c == nil { // first chat with this code: look the series up once
+			v := m.Chats.WithLabelValues(codeLabel(code))
+			c = &v
+			m.byCode[i].Store(c)
+		}
+		(*c).Inc()
+	} else {
+		m.Chats.WithLabelValues(codeLabel(code)).Inc()
+	}
 	m.ChatLatency.Observe(d.Seconds())
 }
+
+// firstCode is the first status code (10000); byCode covers 10000..10063.
+const firstCode = 10000
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

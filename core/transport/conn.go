@@ -3,7 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -43,7 +43,7 @@ type event struct {
 type Conn struct {
 	id     uint64
 	proto  string
-	remote net.Addr
+	remote netip.AddrPort // inline: a *net.TCPAddr would cost an allocation per connection
 	codec  codec.Codec
 	srv    *Server
 
@@ -57,7 +57,6 @@ type Conn struct {
 	omu         sync.Mutex
 	w           waker
 	out         []byte
-	spare       []byte
 	wakePending bool
 	closing     bool
 	abort       bool // close without flushing (slow consumer)
@@ -77,7 +76,7 @@ func (c *Conn) Protocol() string { return c.proto }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string {
-	if c.remote == nil {
+	if !c.remote.IsValid() {
 		return ""
 	}
 	return c.remote.String()
@@ -115,14 +114,25 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 	}
 	if p != nil {
 		c.srv.stats.PacketsOut.Add(1)
-		n := len(c.out)
-		if c.out = c.codec.Encode(c.out, *p); len(c.out) == n {
+		out := c.out
+		if out == nil {
+			out = getBuf()
+		}
+		n := len(out)
+		if out = c.codec.Encode(out, *p); len(out) == n {
 			// An asynchronous codec took the packet; its bytes come through WriteRaw,
 			// which wakes the writer then.
+			if c.out == nil {
+				putBuf(out)
+			}
 			c.omu.Unlock()
 			return nil
 		}
+		c.out = out
 	} else {
+		if c.out == nil {
+			c.out = getBuf()
+		}
 		c.out = append(c.out, raw...)
 	}
 	wake := !c.wakePending && c.w != nil
@@ -201,7 +211,7 @@ func (c *Conn) setWaker(w waker) (pending bool) {
 func (c *Conn) takeOut() (buf []byte, closing, abort bool) {
 	c.omu.Lock()
 	buf = c.out
-	c.out, c.spare = c.spare[:0], nil
+	c.out = nil
 	c.wakePending = false
 	closing, abort = c.closing, c.abort
 	c.omu.Unlock()
@@ -212,16 +222,20 @@ func (c *Conn) takeOut() (buf []byte, closing, abort bool) {
 	return buf, closing, abort
 }
 
-// giveBack returns a written buffer for reuse, unless it grew large.
-func (c *Conn) giveBack(buf []byte) {
-	if cap(buf) == 0 || cap(buf) > 64<<10 {
+// giveBack returns a written buffer to the shared pool: an idle connection keeps no
+// output buffer (memory per idle connection matters more than one pool round trip).
+func (c *Conn) giveBack(buf []byte) { putBuf(buf) }
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > 64<<10 {
 		return
 	}
-	c.omu.Lock()
-	if c.spare == nil {
-		c.spare = buf[:0]
-	}
-	c.omu.Unlock()
+	b = b[:0]
+	bufPool.Put(&b)
 }
 
 // closeReason returns the reason recorded by Close, if any.

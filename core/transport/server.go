@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,7 +200,7 @@ func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) *Con
 	if max := s.limits().MaxConnections; max > 0 && s.count.Load() >= int64(max) {
 		return nil
 	}
-	c := &Conn{id: s.nextID.Add(1), proto: proto, remote: remote, srv: s, codec: s.newCodec(proto, ext)}
+	c := &Conn{id: s.nextID.Add(1), proto: proto, remote: addrPort(remote), srv: s, codec: s.newCodec(proto, ext)}
 	if a, ok := c.codec.(codec.Attacher); ok {
 		a.Attach(c)
 	}
@@ -210,6 +211,14 @@ func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) *Con
 	s.connsMu.Unlock()
 	c.push(event{kind: evOpen})
 	return c
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 // finished is called once when a connection is gone.
