@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/plugins/pluginlog"
 	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
 )
@@ -174,7 +175,7 @@ func (s *Supervisor) launch() (*instance, error) {
 		},
 		Cmd:              s.command(),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           &hclogger{l: s.log},
+		Logger:           pluginlog.Hclog(s.log),
 		StartTimeout:     15 * time.Second,
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: s.socketDir},
 		GRPCDialOptions:  []grpc.DialOption{grpc.WithDefaultCallOptions(storage.CallOptions()...)},
