@@ -228,20 +228,6 @@ func (t *txn) lastCursor(user string) int64 {
 
 func (t *txn) inboxFloor() *bolt.Bucket { return t.inbox.Tx().Bucket(bInboxSeq) }
 
-func validMessage(m *pb.Message) error {
-	switch {
-	case m == nil:
-		return errors.New("no message")
-	case m.Conv == "":
-		return errors.New("empty conversation")
-	case m.Id == "":
-		return errors.New("empty id")
-	case m.From == "":
-		return errors.New("empty from")
-	}
-	return nil
-}
-
 // Append implements storage.Backend: all of reqs in one transaction.
 func (s *Store) Append(_ context.Context, reqs []*pb.AppendRequest) ([]*pb.AppendResult, error) {
 	if err := s.opened(); err != nil {
@@ -255,7 +241,7 @@ func (s *Store) Append(_ context.Context, reqs []*pb.AppendRequest) ([]*pb.Appen
 		t := newTxn(tx)
 		for i, r := range reqs {
 			m := r.GetMessage()
-			if err := validMessage(m); err != nil {
+			if err := storage.CheckMessage(m); err != nil {
 				out[i] = &pb.AppendResult{Error: err.Error()}
 				continue
 			}

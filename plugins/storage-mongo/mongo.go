@@ -306,20 +306,6 @@ func onlyDuplicates(err error) bool {
 	return mongo.IsDuplicateKeyError(err)
 }
 
-func validMessage(m *pb.Message) error {
-	switch {
-	case m == nil:
-		return errors.New("no message")
-	case m.Conv == "":
-		return errors.New("empty conversation")
-	case m.Id == "":
-		return errors.New("empty id")
-	case m.From == "":
-		return errors.New("empty from")
-	}
-	return nil
-}
-
 // Append implements storage.Backend.
 func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.AppendResult, error) {
 	if err := s.opened(); err != nil {
@@ -331,7 +317,7 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 	keys := make([]string, len(reqs))
 	var lookup []string
 	for i, r := range reqs {
-		if err := validMessage(r.GetMessage()); err != nil {
+		if err := storage.CheckMessage(r.GetMessage()); err != nil {
 			out[i] = &pb.AppendResult{Error: err.Error()}
 			continue
 		}

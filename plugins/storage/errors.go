@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/timgw/timgw/plugins/storage/storagepb"
 )
 
 // toStatus turns a Backend error into a gRPC status error.
@@ -58,4 +60,20 @@ func fromStatus(op string, err error) error {
 		return fmt.Errorf("storage %s: %s", op, st.Message())
 	}
 	return fmt.Errorf("storage %s: %s: %w", op, st.Message(), base)
+}
+
+// CheckMessage reports what makes m unfit to append (a plugin's first check of every
+// message of an AppendRequest), or nil.
+func CheckMessage(m *pb.Message) error {
+	switch {
+	case m == nil:
+		return errors.New("no message")
+	case m.Conv == "":
+		return errors.New("empty conversation")
+	case m.Id == "":
+		return errors.New("empty id")
+	case m.From == "":
+		return errors.New("empty from")
+	}
+	return nil
 }
