@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/subproc"
 	sdk "github.com/timgw/timgw/plugins/codec"
 )
 
@@ -110,7 +111,7 @@ func (p *plugin) command() (*exec.Cmd, error) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "PLUGIN_UNIX_SOCKET_DIR="+dir)
-	setPdeathsig(cmd)
+	subproc.Tie(cmd)
 	return cmd, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/subproc"
 	"github.com/timgw/timgw/plugins/pluginlog"
 	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
@@ -160,7 +161,7 @@ func (s *Supervisor) command() *exec.Cmd {
 	} else {
 		cmd = exec.Command(s.opts.Executable, BuiltinArg, s.cfg.Plugin)
 	}
-	setPdeathsig(cmd)
+	subproc.Tie(cmd)
 	return cmd
 }
 
