@@ -1,9 +1,12 @@
 // Package storagebolt is timgw's embedded default storage plugin: a storage.Backend on
 // bbolt (go.etcd.io/bbolt), one file in a local data directory, no server to install.
 //
-// Every Append call is one bbolt read-write transaction, so one commit (and its fsyncs)
-// covers every chat that arrived while the previous commit ran (group commit). Layout
-// (keys of length-prefixed strings and big-endian integers, see keys.go):
+// Append logs chats to a write-ahead log (wal.go: one sequential write and one fdatasync
+// per group commit; the SDK's server hands Append every batch that arrived during the
+// previous call) and a background applier writes them into bbolt in large transactions,
+// so that the B-tree pages of a conversation or an inbox are rewritten once for many
+// chats. Reads and the other writes first wait until what was logged before them is
+// applied. Layout (keys of length-prefixed strings and big-endian integers, see keys.go):
 //
 //	msgs      conv, seq        -> Message (protobuf); the last seq is found by a seek
 //	dedup     from, id         -> msgs key
@@ -12,6 +15,9 @@
 //	groups    group id         -> Group (name only)
 //	members   group id, member -> empty
 //	users     user id          -> User
+//	meta      "applied-lsn"    -> last log record applied (replay skips up to it)
+//
+// and log segments wal-<first LSN>.log next to timgw.db.
 package storagebolt
 
 import (
@@ -21,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -52,7 +59,7 @@ var (
 	bGroups   = []byte("groups")
 	bMembers  = []byte("members")
 	bUsers    = []byte("users")
-	buckets   = [][]byte{bMsgs, bDedup, bInbox, bInboxSeq, bGroups, bMembers, bUsers}
+	buckets   = [][]byte{bMsgs, bDedup, bInbox, bInboxSeq, bGroups, bMembers, bUsers, bMeta}
 )
 
 // Config is the plugin's configuration (the JSON of OpenRequest.config).
@@ -66,8 +73,21 @@ type Config struct {
 
 // Store is the bbolt Backend. The zero value is ready for Open.
 type Store struct {
-	mu sync.Mutex // serializes Append and Recall (single writer of seqs and cursors)
-	db *bolt.DB
+	mu      sync.Mutex // serializes Append, Recall and Confirm (single writer of seqs and cursors)
+	applied *sync.Cond // on mu: broadcast when a generation was applied (or the store broke)
+	db      *bolt.DB
+	dir     string
+	nosync  bool
+
+	cur     *gen   // logged since the last freeze
+	frozen  *gen   // being applied to bbolt, or nil
+	lsn     uint64 // last LSN logged
+	applLSN uint64 // last LSN applied to bbolt (durably)
+	broken  error  // set when the log or an apply failed: every call fails until restart
+	pausing int    // flushes waiting with Appends held back
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 var _ storage.Backend = (*Store)(nil)
@@ -92,6 +112,9 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 		NoSync:         cfg.NoSync,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		// Map the file generously up front: growing the mapping waits for every read
+		// transaction (Append reads while the applier commits). Address space, not memory.
+		InitialMmapSize: initialMmap,
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -111,18 +134,85 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 		_ = db.Close()
 		return nil, fmt.Errorf("storage-bolt: init %s: %w", path, err)
 	}
-	s.db = db
+	s.db, s.dir, s.nosync = db, cfg.Dir, cfg.NoSync
+	if err := s.recover(); err != nil {
+		_ = db.Close()
+		s.db = nil
+		return nil, err
+	}
+	seg, err := createSegment(s.dir, s.lsn+1, s.nosync)
+	if err != nil {
+		_ = db.Close()
+		s.db = nil
+		return nil, err
+	}
+	s.cur, s.frozen, s.broken = newGen(seg), nil, nil
+	s.applied = sync.NewCond(&s.mu)
+	s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.applier()
 	return &pb.OpenResponse{Name: Name, Version: Version}, nil
 }
 
-// Close implements storage.Backend.
+// recover applies what the log segments hold beyond the applied LSN, then removes them.
+func (s *Store) recover() error {
+	paths, err := segments(s.dir)
+	if err != nil {
+		return err
+	}
+	var applied uint64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		applied = getU64(tx.Bucket(bMeta), kAppliedLS)
+		return nil
+	})
+	last := applied
+	g := newGen(nil)
+	for _, p := range paths {
+		recs, err := readSegment(p)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.lsn <= last {
+				continue // applied before the crash (or an older segment's leftovers)
+			}
+			last = r.lsn
+			g.recs = append(g.recs, r)
+		}
+	}
+	if len(g.recs) > 0 {
+		if err := s.apply(g); err != nil {
+			return fmt.Errorf("storage-bolt: replay log: %w", err)
+		}
+	}
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("storage-bolt: remove replayed log: %w", err)
+		}
+	}
+	s.lsn, s.applLSN = last, last
+	return nil
+}
+
+// Close implements storage.Backend: it applies what is logged and closes the store.
 func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	s.mu.Lock()
+	ferr := s.flushLocked()
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	var serr error
+	if s.cur != nil && s.cur.seg != nil {
+		_ = s.cur.seg.f.Close()
+		if ferr == nil && len(s.cur.recs) == 0 {
+			serr = os.Remove(s.cur.seg.path)
+		}
+	}
 	err := s.db.Close()
 	s.db = nil
-	return err
+	return errors.Join(ferr, serr, err)
 }
 
 func (s *Store) opened() error {
@@ -228,48 +318,293 @@ func (t *txn) lastCursor(user string) int64 {
 
 func (t *txn) inboxFloor() *bolt.Bucket { return t.inbox.Tx().Bucket(bInboxSeq) }
 
-// Append implements storage.Backend: all of reqs in one transaction.
+// Tuning of the log: the applier writes a generation into bbolt when it has applyAt
+// chats, or every applyEvery; Append waits while maxPending chats are not applied yet.
+const (
+	applyAt    = 16 << 10
+	applyEvery = 200 * time.Millisecond
+	maxPending = 128 << 10
+)
+
+// overlay is what one Append call assigned so far, over the generations and bbolt.
+type overlay struct {
+	s       *Store
+	tx      *bolt.Tx // a read transaction, opened on first need
+	seqs    map[string]int64
+	cursors map[string]int64
+	dedup   map[string]*pb.AppendResult
+}
+
+func (o *overlay) read() (*bolt.Tx, error) {
+	if o.tx == nil {
+		tx, err := o.s.db.Begin(false)
+		if err != nil {
+			return nil, err
+		}
+		o.tx = tx
+	}
+	return o.tx, nil
+}
+
+func (o *overlay) close() {
+	if o.tx != nil {
+		_ = o.tx.Rollback()
+		o.tx = nil
+	}
+}
+
+// lookup finds k in the overlay, then the current and the frozen generation.
+func lookup[V any](o map[string]V, s *Store, pick func(*gen) map[string]V, k string) (V, bool) {
+	if v, ok := o[k]; ok {
+		return v, true
+	}
+	for _, g := range []*gen{s.cur, s.frozen} {
+		if g != nil {
+			if v, ok := pick(g)[k]; ok {
+				return v, true
+			}
+		}
+	}
+	var zero V
+	return zero, false
+}
+
+func (o *overlay) lastSeq(conv string) (int64, error) {
+	if v, ok := lookup(o.seqs, o.s, func(g *gen) map[string]int64 { return g.seqs }, conv); ok {
+		return v, nil
+	}
+	tx, err := o.read()
+	if err != nil {
+		return 0, err
+	}
+	return lastU64(tx.Bucket(bMsgs), strKey(conv)), nil
+}
+
+func (o *overlay) lastCursor(user string) (int64, error) {
+	if v, ok := lookup(o.cursors, o.s, func(g *gen) map[string]int64 { return g.cursors }, user); ok {
+		return v, nil
+	}
+	tx, err := o.read()
+	if err != nil {
+		return 0, err
+	}
+	return max(lastU64(tx.Bucket(bInbox), strKey(user)), int64(getU64(tx.Bucket(bInboxSeq), []byte(user)))), nil
+}
+
+func (o *overlay) stored(dk []byte) (*pb.AppendResult, error) {
+	if v, ok := lookup(o.dedup, o.s, func(g *gen) map[string]*pb.AppendResult { return g.dedup }, string(dk)); ok {
+		return v, nil
+	}
+	tx, err := o.read()
+	if err != nil {
+		return nil, err
+	}
+	key := tx.Bucket(bDedup).Get(dk)
+	if key == nil {
+		return nil, nil
+	}
+	old, err := loadMsg(tx.Bucket(bMsgs), key)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AppendResult{Seq: old.Seq, ServerTime: old.ServerTime, CreateTime: old.CreateTime}, nil
+}
+
+// Append implements storage.Backend: all of reqs in one log write and sync.
 func (s *Store) Append(_ context.Context, reqs []*pb.AppendRequest) ([]*pb.AppendResult, error) {
 	if err := s.opened(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*pb.AppendResult
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		out = make([]*pb.AppendResult, len(reqs))
-		t := newTxn(tx)
-		for i, r := range reqs {
-			m := r.GetMessage()
-			if err := storage.CheckMessage(m); err != nil {
-				out[i] = &pb.AppendResult{Error: err.Error()}
-				continue
-			}
-			dk := pairKey(m.From, m.Id)
-			if key := t.dedup.Get(dk); key != nil {
-				old, err := loadMsg(t.msgs, key)
-				if err != nil {
-					return err
-				}
-				out[i] = &pb.AppendResult{Seq: old.Seq, ServerTime: old.ServerTime, CreateTime: old.CreateTime, Duplicate: true}
-				continue
-			}
-			m = proto.Clone(m).(*pb.Message)
-			m.Kind, m.Recalled = storage.KindChat, false
-			if err := t.put(m, r.Receivers); err != nil {
-				return err
-			}
-			if err := t.dedup.Put(dk, msgKey(m.Conv, m.Seq)); err != nil {
-				return err
-			}
-			out[i] = &pb.AppendResult{Seq: m.Seq, ServerTime: m.ServerTime, CreateTime: m.CreateTime}
+	for s.broken == nil && (s.pausing > 0 || (len(s.cur.recs) >= maxPending && s.frozen != nil)) {
+		s.applied.Wait()
+	}
+	if s.broken != nil {
+		return nil, s.broken
+	}
+	o := &overlay{s: s, seqs: map[string]int64{}, cursors: map[string]int64{}, dedup: map[string]*pb.AppendResult{}}
+	defer o.close()
+	out := make([]*pb.AppendResult, len(reqs))
+	var recs []*rec
+	var buf []byte
+	for i, r := range reqs {
+		m := r.GetMessage()
+		if err := storage.CheckMessage(m); err != nil {
+			out[i] = &pb.AppendResult{Error: err.Error()}
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("storage-bolt: append: %w", err)
+		dk := pairKey(m.From, m.Id)
+		old, err := o.stored(dk)
+		if err != nil {
+			return nil, fmt.Errorf("storage-bolt: append: %w", err)
+		}
+		if old != nil {
+			out[i] = &pb.AppendResult{Seq: old.Seq, ServerTime: old.ServerTime, CreateTime: old.CreateTime, Duplicate: true}
+			continue
+		}
+		m = proto.Clone(m).(*pb.Message)
+		m.Kind, m.Recalled = storage.KindChat, false
+		last, err := o.lastSeq(m.Conv)
+		if err != nil {
+			return nil, fmt.Errorf("storage-bolt: append: %w", err)
+		}
+		m.Seq = last + 1
+		o.seqs[m.Conv] = m.Seq
+		mb, err := proto.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("storage-bolt: append: %w", err)
+		}
+		rc := &rec{lsn: s.lsn + uint64(len(recs)) + 1, conv: m.Conv, seq: m.Seq, dedup: dk, msg: mb}
+		for _, u := range r.Receivers {
+			if u == "" {
+				continue
+			}
+			c, err := o.lastCursor(u)
+			if err != nil {
+				return nil, fmt.Errorf("storage-bolt: append: %w", err)
+			}
+			o.cursors[u] = c + 1
+			rc.recv, rc.cursors = append(rc.recv, u), append(rc.cursors, c+1)
+		}
+		res := &pb.AppendResult{Seq: m.Seq, ServerTime: m.ServerTime, CreateTime: m.CreateTime}
+		o.dedup[string(dk)] = res
+		out[i] = res
+		recs = append(recs, rc)
+		buf = appendRec(buf, rc)
+	}
+	o.close()
+	if len(recs) == 0 {
+		return out, nil
+	}
+	if err, fatal := s.cur.seg.write(buf, s.nosync); err != nil {
+		if fatal {
+			s.broken = err
+		}
+		return nil, err
+	}
+	g := s.cur
+	maps.Copy(g.seqs, o.seqs)
+	maps.Copy(g.cursors, o.cursors)
+	maps.Copy(g.dedup, o.dedup)
+	g.recs = append(g.recs, recs...)
+	s.lsn += uint64(len(recs))
+	if len(g.recs) >= applyAt {
+		s.kickApplier()
 	}
 	return out, nil
+}
+
+func (s *Store) kickApplier() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// applier writes generations into bbolt, one at a time, while Append logs the next one.
+func (s *Store) applier() {
+	defer close(s.done)
+	t := time.NewTicker(applyEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.kick:
+		case <-t.C:
+		case <-s.stop:
+			return
+		}
+		for s.applyOnce() {
+		}
+	}
+}
+
+// applyOnce freezes the current generation and applies it; false when there was nothing
+// to do (or the store is broken).
+func (s *Store) applyOnce() bool {
+	s.mu.Lock()
+	if s.broken != nil || s.frozen != nil || len(s.cur.recs) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	seg, err := createSegment(s.dir, s.lsn+1, s.nosync)
+	if err != nil {
+		s.broken = err
+		s.applied.Broadcast()
+		s.mu.Unlock()
+		return false
+	}
+	g := s.cur
+	s.frozen, s.cur = g, newGen(seg)
+	s.mu.Unlock()
+
+	err = s.apply(g)
+
+	s.mu.Lock()
+	if err != nil {
+		s.broken = fmt.Errorf("storage-bolt: apply log: %w", err)
+	} else {
+		s.frozen = nil
+		s.applLSN = g.recs[len(g.recs)-1].lsn
+	}
+	s.applied.Broadcast()
+	again := err == nil && len(s.cur.recs) >= applyAt
+	s.mu.Unlock()
+	if err == nil {
+		_ = g.seg.f.Close()
+		_ = os.Remove(g.seg.path)
+	}
+	return again
+}
+
+// apply writes the records of g into bbolt in one durable transaction.
+func (s *Store) apply(g *gen) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		msgs, dedup, inbox := tx.Bucket(bMsgs), tx.Bucket(bDedup), tx.Bucket(bInbox)
+		for _, r := range g.recs {
+			key := msgKey(r.conv, r.seq)
+			if err := msgs.Put(key, r.msg); err != nil {
+				return err
+			}
+			if r.dedup != nil {
+				if err := dedup.Put(r.dedup, key); err != nil {
+					return err
+				}
+			}
+			for i, u := range r.recv {
+				if err := inbox.Put(inboxKey(u, r.cursors[i]), key); err != nil {
+					return err
+				}
+			}
+		}
+		return putU64(tx.Bucket(bMeta), kAppliedLS, g.recs[len(g.recs)-1].lsn)
+	})
+}
+
+// waitApplied waits (mu held) until everything logged up to lsn is in bbolt.
+func (s *Store) waitApplied(lsn uint64) error {
+	for s.broken == nil && s.applLSN < lsn {
+		s.kickApplier()
+		s.applied.Wait()
+	}
+	return s.broken
+}
+
+// flushLocked (mu held) applies everything logged, holding new Appends back meanwhile:
+// on return, bbolt holds every chat and the generations are empty until mu is released.
+func (s *Store) flushLocked() error {
+	s.pausing++
+	err := s.waitApplied(s.lsn)
+	s.pausing--
+	s.applied.Broadcast()
+	return err
+}
+
+// syncReads waits until everything appended so far is readable from bbolt.
+func (s *Store) syncReads() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitApplied(s.lsn)
 }
 
 // Inbox implements storage.Backend.
@@ -279,6 +614,9 @@ func (s *Store) Inbox(_ context.Context, req *pb.InboxRequest) (*pb.InboxRespons
 	}
 	if req.User == "" {
 		return nil, fmt.Errorf("storage-bolt: inbox: empty user: %w", storage.ErrInvalid)
+	}
+	if err := s.syncReads(); err != nil {
+		return nil, err
 	}
 	res := &pb.InboxResponse{}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -326,6 +664,11 @@ func (s *Store) Confirm(_ context.Context, req *pb.ConfirmRequest) (*pb.ConfirmR
 	res := &pb.ConfirmResponse{}
 	if req.Cursor <= 0 {
 		return res, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return nil, err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bInbox)
@@ -381,6 +724,9 @@ func (s *Store) History(_ context.Context, req *pb.HistoryRequest) (*pb.HistoryR
 	res := &pb.HistoryResponse{}
 	if lo > hi {
 		return res, nil
+	}
+	if err := s.syncReads(); err != nil {
+		return nil, err
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		prefix := strKey(req.Conv)
@@ -445,6 +791,9 @@ func (s *Store) Recall(_ context.Context, req *pb.RecallRequest) (*pb.RecallResp
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return nil, err
+	}
 	res := &pb.RecallResponse{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		t := newTxn(tx)
