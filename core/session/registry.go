@@ -31,15 +31,88 @@ type Profile struct {
 	Avatar string
 }
 
+// user is kept small: one exists per online user. profile is nil while both its
+// fields are empty, groups until the first join.
 type user struct {
-	profile Profile
+	profile *Profile
 	conns   []Conn
 	groups  map[string]struct{}
 }
 
+// nick and avatar read the profile.
+func (u *user) nick() string {
+	if u.profile == nil {
+		return ""
+	}
+	return u.profile.Nick
+}
+
+func (u *user) avatar() string {
+	if u.profile == nil {
+		return ""
+	}
+	return u.profile.Avatar
+}
+
+// join records groupID among u's groups.
+func (u *user) join(groupID string) {
+	if u.groups == nil {
+		u.groups = make(map[string]struct{})
+	}
+	u.groups[groupID] = struct{}{}
+}
+
+// userShard maps user ids to their entries. An entry is a *user, or, for the common
+// user whose whole state is one connection (no profile, no group), that Conn itself, or
+// known{} for a user seen before who has nothing else: no allocation per such user.
 type userShard struct {
 	mu    sync.RWMutex
-	users map[string]*user
+	users map[string]any
+}
+
+// known is the entry of a user with no connection, no profile and no group.
+type known struct{}
+
+// full returns id's entry as a *user, creating it or expanding a compact entry. The
+// caller holds s.mu for writing.
+func (s *userShard) full(id string) *user {
+	var u *user
+	switch v := s.users[id].(type) {
+	case *user:
+		return v
+	case Conn:
+		u = &user{conns: []Conn{v}}
+	default:
+		u = &user{}
+	}
+	s.users[id] = u
+	return u
+}
+
+// entry reads an entry: its *user when it is a full one, else the connection of a
+// compact one (nil for known{}); ok is false for an unknown user.
+func entry(v any) (u *user, one Conn, ok bool) {
+	switch v := v.(type) {
+	case *user:
+		return v, nil, true
+	case Conn:
+		return nil, v, true
+	case known:
+		return nil, nil, true
+	}
+	return nil, nil, false
+}
+
+// connCount is the number of connections of an entry.
+func connCount(v any) int {
+	u, one, _ := entry(v)
+	switch {
+	case u != nil:
+		return len(u.conns)
+	case one != nil:
+		return 1
+	}
+	return 0
 }
 
 type groupShard struct {
@@ -63,7 +136,7 @@ type Registry struct {
 func New() *Registry {
 	r := &Registry{seed: maphash.MakeSeed()}
 	for i := range r.users {
-		r.users[i].users = make(map[string]*user)
+		r.users[i].users = make(map[string]any)
 		r.groups[i].groups = make(map[string]*group)
 	}
 	return r
@@ -81,16 +154,28 @@ func (r *Registry) Bind(userID string, c Conn, p Profile) (first bool) {
 	s := r.userShard(userID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := s.users[userID]
-	if u == nil {
-		u = &user{groups: make(map[string]struct{})}
-		s.users[userID] = u
+	if p.Nick == "" && p.Avatar == "" {
+		switch v := s.users[userID].(type) {
+		case nil, known:
+			s.users[userID] = c // compact: the user is this connection
+			return true
+		case Conn:
+			if v.ID() == c.ID() {
+				return false
+			}
+		}
 	}
-	if p.Nick != "" {
-		u.profile.Nick = p.Nick
-	}
-	if p.Avatar != "" {
-		u.profile.Avatar = p.Avatar
+	u := s.full(userID)
+	if p.Nick != "" || p.Avatar != "" {
+		if u.profile == nil {
+			u.profile = &Profile{}
+		}
+		if p.Nick != "" {
+			u.profile.Nick = p.Nick
+		}
+		if p.Avatar != "" {
+			u.profile.Avatar = p.Avatar
+		}
 	}
 	for _, x := range u.conns {
 		if x.ID() == c.ID() {
@@ -108,7 +193,14 @@ func (r *Registry) Unbind(userID string, c Conn) (last bool) {
 	s := r.userShard(userID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := s.users[userID]
+	u, one, _ := entry(s.users[userID])
+	if one != nil {
+		if one.ID() != c.ID() {
+			return false
+		}
+		s.users[userID] = known{}
+		return true
+	}
 	if u == nil {
 		return false
 	}
@@ -124,8 +216,10 @@ func (r *Registry) Unbind(userID string, c Conn) (last bool) {
 func (r *Registry) Conns(userID string, buf []Conn) []Conn {
 	s := r.userShard(userID)
 	s.mu.RLock()
-	if u := s.users[userID]; u != nil {
+	if u, one, _ := entry(s.users[userID]); u != nil {
 		buf = append(buf, u.conns...)
+	} else if one != nil {
+		buf = append(buf, one)
 	}
 	s.mu.RUnlock()
 	return buf
@@ -136,10 +230,7 @@ func (r *Registry) ConnCount(userID string) int {
 	s := r.userShard(userID)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if u := s.users[userID]; u != nil {
-		return len(u.conns)
-	}
-	return 0
+	return connCount(s.users[userID])
 }
 
 // Online reports whether userID has a connection.
@@ -150,7 +241,8 @@ func (r *Registry) Known(userID string) bool {
 	s := r.userShard(userID)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.users[userID] != nil
+	_, ok := s.users[userID]
+	return ok
 }
 
 // User describes userID, or returns false when it was never seen.
@@ -158,17 +250,22 @@ func (r *Registry) User(userID string) (packet.User, bool) {
 	s := r.userShard(userID)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	u := s.users[userID]
-	if u == nil {
+	v, ok := s.users[userID]
+	if !ok {
 		return packet.User{}, false
 	}
-	return describe(userID, u), true
+	return describe(userID, v), true
 }
 
-func describe(id string, u *user) packet.User {
-	pu := packet.User{UserID: id, Nick: u.profile.Nick, Avatar: u.profile.Avatar,
+// describe describes the entry v of user id.
+func describe(id string, v any) packet.User {
+	u, _, _ := entry(v)
+	if u == nil {
+		u = &user{} // a compact entry: no profile, no group
+	}
+	pu := packet.User{UserID: id, Nick: u.nick(), Avatar: u.avatar(),
 		Status: "offline", Friends: []string{}, Groups: make([]string, 0, len(u.groups))}
-	if len(u.conns) > 0 {
+	if connCount(v) > 0 {
 		pu.Status = "online"
 	}
 	for g := range u.groups {
@@ -194,10 +291,10 @@ func (r *Registry) Users(f Filter) []packet.User {
 	for i := range r.users {
 		s := &r.users[i]
 		s.mu.RLock()
-		for id, u := range s.users {
-			online := len(u.conns) > 0
+		for id, v := range s.users {
+			online := connCount(v) > 0
 			if f == FilterAll || (f == FilterOnline) == online {
-				out = append(out, describe(id, u))
+				out = append(out, describe(id, v))
 			}
 		}
 		s.mu.RUnlock()
@@ -220,12 +317,17 @@ func (r *Registry) Counts() (online int, byProtocol map[string]int) {
 	for i := range r.users {
 		s := &r.users[i]
 		s.mu.RLock()
-		for _, u := range s.users {
-			if len(u.conns) > 0 {
+		for _, v := range s.users {
+			if connCount(v) > 0 {
 				online++
 			}
-			for _, c := range u.conns {
-				byProtocol[c.Protocol()]++
+			u, one, _ := entry(v)
+			if one != nil {
+				byProtocol[one.Protocol()]++
+			} else if u != nil {
+				for _, c := range u.conns {
+					byProtocol[c.Protocol()]++
+				}
 			}
 		}
 		s.mu.RUnlock()
@@ -254,12 +356,7 @@ func (r *Registry) Join(groupID, name, userID string) (added bool) {
 
 	us := r.userShard(userID)
 	us.mu.Lock()
-	u := us.users[userID]
-	if u == nil {
-		u = &user{groups: make(map[string]struct{})}
-		us.users[userID] = u
-	}
-	u.groups[groupID] = struct{}{}
+	us.full(userID).join(groupID)
 	us.mu.Unlock()
 	return added
 }
@@ -277,7 +374,7 @@ func (r *Registry) Leave(groupID, userID string) (removed bool) {
 	gs.mu.Unlock()
 	us := r.userShard(userID)
 	us.mu.Lock()
-	if u := us.users[userID]; u != nil {
+	if u, ok := us.users[userID].(*user); ok {
 		delete(u.groups, groupID)
 	}
 	us.mu.Unlock()
@@ -329,9 +426,12 @@ func (r *Registry) Groups(userID string) []string {
 	us := r.userShard(userID)
 	us.mu.RLock()
 	defer us.mu.RUnlock()
-	u := us.users[userID]
-	if u == nil {
+	u, _, ok := entry(us.users[userID])
+	if !ok {
 		return nil
+	}
+	if u == nil {
+		return []string{}
 	}
 	out := make([]string, 0, len(u.groups))
 	for g := range u.groups {

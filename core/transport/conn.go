@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/packet"
 )
@@ -18,8 +20,8 @@ var ErrClosed = errors.New("connection closed")
 // connection is then closed.
 var ErrSlowConsumer = errors.New("slow consumer: outbound queue full")
 
-// waker tells a connection's writer that output is pending. The event loop's wakes the
-// loop (gnet Wake); the stream path's signals its writer goroutine.
+// waker tells a stream connection's writer goroutine that output is pending (an event
+// loop connection's writer is its gnet.Conn, woken with Wake).
 type waker interface {
 	wake()
 }
@@ -40,46 +42,83 @@ type event struct {
 
 // Conn is one client connection of any protocol. The handler sees packets from it, one at
 // a time and in order, and sends packets to it from any goroutine.
+//
+// Its layout is kept tight (it fits the 128-byte size class): it exists once per idle
+// connection, and memory per idle connection is a design target. Output and input queues
+// are pooled buffers attached only while they hold something; the remote address is
+// stored inline; protocol names are interned.
 type Conn struct {
-	id     uint64
-	proto  string
-	remote netip.AddrPort // inline: a *net.TCPAddr would cost an allocation per connection
-	codec  codec.Codec
-	srv    *Server
+	id    uint64
+	srv   *Server
+	codec codec.Codec
 
 	// Value is the handler's per-connection state. The transport never touches it; the
 	// handler reads and writes it only from its own calls for this connection, which
 	// never run concurrently.
 	Value any
 
-	lastRead atomic.Int64 // coarse clock, unix seconds
+	w      any      // the writer to wake: a gnet.Conn (event loop) or a waker; under mu
+	out    *[]byte  // pooled output buffer, nil when nothing is queued; under mu
+	inbox  *[]event // pooled event queue, nil when empty; under mu
+	reason *string  // why the connection closes, once it does; under mu
 
-	omu         sync.Mutex
-	w           waker
-	out         []byte
-	wakePending bool
-	closing     bool
-	abort       bool // close without flushing (slow consumer)
-	reason      string
+	raddr    [16]byte // remote address (IPv4 in its first 4 bytes for rkind addr4)
+	rport    uint16
+	rkind    uint8         // addrNone, addr4, addr6, addr6Zone
+	proto    uint8         // index into the interned protocol names
+	lastRead atomic.Uint32 // coarse clock, unix seconds
 
-	imu     sync.Mutex
-	inbox   []event
-	running bool
-	done    bool // evClosed queued
+	slot    uint32 // 1 + index in Server.conns while listed, 0 when not; under Server.connsMu
+	oflags  uint8  // flWakePending, flClosing, flAbort; under mu
+	running bool   // a worker drains the inbox; under mu
+	done    bool   // evClosed queued; under mu
+
+	// mu guards the output side (out, reason, oflags, w) and the input side (inbox,
+	// running, done): one lock rather than two keeps Conn in the 128-byte size class,
+	// and both are held only for a few instructions.
+	mu sync.Mutex
+}
+
+const (
+	flWakePending uint8 = 1 << iota // a wake is on its way to the writer
+	flClosing                       // close after writing what is queued
+	flAbort                         // close without flushing (slow consumer)
+)
+
+func (c *Conn) has(f uint8) bool { return c.oflags&f != 0 }
+
+func (c *Conn) set(f uint8, on bool) {
+	if on {
+		c.oflags |= f
+	} else {
+		c.oflags &^= f
+	}
+}
+
+// wakeWriter tells w that output is pending.
+func wakeWriter(w any) {
+	switch w := w.(type) {
+	case nil:
+	case gnet.Conn:
+		_ = w.Wake(nil)
+	case waker:
+		w.wake()
+	}
 }
 
 // ID is unique among the gateway's connections for the life of the process.
 func (c *Conn) ID() uint64 { return c.id }
 
 // Protocol names the wire protocol: tcp, ws, tls+tcp, wss.
-func (c *Conn) Protocol() string { return c.proto }
+func (c *Conn) Protocol() string { return protoName(c.proto) }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string {
-	if !c.remote.IsValid() {
+	ap := c.remoteAddrPort()
+	if !ap.IsValid() {
 		return ""
 	}
-	return c.remote.String()
+	return ap.String()
 }
 
 // Send queues p to the connection. It never blocks: when more than the configured
@@ -95,52 +134,59 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 	if p != nil {
 		size = len(p.Body)
 	}
-	c.omu.Lock()
-	if c.closing {
-		c.omu.Unlock()
+	c.mu.Lock()
+	if c.has(flClosing) {
+		c.mu.Unlock()
 		return ErrClosed
 	}
-	if len(c.out)+size+16 > c.srv.limits().OutboundQueueBytes {
-		queued := len(c.out)
-		c.closing, c.abort = true, true
-		c.reason = fmt.Sprintf("slow consumer: %d bytes queued, limit %d", queued, c.srv.limits().OutboundQueueBytes)
-		c.out = nil
-		w := c.w
-		c.omu.Unlock()
-		if w != nil {
-			w.wake()
+	queued := 0
+	if c.out != nil {
+		queued = len(*c.out)
+	}
+	if queued+size+16 > c.srv.limits().OutboundQueueBytes {
+		c.set(flClosing|flAbort, true)
+		reason := fmt.Sprintf("slow consumer: %d bytes queued, limit %d", queued, c.srv.limits().OutboundQueueBytes)
+		c.reason = &reason
+		if c.out != nil {
+			putBuf(c.out)
+			c.out = nil
 		}
+		w := c.w
+		c.mu.Unlock()
+		wakeWriter(w)
 		return ErrSlowConsumer
 	}
 	if p != nil {
 		c.srv.stats.PacketsOut.Add(1)
-		out := c.out
-		if out == nil {
-			out = getBuf()
+		bp := c.out
+		if bp == nil {
+			bp = getBuf()
 		}
-		n := len(out)
-		if out = c.codec.Encode(out, *p); len(out) == n {
+		n := len(*bp)
+		if out := c.codec.Encode(*bp, *p); len(out) != n {
+			*bp = out
+		} else {
 			// An asynchronous codec took the packet; its bytes come through WriteRaw,
 			// which wakes the writer then.
 			if c.out == nil {
-				putBuf(out)
+				putBuf(bp)
 			}
-			c.omu.Unlock()
+			c.mu.Unlock()
 			return nil
 		}
-		c.out = out
+		c.out = bp
 	} else {
 		if c.out == nil {
 			c.out = getBuf()
 		}
-		c.out = append(c.out, raw...)
+		*c.out = append(*c.out, raw...)
 	}
-	wake := !c.wakePending && c.w != nil
-	c.wakePending = true
+	wake := !c.has(flWakePending) && c.w != nil
+	c.set(flWakePending, true)
 	w := c.w
-	c.omu.Unlock()
+	c.mu.Unlock()
 	if wake {
-		w.wake()
+		wakeWriter(w)
 	}
 	return nil
 }
@@ -152,7 +198,7 @@ func (c *Conn) Inject(pkts ...packet.Packet) {
 	if len(pkts) == 0 {
 		return
 	}
-	c.lastRead.Store(c.srv.clock.Load())
+	c.lastRead.Store(uint32(c.srv.clock.Load()))
 	c.srv.stats.PacketsIn.Add(uint64(len(pkts)))
 	evs := make([]event, len(pkts))
 	for i, p := range pkts {
@@ -169,92 +215,120 @@ func (c *Conn) WriteRaw(b []byte) error {
 // reply queues a codec's own answer (upgrade response, pong) behind what is already
 // queued, ignoring the queue limit and a pending close: the codec must get it out.
 func (c *Conn) reply(b []byte) {
-	c.omu.Lock()
-	c.out = append(c.out, b...)
-	c.omu.Unlock()
+	c.mu.Lock()
+	if c.out == nil {
+		c.out = getBuf()
+	}
+	*c.out = append(*c.out, b...)
+	c.mu.Unlock()
 }
 
 // Close flushes what is queued, says goodbye where the protocol has a way to, and closes
 // the connection. reason is logged and handed to the handler's Closed.
 func (c *Conn) Close(reason string) {
-	c.omu.Lock()
-	if c.closing {
-		c.omu.Unlock()
+	c.mu.Lock()
+	if c.has(flClosing) {
+		c.mu.Unlock()
 		return
 	}
-	c.closing = true
-	c.reason = reason
+	c.set(flClosing, true)
+	c.reason = &reason
 	if g, ok := c.codec.(codec.Goodbyer); ok {
-		c.out = g.Goodbye(c.out, reason)
+		bp := c.out
+		if bp == nil {
+			bp = getBuf()
+		}
+		*bp = g.Goodbye(*bp, reason)
+		if len(*bp) > 0 || c.out != nil {
+			c.out = bp
+		} else {
+			putBuf(bp)
+		}
 	}
 	w := c.w
-	c.wakePending = true
-	c.omu.Unlock()
-	if w != nil {
-		w.wake()
-	}
+	c.set(flWakePending, true)
+	c.mu.Unlock()
+	wakeWriter(w)
 }
 
-// setWaker attaches the writer once the connection is registered, and reports whether
-// output is already waiting.
-func (c *Conn) setWaker(w waker) (pending bool) {
-	c.omu.Lock()
+// setWaker attaches the writer (a gnet.Conn or a waker) once the connection is
+// registered, and reports whether output is already waiting.
+func (c *Conn) setWaker(w any) (pending bool) {
+	c.mu.Lock()
 	c.w = w
-	pending = len(c.out) > 0 || c.closing
-	c.wakePending = pending
-	c.omu.Unlock()
+	pending = (c.out != nil && len(*c.out) > 0) || c.has(flClosing)
+	c.set(flWakePending, pending)
+	c.mu.Unlock()
 	return pending
 }
 
-// takeOut hands the writer everything queued. closing tells it to close after writing;
+// takeOut hands the writer everything queued (nil when nothing is); the writer gives the
+// buffer back with giveBack once written. closing tells it to close after writing;
 // abort, to close without writing.
-func (c *Conn) takeOut() (buf []byte, closing, abort bool) {
-	c.omu.Lock()
+func (c *Conn) takeOut() (buf *[]byte, closing, abort bool) {
+	c.mu.Lock()
 	buf = c.out
 	c.out = nil
-	c.wakePending = false
-	closing, abort = c.closing, c.abort
-	c.omu.Unlock()
-	if abort {
+	c.set(flWakePending, false)
+	closing, abort = c.has(flClosing), c.has(flAbort)
+	c.mu.Unlock()
+	if abort && buf != nil {
+		putBuf(buf)
 		buf = nil
 	}
-	c.srv.stats.BytesOut.Add(uint64(len(buf)))
+	if buf != nil {
+		c.srv.stats.BytesOut.Add(uint64(len(*buf)))
+	}
 	return buf, closing, abort
 }
 
 // giveBack returns a written buffer to the shared pool: an idle connection keeps no
 // output buffer (memory per idle connection matters more than one pool round trip).
-func (c *Conn) giveBack(buf []byte) { putBuf(buf) }
+func (c *Conn) giveBack(buf *[]byte) {
+	if buf != nil {
+		putBuf(buf)
+	}
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+func getBuf() *[]byte {
+	bp := bufPool.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
 
-func putBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > 64<<10 {
+func putBuf(bp *[]byte) {
+	if c := cap(*bp); c == 0 || c > 64<<10 {
 		return
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	*bp = (*bp)[:0]
+	bufPool.Put(bp)
 }
 
 // closeReason returns the reason recorded by Close, if any.
 func (c *Conn) closeReason() string {
-	c.omu.Lock()
-	defer c.omu.Unlock()
-	return c.reason
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason == nil {
+		return ""
+	}
+	return *c.reason
 }
 
 // markClosing records that the peer or the network ended the connection.
 func (c *Conn) markClosing(reason string) string {
-	c.omu.Lock()
-	defer c.omu.Unlock()
-	if !c.closing {
-		c.closing = true
-		c.reason = reason
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.has(flClosing) {
+		c.set(flClosing, true)
+		c.reason = &reason
 	}
 	c.w = nil
-	return c.reason
+	if c.reason == nil {
+		return ""
+	}
+	return *c.reason
 }
 
 // maxInbox bounds the packets decoded but not yet handled for one connection.
@@ -262,13 +336,17 @@ const maxInbox = 8192
 
 // push queues events for the handler and makes sure a worker drains them.
 func (c *Conn) push(evs ...event) {
-	c.imu.Lock()
+	c.mu.Lock()
 	if c.done {
-		c.imu.Unlock()
+		c.mu.Unlock()
 		return
 	}
-	if len(c.inbox)+len(evs) > maxInbox && evs[0].kind == evPacket {
-		c.imu.Unlock()
+	queued := 0
+	if c.inbox != nil {
+		queued = len(*c.inbox)
+	}
+	if queued+len(evs) > maxInbox && evs[0].kind == evPacket {
+		c.mu.Unlock()
 		c.Close(fmt.Sprintf("inbound queue overflow: more than %d packets waiting", maxInbox))
 		return
 	}
@@ -277,32 +355,35 @@ func (c *Conn) push(evs ...event) {
 			c.done = true
 		}
 	}
-	c.inbox = append(c.inbox, evs...)
+	if c.inbox == nil {
+		c.inbox = getEvents()
+	}
+	*c.inbox = append(*c.inbox, evs...)
 	start := !c.running
 	c.running = true
-	c.imu.Unlock()
+	c.mu.Unlock()
 	if start {
 		c.srv.submit(c.drain)
 	}
 }
 
-// drain runs on a pool worker: it hands queued events to the handler in order.
+// drain runs on a pool worker: it hands queued events to the handler in order. The
+// inbox is detached while its events are handled, so that pushes meanwhile go to a new
+// one, and returned to the pool after: an idle connection holds no queue.
 func (c *Conn) drain() {
-	var batch []event
 	for {
-		c.imu.Lock()
-		if len(c.inbox) == 0 {
+		c.mu.Lock()
+		batch := c.inbox
+		c.inbox = nil
+		if batch == nil {
 			c.running = false
-			if cap(c.inbox) > 256 {
-				c.inbox = nil
-			}
-			c.imu.Unlock()
+			c.mu.Unlock()
 			return
 		}
-		batch, c.inbox = c.inbox, batch[:0]
-		c.imu.Unlock()
-		for i := range batch {
-			e := &batch[i]
+		c.mu.Unlock()
+		evs := *batch
+		for i := range evs {
+			e := &evs[i]
 			switch e.kind {
 			case evOpen:
 				c.srv.handler.Opened(c)
@@ -310,8 +391,119 @@ func (c *Conn) drain() {
 				c.srv.handler.Packet(c, e.pkt)
 			case evClosed:
 				c.srv.handler.Closed(c, e.reason)
+				c.forgetRemote() // the handler was the last to ask for it
 			}
 			*e = event{}
 		}
+		putEvents(batch)
 	}
 }
+
+var eventPool = sync.Pool{New: func() any { e := make([]event, 0, 8); return &e }}
+
+func getEvents() *[]event { return eventPool.Get().(*[]event) }
+
+func putEvents(e *[]event) {
+	if cap(*e) > 256 {
+		return // a burst's queue: let it go
+	}
+	*e = (*e)[:0]
+	eventPool.Put(e)
+}
+
+// Remote address kinds (Conn.rkind).
+const (
+	addrNone uint8 = iota
+	addr4
+	addr6
+	addr6Zone // IPv6 with a zone, kept in zones
+)
+
+// zones holds the zones of the rare remote addresses that have one (link-local IPv6),
+// by connection, so that Conn need not carry a field for them.
+var zones sync.Map // *Conn -> string
+
+// setRemote stores ap inline.
+func (c *Conn) setRemote(ap netip.AddrPort) {
+	a := ap.Addr()
+	c.rport = ap.Port()
+	switch {
+	case !a.IsValid():
+		c.rkind = addrNone
+	case a.Is4():
+		b := a.As4()
+		copy(c.raddr[:], b[:])
+		c.rkind = addr4
+	default:
+		c.raddr = a.As16()
+		c.rkind = addr6
+		if z := a.Zone(); z != "" {
+			c.rkind = addr6Zone
+			zones.Store(c, z)
+		}
+	}
+}
+
+// remoteAddrPort rebuilds the remote address.
+func (c *Conn) remoteAddrPort() netip.AddrPort {
+	var a netip.Addr
+	switch c.rkind {
+	case addr4:
+		a = netip.AddrFrom4([4]byte(c.raddr[:4]))
+	case addr6:
+		a = netip.AddrFrom16(c.raddr)
+	case addr6Zone:
+		a = netip.AddrFrom16(c.raddr)
+		if z, ok := zones.Load(c); ok {
+			a = a.WithZone(z.(string))
+		}
+	default:
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a, c.rport)
+}
+
+// forgetRemote drops what setRemote kept outside the Conn.
+func (c *Conn) forgetRemote() {
+	if c.rkind == addr6Zone {
+		zones.Delete(c)
+	}
+}
+
+// Protocol names are interned: a Conn stores a one-byte index.
+var (
+	protoMu    sync.Mutex
+	protoTable atomic.Pointer[[]string]
+)
+
+func init() {
+	t := []string{ProtoTCP, ProtoWS, ProtoTLSTCP, ProtoWSS}
+	protoTable.Store(&t)
+}
+
+// protoIndex interns name. The table only grows (codec plugins' names, each also with
+// "+tls"); past 256 distinct names, newcomers share the last slot and report its name.
+func protoIndex(name string) uint8 {
+	t := *protoTable.Load()
+	for i, n := range t {
+		if n == name {
+			return uint8(i)
+		}
+	}
+	protoMu.Lock()
+	defer protoMu.Unlock()
+	t = *protoTable.Load()
+	for i, n := range t {
+		if n == name {
+			return uint8(i)
+		}
+	}
+	if len(t) > 255 {
+		return 255
+	}
+	nt := append(t[:len(t):len(t)], name)
+	protoTable.Store(&nt)
+	return uint8(len(nt) - 1)
+}
+
+func protoName(i uint8) string { return (*protoTable.Load())[i] }

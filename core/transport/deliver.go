@@ -24,7 +24,10 @@ func (c *Conn) deliverDecoded(d *codec.Decoded) {
 func (c *Conn) protocolError(err error, write func([]byte)) {
 	var perr *codec.Error
 	if errors.As(err, &perr) {
-		out, _, _ := c.takeOut()
+		var out []byte
+		if bp, _, _ := c.takeOut(); bp != nil {
+			out = *bp
+		}
 		out = c.codec.Encode(out, perr.Packet())
 		if g, ok := c.codec.(codec.Goodbyer); ok {
 			out = g.Goodbye(out, perr.Msg)
@@ -33,5 +36,5 @@ func (c *Conn) protocolError(err error, write func([]byte)) {
 	}
 	reason := "protocol error: " + err.Error()
 	c.markClosing(reason)
-	c.srv.log.Info("connection closed on protocol error", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "err", err)
+	c.srv.log.Info("connection closed on protocol error", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "err", err)
 }

@@ -80,27 +80,23 @@ func (l *loop) OnTick() (time.Duration, gnet.Action) {
 	return time.Hour, gnet.None
 }
 
-// register moves a sniffed connection into the event loop. The loop takes a duplicate of
-// the socket; nc is closed.
+// register moves a sniffed connection into the event loop and waits until it is there.
+// The loop takes a duplicate of the socket; nc is closed.
 func (l *loop) register(c *Conn, nc net.Conn) error {
 	ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), c), nc)
 	res, err := l.eng.Register(ctx)
 	if err != nil {
 		return fmt.Errorf("register connection: %w", err)
 	}
-	go func() {
-		if r := <-res; r.Err != nil {
-			l.srv.log.Warn("register connection failed", "conn", c.id, "err", r.Err)
-			c.markClosing("register failed")
-			l.srv.finished(c, fmt.Sprintf("register failed: %v", r.Err))
-		}
-	}()
+	// Wait here, on the connection's dispatch goroutine, rather than on a goroutine of
+	// its own: registering takes one event loop turn.
+	if r := <-res; r.Err != nil {
+		l.srv.log.Warn("register connection failed", "conn", c.id, "err", r.Err)
+		c.markClosing("register failed")
+		l.srv.finished(c, fmt.Sprintf("register failed: %v", r.Err))
+	}
 	return nil
 }
-
-type gnetWaker struct{ gc gnet.Conn }
-
-func (w gnetWaker) wake() { _ = w.gc.Wake(nil) }
 
 // OnOpen implements gnet.EventHandler.
 func (l *loop) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
@@ -108,7 +104,7 @@ func (l *loop) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if !ok {
 		return nil, gnet.Close // a stray dial of the engine's own port
 	}
-	if c.setWaker(gnetWaker{gc}) {
+	if c.setWaker(gc) {
 		_ = gc.Wake(nil)
 	}
 	return nil, gnet.None
@@ -124,7 +120,7 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	if n := gc.InboundBuffered(); n > 0 {
 		in, _ := gc.Peek(n)
-		c.lastRead.Store(l.srv.clock.Load())
+		c.lastRead.Store(uint32(l.srv.clock.Load()))
 		l.srv.stats.BytesIn.Add(uint64(n))
 		d := l.decoded.Get().(*codec.Decoded)
 		consumed, err := c.codec.Decode(in, d)
@@ -149,11 +145,13 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	buf, closing, abort := c.takeOut()
 	if abort {
-		l.srv.log.Warn("connection dropped", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", c.closeReason())
+		l.srv.log.Warn("connection dropped", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", c.closeReason())
 		return gnet.Close
 	}
-	if len(buf) > 0 {
-		_, _ = gc.Write(buf)
+	if buf != nil {
+		if len(*buf) > 0 {
+			_, _ = gc.Write(*buf)
+		}
 		c.giveBack(buf)
 	}
 	if closing {
@@ -161,7 +159,7 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	if q := gc.OutboundBuffered(); q > l.srv.limits().OutboundQueueBytes {
 		c.markClosing(fmt.Sprintf("slow consumer: %d bytes unsent, limit %d", q, l.srv.limits().OutboundQueueBytes))
-		l.srv.log.Warn("connection dropped", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", c.closeReason())
+		l.srv.log.Warn("connection dropped", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", c.closeReason())
 		return gnet.Close
 	}
 	return gnet.None

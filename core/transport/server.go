@@ -72,7 +72,8 @@ type Server struct {
 	clock   atomic.Int64 // unix seconds, updated by the reaper
 	count   atomic.Int64
 	connsMu sync.Mutex
-	conns   map[uint64]*Conn
+	conns   []*Conn                   // open connections, each at its slot-1 (a map would cost more per connection)
+	tcpC    atomic.Pointer[sharedTCP] // the TCP codec keeps no per-connection state: one serves all
 
 	lnMu      sync.Mutex
 	listeners map[*Listener]struct{}
@@ -89,7 +90,6 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		handler:   opts.Handler,
 		log:       opts.Logger,
-		conns:     make(map[uint64]*Conn),
 		listeners: make(map[*Listener]struct{}),
 		closed:    make(chan struct{}),
 		http:      newChanListener(),
@@ -190,8 +190,20 @@ func (s *Server) newCodec(proto string, ext codec.Protocol) codec.Codec {
 	case proto == ProtoWS || proto == ProtoWSS:
 		return ws.New(o)
 	default:
-		return tcp.New(o)
+		// The TCP codec is stateless: connections share one per frame limit.
+		if t := s.tcpC.Load(); t != nil && t.maxFrame == o.MaxFrame {
+			return t.c
+		}
+		t := &sharedTCP{maxFrame: o.MaxFrame, c: tcp.New(o)}
+		s.tcpC.Store(t)
+		return t.c
 	}
+}
+
+// sharedTCP is the TCP codec for one frame limit.
+type sharedTCP struct {
+	maxFrame int
+	c        *tcp.Codec
 }
 
 // newConn creates and registers a connection of a built-in protocol (ext nil) or of ext;
@@ -200,14 +212,16 @@ func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) *Con
 	if max := s.limits().MaxConnections; max > 0 && s.count.Load() >= int64(max) {
 		return nil
 	}
-	c := &Conn{id: s.nextID.Add(1), proto: proto, remote: addrPort(remote), srv: s, codec: s.newCodec(proto, ext)}
+	c := &Conn{id: s.nextID.Add(1), proto: protoIndex(proto), srv: s, codec: s.newCodec(proto, ext)}
+	c.setRemote(addrPort(remote))
 	if a, ok := c.codec.(codec.Attacher); ok {
 		a.Attach(c)
 	}
-	c.lastRead.Store(s.clock.Load())
+	c.lastRead.Store(uint32(s.clock.Load()))
 	s.count.Add(1)
 	s.connsMu.Lock()
-	s.conns[c.id] = c
+	s.conns = append(s.conns, c)
+	c.slot = uint32(len(s.conns))
 	s.connsMu.Unlock()
 	c.push(event{kind: evOpen})
 	return c
@@ -223,15 +237,11 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 // finished is called once when a connection is gone.
 func (s *Server) finished(c *Conn, reason string) {
-	s.connsMu.Lock()
-	_, ok := s.conns[c.id]
-	delete(s.conns, c.id)
-	s.connsMu.Unlock()
-	if !ok {
+	if !s.unlist(c) {
 		return
 	}
 	s.count.Add(-1)
-	s.log.Debug("connection closed", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", reason)
+	s.log.Debug("connection closed", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", reason)
 	if d, ok := c.codec.(codec.Drainer); ok {
 		// An asynchronous codec may still inject packets the peer sent before it left.
 		d.Drain(func() { c.push(event{kind: evClosed, reason: reason}) })
@@ -241,6 +251,25 @@ func (s *Server) finished(c *Conn, reason string) {
 		d.Detach()
 	}
 	c.push(event{kind: evClosed, reason: reason})
+}
+
+// unlist removes c from the open connections; it reports false when it was not listed.
+func (s *Server) unlist(c *Conn) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if c.slot == 0 {
+		return false
+	}
+	i, last := int(c.slot-1), len(s.conns)-1
+	moved := s.conns[last]
+	s.conns[i], moved.slot = moved, c.slot
+	s.conns[last] = nil
+	s.conns = s.conns[:last]
+	c.slot = 0
+	if cap(s.conns) > 1024 && len(s.conns) < cap(s.conns)/4 {
+		s.conns = append([]*Conn(nil), s.conns...) // give back a drained peak's array
+	}
+	return true
 }
 
 // Stats are the transport's traffic counters.
@@ -257,7 +286,7 @@ func (s *Server) ConnectionsByProtocol() map[string]int {
 	out := make(map[string]int)
 	s.connsMu.Lock()
 	for _, c := range s.conns {
-		out[c.proto]++
+		out[c.Protocol()]++
 	}
 	s.connsMu.Unlock()
 	return out
@@ -282,11 +311,11 @@ func (s *Server) reap() {
 			if timeout <= 0 {
 				continue
 			}
-			cutoff := now.Add(-timeout).Unix()
+			cutoff := now.Add(-timeout).Unix() // compared with Conn.lastRead, unix seconds
 			idle = idle[:0]
 			s.connsMu.Lock()
 			for _, c := range s.conns {
-				if c.lastRead.Load() < cutoff {
+				if int64(c.lastRead.Load()) < cutoff {
 					idle = append(idle, c)
 				}
 			}

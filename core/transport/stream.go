@@ -42,19 +42,19 @@ func (s *Server) serveStream(proto string, ext codec.Protocol, nc net.Conn, r *b
 		for range w {
 			buf, closing, abort := c.takeOut()
 			if abort {
-				s.log.Warn("connection dropped", "conn", c.id, "proto", c.proto, "remote", c.RemoteAddr(), "reason", c.closeReason())
+				s.log.Warn("connection dropped", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", c.closeReason())
 				_ = nc.Close()
 				return
 			}
-			if len(buf) > 0 {
+			if buf != nil && len(*buf) > 0 {
 				_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-				if _, err := nc.Write(buf); err != nil {
+				if _, err := nc.Write(*buf); err != nil {
 					c.markClosing(fmt.Sprintf("write failed: %v", err))
 					_ = nc.Close()
 					return
 				}
-				c.giveBack(buf)
 			}
+			c.giveBack(buf)
 			if closing {
 				_ = nc.Close()
 				return
@@ -81,7 +81,7 @@ func (s *Server) readStream(c *Conn, nc net.Conn, r *bufio.Reader, w streamWaker
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if n > 0 {
-			c.lastRead.Store(s.clock.Load())
+			c.lastRead.Store(uint32(s.clock.Load()))
 			s.stats.BytesIn.Add(uint64(n))
 			consumed, derr := c.codec.Decode(buf, &d)
 			buf = buf[:copy(buf, buf[consumed:])]

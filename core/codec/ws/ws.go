@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -75,26 +76,33 @@ const (
 // overlap; Encode, Goodbye and GoodbyeCode share only atomic state with Decode, so a
 // transport may call them from another goroutine (a push, a kick) while Decode runs.
 type Codec struct {
+	// Fields are ordered to fit the 48-byte size class: one Codec lives per connection.
 	maxFrame int
+	frag     []byte // unmasked payload of a fragmented message in progress
 
-	phase    phase
-	upgraded atomic.Bool // set once the 101 response is produced; read by Encode
-	scanned  int         // bytes of the pending request already searched for "\r\n\r\n"
-
-	rd   bytes.Reader               // reused reader over the input, for ws.ReadHeaderBuffer
-	hbuf [ws.MaxHeaderSize - 2]byte // reused header buffer for ws.ReadHeaderBuffer
-
-	frag    []byte // unmasked payload of a fragmented message in progress
-	fragged bool   // a fragmented message is in progress
-
+	upgraded  atomic.Bool   // set once the 101 response is produced; read by Encode
 	closeSent atomic.Bool   // a close frame was produced (echo or goodbye): nothing may follow
 	closeCode atomic.Uint32 // ws.StatusCode for Goodbye, set by the error Decode reported
+
+	scanned uint16 // bytes of the pending request already searched for "\r\n\r\n" (< MaxHeaderBytes)
+	phase   phase
+	fragged bool // a fragmented message is in progress
 }
 
 var (
 	_ codec.Codec    = (*Codec)(nil)
 	_ codec.Goodbyer = (*Codec)(nil)
 )
+
+// scratch is what ws.ReadHeaderBuffer needs while Decode reads frame headers. It is
+// pooled rather than kept in Codec: a Codec lives as long as its connection, and memory
+// per idle connection matters.
+type scratch struct {
+	rd   bytes.Reader               // reader over the input
+	hbuf [ws.MaxHeaderSize - 2]byte // header buffer
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // New returns a WebSocket codec for one new connection, which first expects the HTTP
 // upgrade request. Messages (whole or reassembled from fragments) over opts.MaxFrame bytes
@@ -141,7 +149,7 @@ func (c *Codec) Decode(in []byte, out *codec.Decoded) (int, error) {
 // upgrade handles the HTTP upgrade request at the front of in.
 func (c *Codec) upgrade(in []byte, out *codec.Decoded) (int, error) {
 	window := in[:min(len(in), MaxHeaderBytes)]
-	from := c.scanned
+	from := int(c.scanned)
 	if from > len(window) {
 		from = 0 // the caller changed the buffer; search it all again
 	}
@@ -153,7 +161,7 @@ func (c *Codec) upgrade(in []byte, out *codec.Decoded) (int, error) {
 			return 0, &codec.Error{Cmd: packet.CmdError, Status: packet.StatusTooLarge,
 				Msg: fmt.Sprintf("websocket upgrade request header exceeds %d bytes", MaxHeaderBytes)}
 		}
-		c.scanned = max(0, len(window)-len(headerEnd)+1)
+		c.scanned = uint16(max(0, len(window)-len(headerEnd)+1))
 		return 0, nil
 	}
 	end := from + i + len(headerEnd)
@@ -237,11 +245,19 @@ func (w appendWriter) Write(p []byte) (int, error) {
 
 // frames reads the whole frames at the front of in.
 func (c *Codec) frames(in []byte, out *codec.Decoded) (int, error) {
+	if c.phase != phaseOpen || len(in) < ws.MinHeaderSize {
+		return 0, nil
+	}
+	sc := scratchPool.Get().(*scratch)
+	defer func() {
+		sc.rd.Reset(nil)
+		scratchPool.Put(sc)
+	}()
 	consumed := 0
 	for c.phase == phaseOpen && len(in)-consumed >= ws.MinHeaderSize {
 		rest := in[consumed:]
-		c.rd.Reset(rest)
-		h, err := ws.ReadHeaderBuffer(&c.rd, c.hbuf[:])
+		sc.rd.Reset(rest)
+		h, err := ws.ReadHeaderBuffer(&sc.rd, sc.hbuf[:])
 		if err != nil {
 			if err == io.ErrUnexpectedEOF || err == io.EOF {
 				break // partial header
@@ -249,7 +265,7 @@ func (c *Codec) frames(in []byte, out *codec.Decoded) (int, error) {
 			return consumed, c.fail(ws.StatusProtocolError, packet.StatusMalformedFrame,
 				"websocket frame header: %v", err)
 		}
-		hlen := len(rest) - c.rd.Len()
+		hlen := len(rest) - sc.rd.Len()
 
 		state := ws.StateServerSide
 		if c.fragged {
