@@ -411,7 +411,29 @@ func TestStorageHistoryRoamingRecall(t *testing.T) {
 	if len(got) != 3 || !got[0].Recalled || got[0].Content != "" || got[2].Cmd != packet.Int(packet.CmdCancelMsgResp) {
 		t.Errorf("history after recall: %+v", got)
 	}
-	// Recall through the HTTP API is the admin's; chats of a group need membership.
+	// An administrator recalls through the HTTP API, with no recall window: h10.
+	api := g.api(t, epHTTP)
+	res, err := api.Post("/api/v1/messages/recall", map[string]string{"from": alice, "id": "h10", "to": bob, "by": "ops"})
+	if err != nil || res.Status != 200 || !strings.Contains(string(res.Body), `"code":10000`) {
+		t.Fatalf("admin recall: %v %v", res, err)
+	}
+	if p, err := b.Expect(packet.CmdCancelMsgResp, wait); err != nil || !strings.Contains(string(p.Body), `"h10"`) {
+		t.Errorf("bob: no notice of the admin recall: %v %v", p, err)
+	}
+	for _, tc := range []struct {
+		body   map[string]string
+		status int
+		code   string
+	}{
+		{map[string]string{"from": alice, "id": "nope", "to": bob}, 404, `"code":10031`},
+		{map[string]string{"from": alice, "id": "h7"}, 400, `"code":10020`},
+	} {
+		res, err := api.Post("/api/v1/messages/recall", tc.body)
+		if err != nil || res.Status != tc.status || !strings.Contains(string(res.Body), tc.code) {
+			t.Errorf("admin recall %v: %v %v, want HTTP %d %s", tc.body, res, err, tc.status, tc.code)
+		}
+	}
+	// Chats of a group need membership.
 	if r, err := b.Request(packet.CmdGetMessageReq, map[string]any{"type": 1, "groupId": uid("nogroup")}, wait); err != nil || r.Code != packet.StatusNotGroupMember {
 		t.Errorf("history of a group bob is not in: %v %v, want 10025", r, err)
 	}

@@ -16,6 +16,7 @@ type HTTP struct{ g *Gateway }
 var (
 	_ httpapi.Gateway     = HTTP{}
 	_ httpapi.StatsSource = HTTP{}
+	_ httpapi.Recaller    = HTTP{}
 )
 
 // HTTP returns the gateway's face for the HTTP API.

@@ -36,6 +36,16 @@ type Gateway interface {
 	Kick(ctx context.Context, userID, reason string) (int, error)
 }
 
+// Recaller is implemented by a Gateway that can recall stored chats as an administrator.
+// When the Gateway given to New implements it, POST /api/v1/messages/recall serves it;
+// otherwise that endpoint answers 404. Called from many goroutines.
+type Recaller interface {
+	// Recall recalls the chat id sent by from in the conversation with to (private) or in
+	// groupID, with no recall window; by names who asked. The response's code is 10000,
+	// or 10020, 10022, 10030, 10031.
+	Recall(ctx context.Context, from, id, to, groupID, by string) *packet.Response
+}
+
 // StatsSource is implemented by a Gateway that can report its load. When the Gateway
 // given to New implements it, GET /api/v1/stats serves it; otherwise that endpoint
 // answers 404.

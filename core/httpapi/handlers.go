@@ -56,6 +56,7 @@ func (s *Server) routes(h *server.Hertz) {
 	v1 := h.Group("/api/v1", s.requireKey(false))
 	v1.POST("/messages", s.sendAsUser)
 	v1.POST("/messages/system", s.sendAsSystem)
+	v1.POST("/messages/recall", s.recall)
 	v1.GET("/users", s.listUsers)
 	v1.GET("/users/:id", s.getUser)
 	v1.POST("/users/:id/kick", s.kickUser)
@@ -497,6 +498,46 @@ func (s *Server) groupMembers(_ context.Context, c *app.RequestContext) {
 		members = []string{}
 	}
 	s.ok(c, packet.StatusOK, groupInfo{GroupID: id, Total: len(members), Members: members})
+}
+
+// recallRequest is the body of POST /api/v1/messages/recall.
+type recallRequest struct {
+	From    string `json:"from"`    // the chat's sender
+	ID      string `json:"id"`      // the chat's id
+	To      string `json:"to"`      // the other user of a private conversation
+	GroupID string `json:"groupId"` // or the group
+	By      string `json:"by"`      // who asks (logged; default: the system user)
+}
+
+// recall is POST /api/v1/messages/recall: an administrator recalls a stored chat, with no
+// recall window; online members of the conversation get cmd 16.
+func (s *Server) recall(_ context.Context, c *app.RequestContext) {
+	if s.recal == nil {
+		s.fail(c, &apiError{Code: packet.StatusNotFound, Msg: "recall is not available"})
+		return
+	}
+	body, e := s.readBody(c)
+	if e != nil {
+		s.fail(c, e)
+		return
+	}
+	var req recallRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		s.fail(c, describeJSONError(body, err))
+		return
+	}
+	if req.From == "" || req.ID == "" || (req.To == "") == (req.GroupID == "") {
+		s.fail(c, &apiError{Code: packet.StatusInvalidBody, Msg: `recall needs "from", "id", and one of "to" or "groupId"`})
+		return
+	}
+	if req.By == "" {
+		req.By = s.opts.SystemUser
+	}
+	ctx, cancel := s.callCtx()
+	defer cancel()
+	s.replySend(c, s.recal.Recall(ctx, req.From, req.ID, req.To, req.GroupID, req.By))
 }
 
 // getStats is GET /api/v1/stats, when the gateway implements StatsSource.

@@ -77,6 +77,7 @@ type Server struct {
 	log   *slog.Logger
 	keys  atomic.Pointer[keySet]
 	stats StatsSource // nil when gw does not implement it
+	recal Recaller    // nil when gw does not implement it
 
 	// baseCtx is the parent of every Gateway call's context; cancelled when Shutdown
 	// gives up waiting.
@@ -120,6 +121,7 @@ func New(gw Gateway, opts Options) *Server {
 		conns:     make(map[*trackedConn]struct{}),
 	}
 	s.stats, _ = gw.(StatsSource)
+	s.recal, _ = gw.(Recaller)
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.SetKeys(opts.Keys)
 	return s
