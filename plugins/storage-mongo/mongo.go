@@ -683,27 +683,37 @@ func listOpts(req *pb.ListRequest) (bson.D, *options.FindOptionsBuilder, int) {
 	return filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit) + 1), limit
 }
 
+// listPage reads one page of a listing (groups, users) in _id order, and whether more
+// follow.
+func listPage[T any](ctx context.Context, coll *mongo.Collection, req *pb.ListRequest, what string) ([]T, bool, error) {
+	filter, opts, limit := listOpts(req)
+	cur, err := coll.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, false, fmt.Errorf("storage-mongo: list %s: %w", what, err)
+	}
+	var docs []T
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, false, fmt.Errorf("storage-mongo: list %s: %w", what, err)
+	}
+	if len(docs) > limit {
+		return docs[:limit], true, nil
+	}
+	return docs, false, nil
+}
+
 // ListGroups implements storage.Backend.
 func (s *Store) ListGroups(ctx context.Context, req *pb.ListRequest) (*pb.ListGroupsResponse, error) {
 	if err := s.opened(); err != nil {
 		return nil, err
 	}
-	filter, opts, limit := listOpts(req)
-	cur, err := s.groups.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("storage-mongo: list groups: %w", err)
-	}
-	var docs []struct {
+	docs, more, err := listPage[struct {
 		ID   string `bson:"_id"`
 		Name string `bson:"name"`
+	}](ctx, s.groups, req, "groups")
+	if err != nil {
+		return nil, err
 	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("storage-mongo: list groups: %w", err)
-	}
-	res := &pb.ListGroupsResponse{}
-	if len(docs) > limit {
-		docs, res.More = docs[:limit], true
-	}
+	res := &pb.ListGroupsResponse{More: more}
 	byID := map[string]*pb.Group{}
 	ids := make([]string, len(docs))
 	for i, d := range docs {
@@ -765,23 +775,15 @@ func (s *Store) ListUsers(ctx context.Context, req *pb.ListRequest) (*pb.ListUse
 	if err := s.opened(); err != nil {
 		return nil, err
 	}
-	filter, opts, limit := listOpts(req)
-	cur, err := s.users.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("storage-mongo: list users: %w", err)
-	}
-	var docs []struct {
+	docs, more, err := listPage[struct {
 		ID     string `bson:"_id"`
 		Nick   string `bson:"nick"`
 		Avatar string `bson:"avatar"`
+	}](ctx, s.users, req, "users")
+	if err != nil {
+		return nil, err
 	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("storage-mongo: list users: %w", err)
-	}
-	res := &pb.ListUsersResponse{}
-	if len(docs) > limit {
-		docs, res.More = docs[:limit], true
-	}
+	res := &pb.ListUsersResponse{More: more}
 	for _, d := range docs {
 		res.Users = append(res.Users, &pb.User{UserId: d.ID, Nick: d.Nick, Avatar: d.Avatar})
 	}
