@@ -44,7 +44,7 @@ func codecPluginPIDs(t *testing.T, g *gateway) []int {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if strings.Contains(string(cmdline), "__timgw-codec-plugin") && fields[0] != "Z" {
+		if strings.Contains(string(cmdline), "__plugin\x00codec") && fields[0] != "Z" {
 			pids = append(pids, pid)
 		}
 	}

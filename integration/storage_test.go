@@ -248,7 +248,7 @@ func pluginPid(t *testing.T, g *gateway) int {
 			if len(f) < 2 || f[1] != strconv.Itoa(parent) {
 				continue
 			}
-			if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmdline), "__storage-plugin") {
+			if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmdline), "__plugin\x00storage") {
 				return pid
 			}
 		}

@@ -22,20 +22,13 @@ import (
 	"github.com/timgw/timgw/core/app"
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/confwatch"
-	"github.com/timgw/timgw/core/store"
+	"github.com/timgw/timgw/core/pluginhost"
 )
 
 const defaultConfig = "conf/timgw.yaml"
 
 func main() {
-	store.MaybeRunBuiltin(os.Args) // `timgw __storage-plugin bolt`: a built-in storage plugin
-	if ok, err := runCodecPlugin(os.Args[1:]); ok {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "timgw:", err)
-			os.Exit(2)
-		}
-		return
-	}
+	pluginhost.Main() // `timgw __plugin KIND NAME`: a built-in plugin (plugins.go)
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "timgw:", err)
 		os.Exit(1)

@@ -107,7 +107,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.hooks = hooks
 	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks})
-	a.srv, err = transport.New(transport.Options{Handler: a.gw, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
+	a.srv, err = transport.New(transport.Options{Handler: transportHandler{a.gw}, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	httpapi.SetHertzLogger(log)
-	a.api = httpapi.New(a.gw.HTTP(), httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
+	a.api = httpapi.New(apiGateway{gw: a.gw, reg: a.reg, dir: a.reg, stats: a.apiStats}, httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
 		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes()})
 	go func() { a.httpDone <- a.api.Serve(a.srv.HTTPListener()) }()
 
@@ -154,6 +154,12 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		log.Warn("the HTTP API accepts the development key dev-api-key: set TIMGW_API_KEY or api.keys for production")
 	}
 	return a, nil
+}
+
+// apiStats is the load the HTTP API's /api/v1/stats reports.
+func (a *App) apiStats() httpapi.Stats {
+	online, byProto := a.reg.Counts()
+	return httpapi.Stats{Connections: byProto, OnlineUsers: online}
 }
 
 // startStorage starts the storage plugin when storage is on, reloads the groups and

@@ -25,6 +25,7 @@ import (
 
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/pluginhost"
 )
 
 // Options configure a Manager.
@@ -146,8 +147,8 @@ func (m *Manager) makeSocketRoot(dir string) error {
 
 func checkBuiltins(cfg config.Codecs) error {
 	for _, pc := range cfg.Plugins {
-		if pc.Builtin != "" && !isBuiltin(pc.Builtin) {
-			return fmt.Errorf("codecs: plugin %s: builtin %q is not compiled into this binary (builtins: %v)", pc.Name, pc.Builtin, Builtins())
+		if pc.Builtin != "" && !pluginhost.Registered(pluginhost.Codec, pc.Builtin) {
+			return fmt.Errorf("codecs: plugin %s: builtin %q is not compiled into this binary (built in: %v)", pc.Name, pc.Builtin, pluginhost.Names(pluginhost.Codec))
 		}
 	}
 	return nil

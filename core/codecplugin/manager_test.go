@@ -14,19 +14,14 @@ import (
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/pluginhost"
 	sdk "github.com/timgw/timgw/plugins/codec"
 )
 
-// The test binary doubles as the plugin: the Manager starts it with BuiltinArg.
+// The test binary doubles as the plugin: the Manager starts it as `__plugin codec codec-test`.
 func TestMain(m *testing.M) {
-	RegisterBuiltin("codec-test", func() { sdk.Serve(testPlugin{}) })
-	if ok, err := RunBuiltin(os.Args[1:]); ok {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		return
-	}
+	pluginhost.Register(pluginhost.Builtin{Kind: pluginhost.Codec, Name: "codec-test", Main: func() { sdk.Serve(testPlugin{}) }})
+	pluginhost.Main()
 	os.Exit(m.Run())
 }
 

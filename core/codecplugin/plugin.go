@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/config"
-	"github.com/timgw/timgw/core/subproc"
+	"github.com/timgw/timgw/core/pluginhost"
 	sdk "github.com/timgw/timgw/plugins/codec"
 )
 
@@ -93,11 +93,6 @@ func stamp(path string) fileStamp {
 
 // command builds the plugin's command, in a fresh private socket directory.
 func (p *plugin) command() (*exec.Cmd, error) {
-	path, args := p.cfg.Path, p.cfg.Args
-	if p.cfg.Builtin != "" {
-		path = p.m.executable
-		args = append([]string{BuiltinArg, p.cfg.Builtin}, args...)
-	}
 	dir := filepath.Join(p.m.socketRoot, p.cfg.Name)
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clean socket dir: %w", err)
@@ -105,13 +100,16 @@ func (p *plugin) command() (*exec.Cmd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("socket dir: %w", err)
 	}
-	cmd := exec.Command(path, args...)
+	cmd := exec.Command(p.cfg.Path, p.cfg.Args...)
+	if p.cfg.Builtin != "" {
+		cmd = pluginhost.Command(p.m.executable, pluginhost.Codec, p.cfg.Builtin, p.cfg.Args...)
+	}
 	cmd.Env = os.Environ()
 	for k, v := range p.cfg.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "PLUGIN_UNIX_SOCKET_DIR="+dir)
-	subproc.Tie(cmd)
+	pluginhost.Tie(cmd)
 	return cmd, nil
 }
 

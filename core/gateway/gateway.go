@@ -1,8 +1,10 @@
 // Package gateway is timgw's command layer: it receives packets from connections of any
 // protocol, runs the t-im commands (login, auth, join, chat, heartbeat, close, get user,
 // queries) against the session registry, the authenticator and the router, and answers.
-// It also serves the core to the HTTP API. Data flows one way: transport → gateway →
-// router → delivery seam → connections.
+// Data flows one way: transport → gateway → router → delivery seam → connections. Every
+// push to a connection other than the answer to the connection's own request (chats,
+// join and leave notices, recall notices, kicks) goes through the delivery seam
+// (router.Deliverer), so that a stage wrapping it (storage, the cluster bus) sees it.
 package gateway
 
 import (
@@ -15,6 +17,7 @@ import (
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
+	"github.com/timgw/timgw/core/store"
 )
 
 // Authenticator decides who a client is. Called from many goroutines.
@@ -30,32 +33,50 @@ var (
 	_ Authenticator = (*auth.JWT)(nil)
 )
 
-// Conn is a client connection as the gateway sees it (implemented by transport.Conn).
+// Conn is a client connection as the command layer sees it (transport.Conn implements
+// it; so do test doubles).
 type Conn interface {
 	session.Conn
-	RemoteAddr() string
+	// Transport says how the connection reached the gateway.
+	Transport() session.Transport
+	// State is the command layer's slot for its per-connection state. The calls for one
+	// connection come one at a time (see Opened), so the slot needs no lock.
+	State() *any
 }
+
+// Presence answers who is online: this node's registry, or in a cluster the merged view
+// of every node. Called from many goroutines.
+type Presence interface {
+	// Users lists the users in a presence state (the type of cmd 17).
+	Users(f session.Filter) []packet.User
+}
+
+var _ Presence = (*session.Registry)(nil)
 
 // Options configure a Gateway.
 type Options struct {
-	Registry      *session.Registry
+	Registry *session.Registry
+	// Presence answers cmd 17; nil: Registry (one node).
+	Presence      Presence
 	Router        *router.Router
 	Authenticator Authenticator
 	Logger        *slog.Logger
-	// Storage persists chats' side data and answers cmd 15 and 19; nil: persistence off.
+	// Storage persists chats' side data and answers cmd 15 and 19; nil: store.Off
+	// (persistence off).
 	Storage Storage
-	// Hooks are the Lua hooks run on connections, logins, chats and joins; nil: none.
+	// Hooks are the Lua hooks run on connections, logins, chats and joins; nil: hook.Noop.
 	Hooks hook.Runner
 }
 
 // Gateway runs the t-im commands.
 type Gateway struct {
-	reg    *session.Registry
-	router *router.Router
-	authn  atomic.Pointer[authBox]
-	log    *slog.Logger
-	store  Storage // nil: persistence off
-	hooks  hook.Runner
+	reg      *session.Registry
+	router   *router.Router
+	authn    atomic.Pointer[authBox]
+	log      *slog.Logger
+	store    Storage
+	hooks    hook.Runner
+	presence Presence
 }
 
 type authBox struct{ a Authenticator }
@@ -65,7 +86,16 @@ func New(o Options) *Gateway {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	g := &Gateway{reg: o.Registry, router: o.Router, log: o.Logger, store: o.Storage, hooks: o.Hooks}
+	if o.Storage == nil {
+		o.Storage = store.Off{}
+	}
+	if o.Hooks == nil {
+		o.Hooks = hook.Noop{}
+	}
+	if o.Presence == nil {
+		o.Presence = o.Registry
+	}
+	g := &Gateway{reg: o.Registry, router: o.Router, log: o.Logger, store: o.Storage, hooks: o.Hooks, presence: o.Presence}
 	g.SetAuthenticator(o.Authenticator)
 	return g
 }
@@ -80,7 +110,9 @@ type client struct {
 	userID string
 }
 
-func state(c Conn, v *any) *client {
+// state returns the command layer's state of c, creating it on first use.
+func state(c Conn) *client {
+	v := c.State()
 	if cl, ok := (*v).(*client); ok {
 		return cl
 	}
@@ -102,20 +134,18 @@ func (g *Gateway) fail(c Conn, cmd packet.Cmd, code packet.Status, msg string) {
 	g.send(c, packet.ErrorPacket(cmd, code, msg))
 }
 
-// sendToUser queues p to every connection of userID except skip.
-func (g *Gateway) sendToUser(userID string, p packet.Packet, skip uint64) {
-	var buf [8]session.Conn
-	for _, c := range g.reg.Conns(userID, buf[:0]) {
-		if c.ID() != skip {
-			_ = c.Send(p)
-		}
+// push hands an envelope to the delivery seam; failures are logged (a notice or a kick
+// has no sender waiting for an answer).
+func (g *Gateway) push(ctx context.Context, env router.Envelope) router.Outcome {
+	out, err := g.router.Push(ctx, env)
+	if err != nil {
+		g.log.Warn("push not delivered", "kind", env.Kind, "receivers", len(env.Receivers), "err", err)
 	}
+	return out
 }
 
-// notifyGroup queues p to every online member of groupID except skip's connection.
-func (g *Gateway) notifyGroup(groupID string, p packet.Packet, skip uint64) {
+// notifyGroup pushes the notice p to every member of groupID but skip's connection.
+func (g *Gateway) notifyGroup(ctx context.Context, groupID string, p packet.Packet, skip uint64) {
 	members, _ := g.reg.Members(groupID, nil)
-	for _, m := range members {
-		g.sendToUser(m, p, skip)
-	}
+	g.push(ctx, router.Envelope{Kind: router.KindNotice, Notice: p, Receivers: members, SkipConn: skip})
 }

@@ -20,12 +20,18 @@ type fakeConn struct {
 	mu     sync.Mutex
 	got    []packet.Packet
 	closed string
+	state  any
 }
 
-func (c *fakeConn) ID() uint64         { return c.id }
-func (c *fakeConn) Protocol() string   { return "test" }
-func (c *fakeConn) RemoteAddr() string { return "127.0.0.1:1" }
-func (c *fakeConn) Close(r string)     { c.mu.Lock(); c.closed = r; c.mu.Unlock() }
+var _ Conn = (*fakeConn)(nil)
+
+func (c *fakeConn) ID() uint64       { return c.id }
+func (c *fakeConn) Protocol() string { return "test" }
+func (c *fakeConn) Transport() session.Transport {
+	return session.Transport{Protocol: "test", RemoteAddr: "127.0.0.1:1"}
+}
+func (c *fakeConn) State() *any    { return &c.state }
+func (c *fakeConn) Close(r string) { c.mu.Lock(); c.closed = r; c.mu.Unlock() }
 func (c *fakeConn) Send(p packet.Packet) error {
 	c.mu.Lock()
 	c.got = append(c.got, p)

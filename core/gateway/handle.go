@@ -11,21 +11,20 @@ import (
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
-	"github.com/timgw/timgw/core/transport"
 )
 
-var _ transport.Handler = (*Gateway)(nil)
-
-// Opened implements transport.Handler.
-func (g *Gateway) Opened(c *transport.Conn) {
-	c.Value = &client{}
+// Opened is called first for every connection. For one connection, Opened, Packet and
+// Closed come one at a time and in order; calls for different connections run
+// concurrently (from the transport's worker pool).
+func (g *Gateway) Opened(c Conn) {
+	*c.State() = &client{}
 	g.connectHook(c)
 }
 
-// Closed implements transport.Handler: it logs the user out and tells its groups when it
-// went offline.
-func (g *Gateway) Closed(c *transport.Conn, reason string) {
-	cl := state(c, &c.Value)
+// Closed is called last, once, with the reason the connection ended: it logs the user
+// out and tells its groups when it went offline.
+func (g *Gateway) Closed(c Conn, reason string) {
+	cl := state(c)
 	if cl.userID == "" {
 		return
 	}
@@ -43,14 +42,14 @@ func (g *Gateway) logout(c Conn, cl *client) {
 	u, _ := g.reg.User(user)
 	for _, gid := range g.reg.Groups(user) {
 		grp, _ := g.reg.Group(gid)
-		g.notifyGroup(gid, packet.MustEncode(packet.CmdExitGroupNotify,
+		g.notifyGroup(context.Background(), gid, packet.MustEncode(packet.CmdExitGroupNotify,
 			packet.GroupNotice{Cmd: packet.CmdExitGroupNotify, User: u, Group: grp}), 0)
 	}
 }
 
-// Packet implements transport.Handler: one t-im command.
-func (g *Gateway) Packet(c *transport.Conn, p packet.Packet) {
-	g.handle(context.Background(), c, state(c, &c.Value), p)
+// Packet runs one t-im command from c.
+func (g *Gateway) Packet(c Conn, p packet.Packet) {
+	g.handle(context.Background(), c, state(c), p)
 }
 
 func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packet) {
@@ -83,7 +82,7 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 	case packet.CmdChatReq:
 		var m packet.Chat
 		if g.decode(c, p, &m) && g.loggedIn(c, cl, p.Cmd) {
-			g.reply(c, g.chat(ctx, router.Sender{UserID: cl.userID, ConnID: c.ID()}, c.Protocol(), c.RemoteAddr(), &m))
+			g.reply(c, chatResponse(g.chat(ctx, router.Sender{UserID: cl.userID, ConnID: c.ID()}, c.Transport(), &m)))
 		}
 	case packet.CmdCloseReq:
 		var x packet.Close
@@ -150,7 +149,7 @@ func (g *Gateway) login(ctx context.Context, c Conn, cl *client, resp packet.Cmd
 			g.log.Warn("authenticator failed", "conn", c.ID(), "err", err)
 			msg = "authentication unavailable"
 		}
-		g.log.Info("login refused", "conn", c.ID(), "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", msg)
+		g.log.Info("login refused", "conn", c.ID(), "proto", c.Protocol(), "remote", c.Transport().RemoteAddr, "reason", msg)
 		g.fail(c, resp, failCode, msg)
 		return
 	}
@@ -199,7 +198,7 @@ func (g *Gateway) join(c Conn, cl *client, j packet.JoinGroup) {
 	g.reply(c, r)
 	if added {
 		u, _ := g.reg.User(cl.userID)
-		g.notifyGroup(gid, packet.MustEncode(packet.CmdJoinGroupNotify,
+		g.notifyGroup(context.Background(), gid, packet.MustEncode(packet.CmdJoinGroupNotify,
 			packet.GroupNotice{Cmd: packet.CmdJoinGroupNotify, User: u, Group: grp}), c.ID())
 	}
 }
@@ -221,7 +220,7 @@ func (g *Gateway) getUsers(c Conn, cl *client, q packet.GetUser) {
 		g.fail(c, packet.CmdGetUserResp, packet.StatusGetUserFailed, fmt.Sprintf("type %d is not 0 (online), 1 (offline) or 2 (all)", int64(q.Type)))
 		return
 	}
-	users := g.reg.Users(session.Filter(q.Type))
+	users := g.presence.Users(session.Filter(q.Type))
 	if users == nil {
 		users = []packet.User{}
 	}

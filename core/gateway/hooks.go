@@ -3,54 +3,34 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/timgw/timgw/core/auth"
 	"github.com/timgw/timgw/core/hook"
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
-	"github.com/timgw/timgw/core/transport"
+	"github.com/timgw/timgw/core/session"
 )
 
-// runner returns the hooks, or the no-op when none are configured.
-func (g *Gateway) runner() hook.Runner {
-	if g.hooks == nil {
-		return hook.Noop{}
-	}
-	return g.hooks
-}
-
 // connectHook asks the connect hook whether c may stay.
-func (g *Gateway) connectHook(c *transport.Conn) {
-	proto, tls := c.Protocol(), false
-	switch proto {
-	case transport.ProtoTLSTCP:
-		proto, tls = hook.ProtocolTCP, true
-	case transport.ProtoWSS:
-		proto, tls = hook.ProtocolWS, true
-	default:
-		if base, ok := strings.CutSuffix(proto, "+tls"); ok { // a plugin protocol over TLS
-			proto, tls = base, true
-		}
-	}
-	rep := g.runner().Connect(context.Background(), &hook.ConnectRequest{Addr: c.RemoteAddr(), Protocol: proto, TLS: tls})
+func (g *Gateway) connectHook(c Conn) {
+	t := c.Transport()
+	rep := g.hooks.Connect(context.Background(), &hook.ConnectRequest{Addr: t.RemoteAddr, Protocol: t.Protocol, TLS: t.TLS})
 	if rep.Deny {
-		g.log.Info("connection denied by a hook", "conn", c.ID(), "remote", c.RemoteAddr(), "script", rep.Script, "reason", rep.Reason)
+		g.log.Info("connection denied by a hook", "conn", c.ID(), "remote", t.RemoteAddr, "script", rep.Script, "reason", rep.Reason)
 		c.Close("denied by connect hook: " + rep.Reason)
 	}
 }
 
 // disconnectHook tells the disconnect hook that user's connection c ended.
 func (g *Gateway) disconnectHook(c Conn, user, reason string) {
-	g.runner().Disconnect(context.Background(), &hook.DisconnectEvent{User: user, Addr: c.RemoteAddr(), Protocol: c.Protocol(), Reason: reason})
+	g.hooks.Disconnect(context.Background(), &hook.DisconnectEvent{User: user, Addr: c.Transport().RemoteAddr, Protocol: c.Transport().Protocol, Reason: reason})
 }
 
 // authHook runs the auth hook. decided is false when the hook has no opinion and the
 // authenticator decides; otherwise id or err is the hook's verdict.
 func (g *Gateway) authHook(ctx context.Context, c Conn, source string, cred auth.Credentials) (id auth.Identity, decided bool, err error) {
-	rep := g.runner().Auth(ctx, &hook.AuthRequest{Source: source, UserID: cred.UserID, Password: cred.Password,
-		Token: cred.Token, Protocol: c.Protocol(), Addr: c.RemoteAddr()})
+	rep := g.hooks.Auth(ctx, &hook.AuthRequest{Source: source, UserID: cred.UserID, Password: cred.Password,
+		Token: cred.Token, Protocol: c.Transport().Protocol, Addr: c.Transport().RemoteAddr})
 	switch rep.Decision {
 	case hook.AuthAccept:
 		if err := auth.ValidUserID(rep.UserID); err != nil {
@@ -67,31 +47,33 @@ func (g *Gateway) authHook(ctx context.Context, c Conn, source string, cred auth
 	return auth.Identity{}, false, nil
 }
 
+// chatResponse builds the cmd 12 answer to a chat from the router's result: the one
+// place it is built, for chats from clients, from the HTTP API and dropped by a hook.
+func chatResponse(res router.Result) *packet.Response {
+	resp := packet.NewResponse(packet.CmdChatResp, res.Code)
+	if res.Msg != "" {
+		resp.Msg = res.Msg
+	}
+	if res.Ack != nil {
+		resp.Data = *res.Ack
+	}
+	return resp
+}
+
 // chat runs the message hook on a chat from sender and routes what it lets through. It
-// returns the cmd 12 response for the sender.
-func (g *Gateway) chat(ctx context.Context, from router.Sender, proto, addr string, m *packet.Chat) *packet.Response {
+// returns the result for the sender.
+func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transport, m *packet.Chat) router.Result {
 	m.From = packet.Str(from.UserID)
-	rep := g.runner().Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: proto, Addr: addr, Chat: m})
+	rep := g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
 	switch rep.Action {
 	case hook.MessageReject:
 		code := rep.Code
 		if code == 0 {
 			code = packet.StatusRejected
 		}
-		resp := packet.NewResponse(packet.CmdChatResp, code)
-		if rep.Reason != "" {
-			resp.Msg = rep.Reason
-		}
-		return resp
+		return router.Refused(code, rep.Reason)
 	case hook.MessageDrop:
-		// Answered as if sent, so the sender learns nothing; nothing is stored or delivered.
-		if m.ID == "" {
-			m.ID = packet.Str(g.router.NewID())
-		}
-		resp := packet.NewResponse(packet.CmdChatResp, packet.StatusOK)
-		now := time.Now().UnixMilli()
-		resp.Data = router.Ack{ID: string(m.ID), CreateTime: now, ServerTime: now, To: string(m.To), GroupID: string(m.GroupID)}
-		return resp
+		return g.router.Dropped(m)
 	case hook.MessageReroute:
 		return g.reroute(ctx, from, m, rep)
 	}
@@ -101,14 +83,14 @@ func (g *Gateway) chat(ctx context.Context, from router.Sender, proto, addr stri
 // reroute sends a chat to the receivers a hook chose: a private copy to every user of
 // rep.To, and the group rep.GroupID. The sender gets the first accepted answer, or the
 // first refusal when none was accepted.
-func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Chat, rep hook.MessageReply) *packet.Response {
-	var first, firstOK *packet.Response
-	keep := func(r *packet.Response) {
+func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Chat, rep hook.MessageReply) router.Result {
+	var first, firstOK *router.Result
+	keep := func(r router.Result) {
 		if first == nil {
-			first = r
+			first = &r
 		}
-		if firstOK == nil && (r.Code == packet.StatusOK || r.Code == packet.StatusOffline) {
-			firstOK = r
+		if firstOK == nil && r.Accepted() {
+			firstOK = &r
 		}
 	}
 	if rep.GroupID != "" {
@@ -126,18 +108,16 @@ func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Cha
 	}
 	switch {
 	case firstOK != nil:
-		return firstOK
+		return *firstOK
 	case first != nil:
-		return first
+		return *first
 	}
-	resp := packet.NewResponse(packet.CmdChatResp, packet.StatusNoReceiver)
-	resp.Msg = fmt.Sprintf("message hook %s rerouted the chat to no receiver", rep.Script)
-	return resp
+	return router.Refused(packet.StatusNoReceiver, fmt.Sprintf("message hook %s rerouted the chat to no receiver", rep.Script))
 }
 
 // joinHook asks the join hook whether user may join group; it returns the refusal.
 func (g *Gateway) joinHook(c Conn, user, group, name string) (deny bool, reason string) {
-	rep := g.runner().Join(context.Background(), &hook.JoinRequest{User: user, Group: group, Name: name, Protocol: c.Protocol(), Addr: c.RemoteAddr()})
+	rep := g.hooks.Join(context.Background(), &hook.JoinRequest{User: user, Group: group, Name: name, Protocol: c.Transport().Protocol, Addr: c.Transport().RemoteAddr})
 	if rep.Deny && rep.Reason == "" {
 		rep.Reason = "refused by a rule"
 	}

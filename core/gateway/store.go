@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/store"
 )
 
@@ -21,7 +22,10 @@ type Storage interface {
 	RememberUser(ctx context.Context, id, nick, avatar string) error
 }
 
-var _ Storage = (*store.Service)(nil)
+var (
+	_ Storage = (*store.Service)(nil)
+	_ Storage = store.Off{}
+)
 
 // messageQuery is the body of cmd 19 with timgw's additions that packet.GetMessage does
 // not carry yet.
@@ -64,6 +68,8 @@ func newPage(user string, entries []store.Entry) *messagePage {
 // storageStatus maps a storage error to a status code.
 func storageStatus(err error, fallback packet.Status) packet.Status {
 	switch {
+	case errors.Is(err, store.ErrPersistenceOff):
+		return packet.StatusPersistenceOff
 	case errors.Is(err, store.ErrUnavailable):
 		return packet.StatusStorageUnavailable
 	case errors.Is(err, store.ErrNotFound):
@@ -76,10 +82,6 @@ func storageStatus(err error, fallback packet.Status) packet.Status {
 
 // getMessages runs cmd 19: type 0 offline messages (with confirmation), type 1 history.
 func (g *Gateway) getMessages(ctx context.Context, c Conn, cl *client, p packet.Packet) {
-	if g.store == nil {
-		g.fail(c, packet.CmdGetMessageResp, packet.StatusPersistenceOff, "persistence is off: no storage is configured")
-		return
-	}
 	var q messageQuery
 	if !g.decode(c, p, &q) {
 		return
@@ -141,10 +143,6 @@ func (g *Gateway) getMessages(ctx context.Context, c Conn, cl *client, p packet.
 
 // recallReq runs cmd 15 from a client: the sender recalls its own chat.
 func (g *Gateway) recallReq(ctx context.Context, c Conn, cl *client, p packet.Packet) {
-	if g.store == nil {
-		g.fail(c, packet.CmdCancelMsgResp, packet.StatusPersistenceOff, "persistence is off: no storage is configured")
-		return
-	}
 	var m packet.CancelMsg
 	if !g.decode(c, p, &m) {
 		return
@@ -154,7 +152,8 @@ func (g *Gateway) recallReq(ctx context.Context, c Conn, cl *client, p packet.Pa
 }
 
 // recall recalls the chat m.ID sent by from, by who (from itself, or an administrator),
-// and notifies the conversation's online connections (but skip) with cmd 16.
+// and notifies the conversation (but skip's connection) with cmd 16 through the delivery
+// seam.
 func (g *Gateway) recall(ctx context.Context, from, by string, m packet.CancelMsg, admin bool, skip uint64) *packet.Response {
 	fail := func(code packet.Status, msg string) *packet.Response {
 		r := packet.NewResponse(packet.CmdCancelMsgResp, code)
@@ -192,32 +191,16 @@ func (g *Gateway) recall(ctx context.Context, from, by string, m packet.CancelMs
 	}
 	r.Data = ev
 	if !already {
-		notice := packet.ResponsePacket(r)
-		for _, u := range receivers {
-			g.sendToUser(u, notice, skip)
-		}
-		g.sendToUser(from, notice, skip)
+		g.push(ctx, router.Envelope{Kind: router.KindNotice, Notice: packet.ResponsePacket(r),
+			Receivers: append(receivers, from), SkipConn: skip})
 	}
 	return r
-}
-
-// Recall recalls a chat as an administrator (no recall window) and notifies the
-// conversation's online connections; for the HTTP API. from and id name the chat; to or
-// groupID its conversation; by names the administrator. The answer's code is 10000,
-// 10020 (bad request), 10022 (no storage), 10030, or 10031 (no such chat).
-func (h HTTP) Recall(ctx context.Context, from, id, to, groupID, by string) *packet.Response {
-	if h.g.store == nil {
-		r := packet.NewResponse(packet.CmdCancelMsgResp, packet.StatusPersistenceOff)
-		r.Msg = "persistence is off: no storage is configured"
-		return r
-	}
-	return h.g.recall(ctx, from, by, packet.CancelMsg{ID: packet.Str(id), To: packet.Str(to), GroupID: packet.Str(groupID)}, true, 0)
 }
 
 // remember stores a user that logged in (first time since start, or with a profile), so
 // that it is known after a restart. Failures are logged: a login does not need storage.
 func (g *Gateway) remember(ctx context.Context, user, nick, avatar string, known bool) {
-	if g.store == nil || (known && nick == "" && avatar == "") {
+	if known && nick == "" && avatar == "" {
 		return
 	}
 	if err := g.store.RememberUser(ctx, user, nick, avatar); err != nil {
@@ -228,9 +211,6 @@ func (g *Gateway) remember(ctx context.Context, user, nick, avatar string, known
 // rememberJoin stores that user joined group, so that after a restart group chats still
 // reach the user's inbox.
 func (g *Gateway) rememberJoin(ctx context.Context, group, name, user string) {
-	if g.store == nil {
-		return
-	}
 	if err := g.store.Join(ctx, group, name, user); err != nil {
 		g.log.Warn("storage: group membership not remembered", "group", group, "user", user, "err", err)
 	}

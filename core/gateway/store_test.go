@@ -175,7 +175,7 @@ func TestRecallCommand(t *testing.T) {
 		}
 	}
 	fs.err = nil
-	if resp := r.g.HTTP().Recall(context.Background(), "alice", "m9", "bob", "", "admin"); resp.Code != packet.StatusOK {
+	if resp := r.g.Recall(context.Background(), "alice", "m9", "bob", "", "admin"); resp.Code != packet.StatusOK {
 		t.Errorf("admin recall: %+v", resp)
 	}
 	if q := fs.recalls[len(fs.recalls)-1]; !q.Admin || q.By != "admin" || q.From != "alice" {

@@ -1,7 +1,11 @@
 // Package router turns an accepted chat into deliveries: it checks the chat names a
 // receiver the sender may reach, stamps it with the server's identity (sender, id, time),
-// resolves its receivers, and hands it to the delivery seam. It answers with the cmd 12
-// response the sender gets.
+// resolves its receivers, and hands it to the delivery seam (Deliverer). It answers with a
+// Result value; the command layer turns it into the cmd 12 the sender gets.
+//
+// The delivery seam is the one path of every push to a client connection: chats, notices
+// and kicks are Envelopes, typed by Kind, and pass through the same chain of Deliverers
+// (storage, cluster, Local).
 package router
 
 import (
@@ -19,76 +23,6 @@ import (
 	"github.com/timgw/timgw/core/session"
 )
 
-// Envelope is a chat on its way to receivers, as the delivery seam sees it.
-type Envelope struct {
-	// Chat is the stamped message: From is the logged-in sender, ID and CreateTime set.
-	// Deliverers may set Chat.Seq (storage) before calling the next deliverer; they must
-	// not change anything else.
-	Chat *packet.Chat
-	// Receivers are the user ids the chat goes to: the receiver of a private chat, or
-	// every member of the group (the sender included: its other devices get a copy).
-	Receivers []string
-	// SkipConn is the sending connection (0 for none), which gets no copy.
-	SkipConn uint64
-}
-
-// Outcome is what delivery achieved.
-type Outcome struct {
-	// Connections is how many connections the chat was queued to.
-	Connections int
-	// Stored is set when the chat was durably stored (offline delivery will follow).
-	Stored bool
-	// Duplicate is set when the chat resends one already stored (same sender and id): it
-	// was neither stored nor delivered again, and Chat.Seq and Chat.CreateTime are the
-	// stored ones, so that the sender gets the first answer again.
-	Duplicate bool
-	// ServerTime is when the chat was stored (ms since epoch); 0 when it was not.
-	ServerTime int64
-}
-
-// Deliverer is the delivery seam: everything a chat goes through after it is accepted.
-// Implementations wrap one another: a store persists the envelope and then calls the
-// deliverer it wraps; a cluster bus forwards to other nodes; Local, innermost, queues the
-// chat to this gateway's connections. Deliver is called from many goroutines at once; an
-// error means the chat was not accepted and the sender is told so.
-type Deliverer interface {
-	Deliver(ctx context.Context, env *Envelope) (Outcome, error)
-}
-
-// ErrUnavailable is wrapped by deliverers that cannot accept chats right now (storage
-// down); the sender gets packet.StatusStorageUnavailable.
-var ErrUnavailable = errors.New("delivery unavailable")
-
-// Local delivers to the connections of this gateway.
-type Local struct {
-	Registry *session.Registry
-}
-
-var _ Deliverer = (*Local)(nil)
-
-// Deliver implements Deliverer.
-func (l *Local) Deliver(_ context.Context, env *Envelope) (Outcome, error) {
-	body, err := packet.Marshal(env.Chat)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("encode chat: %w", err)
-	}
-	p := packet.Packet{Cmd: packet.CmdChatReq, Body: body}
-	var out Outcome
-	var buf [8]session.Conn
-	for _, u := range env.Receivers {
-		conns := l.Registry.Conns(u, buf[:0])
-		for _, c := range conns {
-			if c.ID() == env.SkipConn {
-				continue
-			}
-			if c.Send(p) == nil {
-				out.Connections++
-			}
-		}
-	}
-	return out, nil
-}
-
 // Options configure a Router.
 type Options struct {
 	// MaxContentBytes refuses longer chat content (packet.StatusTooLarge).
@@ -98,7 +32,18 @@ type Options struct {
 	// Observe, when set, is told every chat's result code and how long routing took
 	// (metrics). Called from many goroutines.
 	Observe func(code packet.Status, d time.Duration)
+	// Presence says whether a user is online anywhere (in a cluster: on any node), to
+	// tell a private chat's sender 10001 (stored for an offline receiver). Default: the
+	// registry.
+	Presence Presence
 }
+
+// Presence answers whether a user has a connection. Called from many goroutines.
+type Presence interface {
+	Online(userID string) bool
+}
+
+var _ Presence = (*session.Registry)(nil)
 
 // Router routes chats from logged-in users.
 type Router struct {
@@ -116,6 +61,9 @@ func New(reg *session.Registry, d Deliverer, opts Options) *Router {
 	_, _ = rand.Read(b[:])
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Presence == nil {
+		opts.Presence = reg
 	}
 	r := &Router{reg: reg, deliver: d, opts: opts, idBase: hex.EncodeToString(b[:])}
 	r.maxContent.Store(int64(opts.MaxContentBytes))
@@ -136,26 +84,39 @@ type Sender struct {
 	ConnID uint64 // the sending connection, or 0 (HTTP)
 }
 
-// Route checks, stamps and delivers chat, and returns the response for the sender.
-// It modifies chat in place.
-func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) *packet.Response {
+// Result is the router's answer to a chat: the cmd 12 code, a message for refusals, and
+// for an accepted chat its Ack.
+type Result struct {
+	Code packet.Status
+	Msg  string
+	Ack  *Ack // set when the chat was accepted (10000 or 10001)
+}
+
+// Accepted reports whether the chat was accepted (delivered, or stored for later).
+func (r Result) Accepted() bool { return r.Ack != nil }
+
+// Refused returns the Result of a refused chat.
+func Refused(code packet.Status, msg string) Result { return Result{Code: code, Msg: msg} }
+
+// Route checks, stamps and delivers chat, and returns the result for the sender. It
+// stamps chat in place (sender, id, time): chat belongs to the caller, and the delivery
+// stages only read it.
+func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) Result {
 	if r.opts.Observe == nil {
 		return r.route(ctx, from, chat)
 	}
 	start := time.Now()
-	resp := r.route(ctx, from, chat)
-	r.opts.Observe(resp.Code, time.Since(start))
-	return resp
+	res := r.route(ctx, from, chat)
+	r.opts.Observe(res.Code, time.Since(start))
+	return res
 }
 
-func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) *packet.Response {
+func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) Result {
 	if code, msg := r.check(from, chat); code != 0 {
-		resp := packet.NewResponse(packet.CmdChatResp, code)
-		resp.Msg = msg
-		return resp
+		return Refused(code, msg)
 	}
 	r.stamp(from, chat)
-	env := &Envelope{Chat: chat, SkipConn: from.ConnID}
+	env := Envelope{Kind: KindChat, Chat: chat, SkipConn: from.ConnID}
 	if chat.ChatType == packet.ChatTypeGroup {
 		env.Receivers, _ = r.reg.Members(string(chat.GroupID), nil)
 	} else {
@@ -168,23 +129,38 @@ func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) *pac
 			code = packet.StatusStorageUnavailable
 		}
 		r.opts.Logger.Warn("chat not delivered", "id", chat.ID, "from", chat.From, "err", err)
-		resp := packet.NewResponse(packet.CmdChatResp, code)
-		resp.Msg = fmt.Sprintf("%s: %v", code.Text(), err)
-		return resp
+		return Refused(code, fmt.Sprintf("%s: %v", code.Text(), err))
 	}
 	code := packet.StatusOK
-	if chat.ChatType == packet.ChatTypePrivate && out.Connections == 0 && !r.reg.Online(string(chat.To)) {
+	if chat.ChatType == packet.ChatTypePrivate && out.Connections == 0 && !r.opts.Presence.Online(string(chat.To)) {
 		code = packet.StatusOffline
 	}
-	resp := packet.NewResponse(packet.CmdChatResp, code)
-	serverTime := out.ServerTime
-	if serverTime == 0 {
-		serverTime = time.Now().UnixMilli()
-	}
-	resp.Data = Ack{ID: string(chat.ID), CreateTime: int64(chat.CreateTime), ServerTime: serverTime,
-		Seq: chat.Seq, To: string(chat.To), GroupID: string(chat.GroupID), Delivered: out.Connections,
+	ack := &Ack{ID: string(chat.ID), CreateTime: int64(chat.CreateTime), ServerTime: out.ServerTime,
+		Seq: out.Seq, To: string(chat.To), GroupID: string(chat.GroupID), Delivered: out.Connections,
 		Duplicate: out.Duplicate}
-	return resp
+	if out.CreateTime != 0 {
+		ack.CreateTime = out.CreateTime
+	}
+	if ack.ServerTime == 0 {
+		ack.ServerTime = time.Now().UnixMilli()
+	}
+	return Result{Code: code, Ack: ack}
+}
+
+// Push hands a notice or a kick (or a chat that needs no checks) to the delivery seam.
+func (r *Router) Push(ctx context.Context, env Envelope) (Outcome, error) {
+	return r.deliver.Deliver(ctx, env)
+}
+
+// Dropped is the result a chat dropped by a hook gets: answered as if it was sent, so
+// that the sender learns nothing; nothing is stored or delivered.
+func (r *Router) Dropped(chat *packet.Chat) Result {
+	if chat.ID == "" {
+		chat.ID = packet.Str(r.NewID())
+	}
+	now := time.Now().UnixMilli()
+	return Result{Code: packet.StatusOK, Ack: &Ack{ID: string(chat.ID), CreateTime: now, ServerTime: now,
+		To: string(chat.To), GroupID: string(chat.GroupID)}}
 }
 
 // Ack is the data of a cmd 12 response to an accepted chat.

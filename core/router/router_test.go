@@ -90,8 +90,8 @@ func TestRoute(t *testing.T) {
 			r, _, conns := setup()
 			chat := tt.chat
 			resp := r.Route(context.Background(), tt.from, &chat)
-			if resp.Code != tt.wantCode || resp.Cmd != packet.CmdChatResp {
-				t.Fatalf("code %d cmd %d (%s), want %d", resp.Code, resp.Cmd, resp.Msg, tt.wantCode)
+			if resp.Code != tt.wantCode {
+				t.Fatalf("code %d (%s), want %d", resp.Code, resp.Msg, tt.wantCode)
 			}
 			if !strings.Contains(resp.Msg, tt.wantMsg) {
 				t.Errorf("msg %q does not say %q", resp.Msg, tt.wantMsg)
@@ -107,9 +107,9 @@ func TestRoute(t *testing.T) {
 				}
 			}
 			if tt.wantCode == packet.StatusOK || tt.wantCode == packet.StatusOffline {
-				ack, ok := resp.Data.(Ack)
-				if !ok || ack.ID == "" || ack.ID != string(chat.ID) {
-					t.Errorf("ack data %+v does not carry the message id %q", resp.Data, chat.ID)
+				ack := resp.Ack
+				if ack == nil || ack.ID == "" || ack.ID != string(chat.ID) {
+					t.Errorf("ack %+v does not carry the message id %q", ack, chat.ID)
 				}
 			}
 		})
@@ -128,7 +128,7 @@ func TestRouteOverwritesForgedFromAndKeepsClientID(t *testing.T) {
 
 type failing struct{ err error }
 
-func (f failing) Deliver(context.Context, *Envelope) (Outcome, error) { return Outcome{}, f.err }
+func (f failing) Deliver(context.Context, Envelope) (Outcome, error) { return Outcome{}, f.err }
 
 func TestRouteDeliveryErrors(t *testing.T) {
 	tests := []struct {
@@ -146,6 +146,77 @@ func TestRouteDeliveryErrors(t *testing.T) {
 			t.Errorf("%v: got %d %q, want %d", tt.err, resp.Code, resp.Msg, tt.want)
 		}
 	}
+}
+
+func TestLocalDeliversEveryKind(t *testing.T) {
+	reg := session.New()
+	a1, a2, b := &rec{id: 1}, &rec{id: 2}, &rec{id: 3}
+	reg.Bind("alice", a1, session.Profile{})
+	reg.Bind("alice", a2, session.Profile{})
+	reg.Bind("bob", b, session.Profile{})
+	l := &Local{Registry: reg}
+	chat := &packet.Chat{ID: "m1", From: "alice", To: "bob", ChatType: 2, Content: "x"}
+	notice := packet.Packet{Cmd: packet.CmdJoinGroupNotify, Body: []byte(`{"cmd":9}`)}
+	tests := []struct {
+		name      string
+		env       Envelope
+		wantConns int
+		want      map[*rec]string // what each connection got: a cmd, or "closed"
+	}{
+		{"chat carries the envelope's seq", Envelope{Kind: KindChat, Chat: chat, Seq: 7, Receivers: []string{"bob"}},
+			1, map[*rec]string{b: "11 seq 7"}},
+		{"notice skips the sending conn", Envelope{Kind: KindNotice, Notice: notice, Receivers: []string{"alice", "bob"}, SkipConn: 1},
+			2, map[*rec]string{a2: "9", b: "9"}},
+		{"kick closes every conn of the user", Envelope{Kind: KindKick, Reason: "bye", Receivers: []string{"alice"}},
+			2, map[*rec]string{a1: "closed bye", a2: "closed bye"}},
+		{"offline receiver", Envelope{Kind: KindNotice, Notice: notice, Receivers: []string{"zed"}}, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, c := range []*rec{a1, a2, b} {
+				c.got = nil
+			}
+			out, err := l.Deliver(context.Background(), tt.env)
+			if err != nil || out.Connections != tt.wantConns {
+				t.Fatalf("Deliver = %+v, %v; want %d connections", out, err, tt.wantConns)
+			}
+			for _, c := range []*rec{a1, a2, b} {
+				want := tt.want[c]
+				got := strings.Join(c.got, ",")
+				if got != want {
+					t.Errorf("conn %d got %q, want %q", c.id, got, want)
+				}
+			}
+		})
+	}
+	if chat.Seq != 0 {
+		t.Errorf("Local wrote seq %d into the shared chat", chat.Seq)
+	}
+	if _, err := l.Deliver(context.Background(), Envelope{}); err == nil {
+		t.Error("an envelope without a kind was delivered")
+	}
+}
+
+// rec records what a connection was sent, as "cmd" (with " seq N" for chats) or "closed reason".
+type rec struct {
+	id  uint64
+	got []string
+}
+
+func (c *rec) ID() uint64       { return c.id }
+func (c *rec) Protocol() string { return "test" }
+func (c *rec) Close(r string)   { c.got = append(c.got, "closed "+r) }
+func (c *rec) Send(p packet.Packet) error {
+	s := fmt.Sprint(int(p.Cmd))
+	if p.Cmd == packet.CmdChatReq {
+		var m packet.Chat
+		if err := json.Unmarshal(p.Body, &m); err != nil {
+			return err
+		}
+		s += fmt.Sprintf(" seq %d", m.Seq)
+	}
+	c.got = append(c.got, s)
+	return nil
 }
 
 func TestNewIDUnique(t *testing.T) {

@@ -15,7 +15,8 @@ import (
 
 // Deliverer is the storage stage of the delivery seam: it stores each chat (the plugin
 // assigns its per-conversation seq and gives every receiver an inbox entry) and only then
-// hands it to the deliverer it wraps, so that the sender's ack (cmd 12) means "stored".
+// hands it, with its Seq, to the deliverer it wraps, so that the sender's ack (cmd 12)
+// means "stored". Notices and kicks pass through unstored.
 // A resend of a stored chat (same sender and id) is answered from the store and not
 // delivered again. While storage is unavailable, Deliver fails with an error wrapping
 // router.ErrUnavailable (the sender gets 10030).
@@ -37,7 +38,10 @@ func NewDeliverer(s *Supervisor, next router.Deliverer) *Deliverer {
 const retryWait = 2 * time.Second
 
 // Deliver implements router.Deliverer.
-func (d *Deliverer) Deliver(ctx context.Context, env *router.Envelope) (router.Outcome, error) {
+func (d *Deliverer) Deliver(ctx context.Context, env router.Envelope) (router.Outcome, error) {
+	if env.Kind != router.KindChat {
+		return d.next.Deliver(ctx, env)
+	}
 	req, err := appendRequest(env)
 	if err != nil {
 		return router.Outcome{}, err
@@ -46,19 +50,19 @@ func (d *Deliverer) Deliver(ctx context.Context, env *router.Envelope) (router.O
 	if err != nil {
 		return router.Outcome{}, err
 	}
-	env.Chat.Seq = res.Seq
 	if res.Duplicate && !retried {
 		// A resend of a stored chat: the same answer, no second delivery (receivers have
 		// it, or have it in their inbox).
-		env.Chat.CreateTime = packet.Int(res.CreateTime)
-		return router.Outcome{Stored: true, Duplicate: true, ServerTime: res.ServerTime}, nil
+		return router.Outcome{Stored: true, Duplicate: true, Seq: res.Seq, CreateTime: res.CreateTime,
+			ServerTime: res.ServerTime}, nil
 	}
+	env.Seq = res.Seq // our copy: inner stages deliver the chat with its seq
 	out, err := d.next.Deliver(ctx, env)
 	if err != nil {
 		// Stored: receivers get it from their inbox; the sender is acked.
 		d.log.Warn("stored chat not delivered live", "id", env.Chat.ID, "err", err)
 	}
-	out.Stored, out.ServerTime = true, res.ServerTime
+	out.Stored, out.Seq, out.ServerTime = true, res.Seq, res.ServerTime
 	return out, nil
 }
 
@@ -94,7 +98,7 @@ func (d *Deliverer) store(ctx context.Context, req *pb.AppendRequest) (res *pb.A
 }
 
 // appendRequest turns a stamped chat into the plugin's request.
-func appendRequest(env *router.Envelope) (*pb.AppendRequest, error) {
+func appendRequest(env router.Envelope) (*pb.AppendRequest, error) {
 	c := env.Chat
 	m := &pb.Message{Id: string(c.ID), From: string(c.From), To: string(c.To), GroupId: string(c.GroupID),
 		ChatType: int32(c.ChatType), MsgType: int32(c.MsgType), CreateTime: int64(c.CreateTime),

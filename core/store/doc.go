@@ -4,6 +4,6 @@
 // offline, history and recall queries of the command layer (Service).
 //
 // Built-in plugins (bolt, mongo) are the timgw executable itself started with the hidden
-// arguments `__storage-plugin NAME` (RunBuiltin); an external plugin is the executable
+// arguments `__plugin storage NAME` (pluginhost.Main, listed in cmd/timgw/plugins.go); an external plugin is the executable
 // named in storage.command. docs/storage.md describes the semantics.
 package store

@@ -14,15 +14,18 @@ import (
 
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/pluginhost"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
 	"github.com/timgw/timgw/plugins/storage"
+	storagebolt "github.com/timgw/timgw/plugins/storage-bolt"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
 )
 
 // TestMain lets the test binary serve as the built-in plugin executable.
 func TestMain(m *testing.M) {
-	MaybeRunBuiltin(os.Args)
+	pluginhost.Register(pluginhost.Builtin{Kind: pluginhost.Storage, Name: config.StorageBolt, Main: storagebolt.Main})
+	pluginhost.Main()
 	os.Exit(m.Run())
 }
 
@@ -53,20 +56,22 @@ func startBolt(t *testing.T, dir string, mod func(*config.Storage)) *Supervisor 
 // deliveries records what reached the wrapped deliverer.
 type deliveries struct {
 	got  []packet.Chat
-	seen func(*router.Envelope) // called during Deliver
+	seen func(router.Envelope) // called during Deliver
 	err  error
 }
 
-func (d *deliveries) Deliver(_ context.Context, env *router.Envelope) (router.Outcome, error) {
-	d.got = append(d.got, *env.Chat)
+func (d *deliveries) Deliver(_ context.Context, env router.Envelope) (router.Outcome, error) {
+	c := *env.Chat
+	c.Seq = env.Seq
+	d.got = append(d.got, c)
 	if d.seen != nil {
 		d.seen(env)
 	}
 	return router.Outcome{Connections: 1}, d.err
 }
 
-func privateEnv(from, to, id, content string) *router.Envelope {
-	return &router.Envelope{Chat: &packet.Chat{ID: packet.Str(id), From: packet.Str(from), To: packet.Str(to),
+func privateEnv(from, to, id, content string) router.Envelope {
+	return router.Envelope{Kind: router.KindChat, Chat: &packet.Chat{ID: packet.Str(id), From: packet.Str(from), To: packet.Str(to),
 		Cmd: packet.Int(packet.CmdChatReq), CreateTime: 1000, ChatType: packet.ChatTypePrivate, Content: content},
 		Receivers: []string{to}}
 }
@@ -76,11 +81,11 @@ func TestDelivererStoresThenDelivers(t *testing.T) {
 	svc := NewService(sup)
 	next := &deliveries{}
 	d := NewDeliverer(sup, next)
-	next.seen = func(env *router.Envelope) {
+	next.seen = func(env router.Envelope) {
 		// At delivery the chat is stored already, with its seq.
 		h, err := svc.History(context.Background(), HistoryQuery{User: "alice", Peer: "bob"})
-		if err != nil || len(h.Messages) == 0 || h.Messages[len(h.Messages)-1].Chat.Seq != env.Chat.Seq {
-			t.Errorf("at delivery of seq %d the history is %v (%v)", env.Chat.Seq, h.Messages, err)
+		if err != nil || len(h.Messages) == 0 || h.Messages[len(h.Messages)-1].Chat.Seq != env.Seq {
+			t.Errorf("at delivery of seq %d the history is %v (%v)", env.Seq, h.Messages, err)
 		}
 	}
 	ctx := context.Background()
@@ -89,14 +94,14 @@ func TestDelivererStoresThenDelivers(t *testing.T) {
 		t.Fatalf("first: %+v, %v", out, err)
 	}
 	env := privateEnv("bob", "alice", "m2", "two")
-	if _, err := d.Deliver(ctx, env); err != nil || env.Chat.Seq != 2 {
-		t.Fatalf("second: seq %d, %v; want seq 2", env.Chat.Seq, err)
+	if out, err := d.Deliver(ctx, env); err != nil || out.Seq != 2 || env.Chat.Seq != 0 {
+		t.Fatalf("second: seq %d (chat's own %d), %v; want seq 2 in the outcome and the chat untouched", out.Seq, env.Chat.Seq, err)
 	}
 	resend := privateEnv("alice", "bob", "m1", "one again")
 	resend.Chat.CreateTime = 5555
 	out2, err := d.Deliver(ctx, resend)
-	if err != nil || !out2.Duplicate || !out2.Stored || out2.ServerTime != out.ServerTime || resend.Chat.Seq != 1 || resend.Chat.CreateTime != 1000 {
-		t.Fatalf("resend: %+v seq %d createTime %d, %v; want the first answer", out2, resend.Chat.Seq, resend.Chat.CreateTime, err)
+	if err != nil || !out2.Duplicate || !out2.Stored || out2.ServerTime != out.ServerTime || out2.Seq != 1 || out2.CreateTime != 1000 {
+		t.Fatalf("resend: %+v, %v; want the first answer", out2, err)
 	}
 	if len(next.got) != 2 {
 		t.Errorf("delivered %d chats, want 2 (the resend is not delivered)", len(next.got))
@@ -115,7 +120,7 @@ func TestDelivererGroupReceivers(t *testing.T) {
 	sup := startBolt(t, t.TempDir(), nil)
 	svc := NewService(sup)
 	d := NewDeliverer(sup, &deliveries{})
-	env := &router.Envelope{Chat: &packet.Chat{ID: "g1", From: "alice", Cmd: packet.Int(packet.CmdChatReq),
+	env := router.Envelope{Kind: router.KindChat, Chat: &packet.Chat{ID: "g1", From: "alice", Cmd: packet.Int(packet.CmdChatReq),
 		ChatType: packet.ChatTypeGroup, GroupID: "room", Content: "hi room", Extras: []byte(`{"a":1}`)},
 		Receivers: []string{"alice", "bob", "carol"}}
 	if _, err := d.Deliver(context.Background(), env); err != nil {
@@ -169,11 +174,12 @@ func TestSupervisorRestartsKilledPlugin(t *testing.T) {
 	}
 	// A chat sent right after the kill waits for the restart and is stored.
 	env := privateEnv("a", "b", "after", "y")
-	if _, err := d.Deliver(ctx, env); err != nil {
+	out, err := d.Deliver(ctx, env)
+	if err != nil {
 		t.Fatalf("Deliver after kill -9: %v", err)
 	}
-	if env.Chat.Seq != 2 {
-		t.Errorf("seq after restart %d, want 2", env.Chat.Seq)
+	if out.Seq != 2 {
+		t.Errorf("seq after restart %d, want 2", out.Seq)
 	}
 	if p := sup.Pid(); p == pid || p == 0 {
 		t.Errorf("plugin pid %d after restart (was %d)", p, pid)

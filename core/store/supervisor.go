@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/timgw/timgw/core/config"
-	"github.com/timgw/timgw/core/subproc"
+	"github.com/timgw/timgw/core/pluginhost"
 	"github.com/timgw/timgw/plugins/pluginlog"
 	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
@@ -51,25 +51,25 @@ type Options struct {
 	Client storage.ClientOptions
 }
 
-// Supervisor runs the storage plugin subprocess and restarts it when it dies, with
-// backoff: immediately, then after 100ms doubling up to storage.restart_backoff. While
-// it is down, get fails (after a short wait for a restart in progress).
+// Supervisor runs the storage plugin subprocess and keeps it running with a
+// pluginhost.Supervisor: restarted when it dies or stops answering, after the backoff of
+// pluginhost.Policy (100ms doubling per crash of the last 30s, up to
+// storage.restart_backoff), never given up on. While it is down, get fails (after a short
+// wait for a restart in progress).
 type Supervisor struct {
 	opts      Options
 	cfg       config.Storage
 	openCfg   []byte
 	socketDir string
-	ownSocket bool
+	rmSocket  func() error
 	log       *slog.Logger
+	host      *pluginhost.Supervisor
+	kick      chan struct{} // wakes the running instance's watch to check the plugin now
 
 	mu        sync.Mutex
 	cur       *instance     // nil while down
 	up        chan struct{} // closed when cur is set; replaced when it is cleared
 	downSince time.Time
-	lastErr   error         // why the last start failed
-	kick      chan struct{} // wakes the loop to check the plugin now
-	stop      chan struct{}
-	done      chan struct{}
 	stopOnce  sync.Once
 }
 
@@ -80,7 +80,14 @@ type instance struct {
 	pc     *plugin.Client
 	client *storage.Client
 	name   string
+
+	done    chan struct{} // closed when the process exited or stopped answering
+	err     error         // why; set before done is closed
+	quit    chan struct{} // closed by Stop: the watch ends
+	stopped sync.Once
 }
+
+var _ pluginhost.Process = (*instance)(nil)
 
 // PluginConfig returns the JSON object given to the plugin's Open.
 func PluginConfig(s config.Storage) ([]byte, error) {
@@ -103,6 +110,9 @@ func PluginConfig(s config.Storage) ([]byte, error) {
 	return nil, fmt.Errorf("storage.plugin %q has no plugin to run", s.Plugin)
 }
 
+// storageCrashWindow is how long a crash counts towards the backoff of the next restart.
+const storageCrashWindow = 30 * time.Second
+
 // Start starts the plugin and waits until its store is open (storage.start_timeout).
 // The returned Supervisor keeps it running until Stop.
 func Start(ctx context.Context, o Options) (*Supervisor, error) {
@@ -110,10 +120,13 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Plugin != config.StorageExternal && !pluginhost.Registered(pluginhost.Storage, cfg.Plugin) {
+		return nil, fmt.Errorf("storage.plugin: %q is not built into this binary (built in: %v)", cfg.Plugin, pluginhost.Names(pluginhost.Storage))
+	}
 	if os.Getenv(storage.Handshake.MagicCookieKey) != "" {
 		// This process was started as a storage plugin but runs the gateway (an executable
 		// without the plugin entry point): starting a plugin here would recurse.
-		return nil, errors.New("storage: refusing to start a storage plugin from a storage plugin process (is the executable missing store.MaybeRunBuiltin?)")
+		return nil, errors.New("storage: refusing to start a storage plugin from a storage plugin process (does the executable call pluginhost.Main?)")
 	}
 	openCfg, err := PluginConfig(cfg)
 	if err != nil {
@@ -128,22 +141,32 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 		}
 	}
 	s := &Supervisor{opts: o, cfg: cfg, openCfg: openCfg, log: o.Logger.With("component", "storage", "plugin", cfg.Plugin),
-		up: make(chan struct{}), downSince: time.Now(), kick: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	s.socketDir = cfg.SocketDir
-	if s.socketDir == "" {
-		if s.socketDir, err = os.MkdirTemp("", "timgw-storage-"); err != nil {
-			return nil, fmt.Errorf("storage: socket directory: %w", err)
-		}
-		s.ownSocket = true
-	} else if err := os.MkdirAll(s.socketDir, 0o700); err != nil {
-		return nil, fmt.Errorf("storage: socket directory: %w", err)
+		up: make(chan struct{}), downSince: time.Now(), kick: make(chan struct{}, 1)}
+	if s.socketDir, s.rmSocket, err = pluginhost.SocketDir(cfg.SocketDir, "timgw-storage-", s.log); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
 	}
-	go s.loop()
+	pol := pluginhost.Policy{BackoffMin: min(100*time.Millisecond, cfg.RestartBackoff), BackoffMax: cfg.RestartBackoff, Window: storageCrashWindow}
+	s.host = pluginhost.New(pluginhost.Config{
+		What: "storage plugin", Log: s.log, Policy: func() pluginhost.Policy { return pol },
+		Launch: func() (pluginhost.Process, error) {
+			inst, err := s.launch()
+			if err != nil {
+				return nil, err
+			}
+			s.setUp(inst)
+			return inst, nil
+		},
+		Crashed: func(p pluginhost.Process, err error) {
+			s.setDown()
+			s.log.Error("storage plugin ended; restarting", "err", err)
+		},
+		Retire: func(pluginhost.Process) { s.setDown() },
+	})
+	s.host.Go(nil)
 	start, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 	if _, err := s.get(start, cfg.StartTimeout); err != nil {
-		last := s.lastError()
+		last := s.host.LastErr()
 		s.Stop()
 		if last != nil {
 			return nil, fmt.Errorf("storage plugin %s did not start within %v: %w", cfg.Plugin, cfg.StartTimeout, last)
@@ -159,9 +182,9 @@ func (s *Supervisor) command() *exec.Cmd {
 	if s.cfg.Plugin == config.StorageExternal {
 		cmd = exec.Command(s.cfg.Command[0], s.cfg.Command[1:]...)
 	} else {
-		cmd = exec.Command(s.opts.Executable, BuiltinArg, s.cfg.Plugin)
+		cmd = pluginhost.Command(s.opts.Executable, pluginhost.Storage, s.cfg.Plugin)
 	}
-	subproc.Tie(cmd)
+	pluginhost.Tie(cmd)
 	return cmd
 }
 
@@ -203,53 +226,28 @@ func (s *Supervisor) launch() (*instance, error) {
 		pc.Kill()
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	return &instance{pc: pc, client: client, name: info.GetName() + " " + info.GetVersion()}, nil
+	inst := &instance{pc: pc, client: client, name: info.GetName() + " " + info.GetVersion(),
+		done: make(chan struct{}), quit: make(chan struct{})}
+	s.log.Info("storage plugin ready", "version", inst.name, "pid", inst.pid())
+	go inst.watch(s.kick)
+	return inst, nil
 }
 
-// loop keeps the plugin running until Stop.
-func (s *Supervisor) loop() {
-	defer close(s.done)
-	backoff := time.Duration(0)
-	for {
-		inst, err := s.launch()
-		if err != nil {
-			s.setErr(err)
-			s.log.Error("storage plugin failed to start", "err", err, "retry_in", backoff)
-		} else {
-			s.log.Info("storage plugin ready", "version", inst.name, "pid", inst.pc.ReattachConfig().Pid)
-			s.setUp(inst)
-			started := time.Now()
-			s.watch(inst)
-			s.setDown()
-			_ = inst.client.Close()
-			inst.pc.Kill()
-			if time.Since(started) > 30*time.Second {
-				backoff = 0 // it ran fine for a while: restart at once
-			}
-		}
-		select {
-		case <-s.stop:
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(max(2*backoff, 100*time.Millisecond), s.cfg.RestartBackoff)
-	}
-}
-
-// watch returns when the plugin process exited, stopped answering, or Stop was called.
-func (s *Supervisor) watch(inst *instance) {
+// watch closes done when the plugin process exited or stopped answering; kick makes it
+// check now.
+func (inst *instance) watch(kick <-chan struct{}) {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	lastPing := time.Now()
 	for {
 		select {
-		case <-s.stop:
+		case <-inst.quit:
 			return
 		case <-tick.C:
-		case <-s.kick:
+		case <-kick:
 		}
 		if inst.pc.Exited() {
-			s.log.Error("storage plugin exited; restarting")
+			inst.end(errors.New("the plugin process exited"))
 			return
 		}
 		if time.Since(lastPing) >= 2*time.Second {
@@ -259,24 +257,61 @@ func (s *Supervisor) watch(inst *instance) {
 				err = rpc.Ping()
 			}
 			if err != nil {
-				s.log.Error("storage plugin does not answer; restarting", "err", err)
+				inst.end(fmt.Errorf("the plugin does not answer: %w", err))
 				return
 			}
 		}
 	}
 }
 
+func (inst *instance) end(err error) {
+	inst.err = err
+	close(inst.done)
+}
+
+// Done implements pluginhost.Process.
+func (inst *instance) Done() <-chan struct{} { return inst.done }
+
+// Err implements pluginhost.Process.
+func (inst *instance) Err() error {
+	select {
+	case <-inst.done:
+		return inst.err
+	default:
+		return nil
+	}
+}
+
+// Stop implements pluginhost.Process: the store is closed and the process killed
+// (gracefully first: go-plugin waits up to 2s).
+func (inst *instance) Stop(context.Context) {
+	inst.stopped.Do(func() {
+		close(inst.quit)
+		_ = inst.client.Close()
+		inst.pc.Kill()
+	})
+}
+
+func (inst *instance) pid() int {
+	if rc := inst.pc.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
 func (s *Supervisor) setUp(inst *instance) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = inst
-	s.lastErr = nil
 	close(s.up)
 }
 
 func (s *Supervisor) setDown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cur == nil {
+		return
+	}
 	s.cur = nil
 	s.up = make(chan struct{})
 	s.downSince = time.Now()
@@ -291,8 +326,9 @@ func (s *Supervisor) get(ctx context.Context, wait time.Duration) (conn, error) 
 	if cur != nil {
 		return cur.client, nil
 	}
+	stopping := s.host.Stopping()
 	select {
-	case <-s.stop:
+	case <-stopping:
 		return nil, fmt.Errorf("%w: %w", errStopped, storage.ErrUnavailable)
 	default:
 	}
@@ -311,24 +347,12 @@ func (s *Supervisor) get(ctx context.Context, wait time.Duration) (conn, error) 
 		}
 	case <-t.C:
 	case <-ctx.Done():
-	case <-s.stop:
+	case <-stopping:
 	}
 	return nil, fmt.Errorf("storage plugin restarting: %w", storage.ErrUnavailable)
 }
 
-func (s *Supervisor) setErr(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lastErr = err
-}
-
-func (s *Supervisor) lastError() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastErr
-}
-
-// failed implements source: it makes the loop check the plugin now.
+// failed implements source: it makes the running instance check the plugin now.
 func (s *Supervisor) failed(conn) {
 	select {
 	case s.kick <- struct{}{}:
@@ -339,11 +363,8 @@ func (s *Supervisor) failed(conn) {
 // Stop stops the plugin and waits for it to exit.
 func (s *Supervisor) Stop() {
 	s.stopOnce.Do(func() {
-		close(s.stop)
-		<-s.done
-		if s.ownSocket {
-			_ = os.RemoveAll(s.socketDir)
-		}
+		s.host.Stop(context.Background())
+		_ = s.rmSocket()
 	})
 }
 
@@ -354,8 +375,5 @@ func (s *Supervisor) Pid() int {
 	if s.cur == nil {
 		return 0
 	}
-	if rc := s.cur.pc.ReattachConfig(); rc != nil {
-		return rc.Pid
-	}
-	return 0
+	return s.cur.pid()
 }

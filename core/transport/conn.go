@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/session"
 )
 
 // ErrClosed is returned by Send on a connection that is closing.
@@ -111,6 +113,26 @@ func (c *Conn) ID() uint64 { return c.id }
 
 // Protocol names the wire protocol: tcp, ws, tls+tcp, wss.
 func (c *Conn) Protocol() string { return protoName(c.proto) }
+
+// Transport implements the command layer's typed view of how c reached the gateway.
+func (c *Conn) Transport() session.Transport {
+	name := c.Protocol()
+	t := session.Transport{Protocol: name, RemoteAddr: c.RemoteAddr()}
+	switch name {
+	case ProtoTLSTCP:
+		t.Protocol, t.TLS = ProtoTCP, true
+	case ProtoWSS:
+		t.Protocol, t.TLS = ProtoWS, true
+	default:
+		if base, ok := strings.CutSuffix(name, tlsSuffix); ok { // a plugin protocol over TLS
+			t.Protocol, t.TLS = base, true
+		}
+	}
+	return t
+}
+
+// State returns the handler's per-connection slot (Value).
+func (c *Conn) State() *any { return &c.Value }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string {

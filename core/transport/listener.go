@@ -255,7 +255,7 @@ func (s *Server) serveTLS(nc net.Conn) {
 	case kindWS:
 		s.serveStream(ProtoWSS, nil, bc, br)
 	case kindExt:
-		s.serveStream(ext.Name()+"+tls", ext, bc, br)
+		s.serveStream(ext.Name()+tlsSuffix, ext, bc, br)
 	case kindHTTP:
 		s.http.hand(bc)
 	default:

@@ -47,6 +47,10 @@ const (
 	ProtoWSS    = "wss"
 )
 
+// tlsSuffix marks a codec plugin's protocol name when its connection is TLS
+// ("mqtt+tls"); Conn.Transport reports it as TLS on the plugin's protocol.
+const tlsSuffix = "+tls"
+
 // Options configure a Server.
 type Options struct {
 	Handler Handler

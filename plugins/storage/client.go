@@ -49,6 +49,8 @@ type Client struct {
 	mu     sync.Mutex
 	ws     *writeStream
 	closed bool
+
+	shared atomic.Bool // the plugin's last Open answered shared
 }
 
 var _ Backend = (*Client)(nil)
@@ -63,11 +65,23 @@ func CallOptions() []grpc.CallOption {
 	return []grpc.CallOption{grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)}
 }
 
-// Open implements Backend.
+// Open implements Backend. The answer names the plugin and says whether its store is
+// shared (see Shared).
 func (c *Client) Open(ctx context.Context, r *pb.OpenRequest) (*pb.OpenResponse, error) {
 	res, err := c.rpc.Open(ctx, r)
-	return res, fromStatus("open", err)
+	if err != nil {
+		return nil, fromStatus("open", err)
+	}
+	c.shared.Store(res.GetShared())
+	return res, nil
 }
+
+// Shared reports whether the plugin declared, in its answer to the last Open, that its
+// store is shared by every plugin process opened with the same configuration and keeps
+// the contract with several of them writing at once: what a cluster of gateways needs.
+// It is false before Open, and for plugins (bolt, or ones built before the flag) that
+// do not declare it.
+func (c *Client) Shared() bool { return c.shared.Load() }
 
 // AppendOne stores one chat through the shared write stream and returns its result once
 // it is durable. An error wrapping ErrUnavailable means the outcome is unknown: the chat

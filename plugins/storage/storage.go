@@ -22,6 +22,12 @@
 //     event (Kind 1) with the conversation's next seq, and adds inbox entries for it.
 //   - Groups and members, and known users, are kept for the gateway to reload on start.
 //
+// A plugin whose store is shared (a database server that the plugin processes of several
+// gateways open with the same configuration) says so with OpenResponse.Shared, and then
+// keeps all of the above while those processes write at once: seqs unique and gap-free
+// per conversation, a (from, id) stored through one process answered as a duplicate
+// through another. The host reads it with Client.Shared; a cluster of gateways needs it.
+//
 // Errors: ErrNotFound, ErrRecallWindow and ErrInvalid (wrapped or not) have a meaning on
 // the wire; any other error means the store could not do it (the host answers "storage
 // unavailable").

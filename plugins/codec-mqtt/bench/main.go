@@ -180,7 +180,7 @@ func (g *gateway) pluginPID() int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), "codec-mqtt") && strings.Contains(string(cmdline), "__timgw-codec-plugin") {
+		if err == nil && strings.Contains(string(cmdline), "codec-mqtt") && strings.Contains(string(cmdline), "__plugin\x00codec") {
 			stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
 			if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 1 && f[1] == strconv.Itoa(g.cmd.Process.Pid) {
 				pid, _ := strconv.Atoi(e.Name())

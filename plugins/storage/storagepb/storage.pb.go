@@ -76,9 +76,15 @@ func (x *OpenRequest) GetConfig() []byte {
 }
 
 type OpenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // the plugin's name, e.g. "bolt"
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"` // the plugin's own version
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // the plugin's name, e.g. "bolt"
+	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"` // the plugin's own version
+	// shared: the store is one that every plugin process opened with the same configuration
+	// shares (a database server, not a local file), and the contract holds while several
+	// processes (one per gateway of a cluster) write to it at once: seqs unique and gap-free
+	// per conversation, dedup of (from, id) across processes. A cluster of gateways needs it;
+	// false (the default) means one gateway at a time.
+	Shared        bool `protobuf:"varint,3,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -125,6 +131,13 @@ func (x *OpenResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *OpenResponse) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
 }
 
 // Message is a stored chat (or recall event) of a conversation.
@@ -1677,10 +1690,11 @@ const file_storage_proto_rawDesc = "" +
 	"\n" +
 	"\rstorage.proto\x12\x10timgw.storage.v1\"%\n" +
 	"\vOpenRequest\x12\x16\n" +
-	"\x06config\x18\x01 \x01(\fR\x06config\"<\n" +
+	"\x06config\x18\x01 \x01(\fR\x06config\"T\n" +
 	"\fOpenResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"\xd8\x03\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
+	"\x06shared\x18\x03 \x01(\bR\x06shared\"\xd8\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\tR\x04conv\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x0e\n" +

@@ -1,4 +1,4 @@
-package subproc
+package pluginhost
 
 import (
 	"os/exec"
