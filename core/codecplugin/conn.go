@@ -60,7 +60,7 @@ func (c *connCodec) Attach(s codec.Sink) {
 	c.sink = s
 	g := c.pl.gen.Load()
 	if g == nil {
-		s.Close(fmt.Sprintf("codec plugin %s is not running (%s)", c.pl.cfg.Name, c.pl.stateName()))
+		s.Close(fmt.Sprintf("codec plugin %s is not running (%s)", c.pl.cfg.Name, c.pl.state()))
 		return
 	}
 	remote, transport := "", c.pl.cfg.Name

@@ -2,9 +2,10 @@
 // `codecs:`, each served by a subprocess speaking the plugins/codec SDK's gRPC stream.
 // It starts them, gives the transport one codec.Protocol per plugin (recognised with the
 // plugin's declared recogniser, evaluated in the gateway), forwards every connection's
-// bytes and packets over the plugin's single batched stream, restarts crashed plugins
-// with backoff (closing the crashed plugin's connections with a logged reason, other
-// protocols untouched), marks a plugin failed after repeated crashes, applies config
+// bytes and packets over the plugin's single batched stream, keeps each plugin running
+// with a pluginhost.Supervisor under the codecs.restart policy (a crash closes that
+// plugin's connections with a logged reason, other protocols untouched; repeated crashes
+// mark it failed), applies config
 // reloads (add, remove, replace), and reports a status per plugin.
 package codecplugin
 
@@ -14,11 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +46,7 @@ type Manager struct {
 	executable string
 	setProtos  func([]codec.Protocol)
 	socketRoot string
-	ownRoot    bool // socketRoot was created here and is removed at Stop
+	rmSocket   func() error // removes socketRoot if it was made here (pluginhost.SocketDir)
 	policy     atomic.Pointer[config.CodecRestart]
 	planMu     sync.Mutex // held from Prepare to Commit or Rollback, and by Restart
 
@@ -57,7 +55,9 @@ type Manager struct {
 	stopped bool
 }
 
-func (m *Manager) restart() config.CodecRestart { return *m.policy.Load() }
+// restartPolicy is codecs.restart as the plugins' supervisors read it: the same fields
+// as pluginhost.Policy.
+func (m *Manager) restartPolicy() pluginhost.Policy { return pluginhost.Policy(*m.policy.Load()) }
 
 // Start starts every configured plugin and returns when all run. A plugin that does not
 // start fails Start (the others are stopped): a gateway does not boot with a broken
@@ -83,13 +83,13 @@ func Start(cfg config.Codecs, o Options) (*Manager, error) {
 	}
 	for _, pc := range cfg.Plugins {
 		p := newPlugin(m, pc)
-		g, err := p.launch()
+		g, err := p.host.Launch()
 		if err != nil {
 			_ = m.Stop(context.Background())
 			return nil, err
 		}
 		m.plugins = append(m.plugins, p)
-		go p.supervise(g)
+		p.host.Go(g)
 	}
 	m.publish()
 	return m, nil
@@ -111,37 +111,15 @@ func (m *Manager) prepareDirs(socketDir string) error {
 	return nil
 }
 
-// socketRootPrefix names the private socket directories; the gateway's pid follows, so
-// that the directories of gateways killed by force can be recognised and removed.
+// socketRootPrefix names the private socket directories (pluginhost.SocketDir).
 const socketRootPrefix = "timgw-codecs-"
 
-// removeStaleRoots removes the socket directories of gateways that are gone.
-func removeStaleRoots(log *slog.Logger) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), socketRootPrefix+"*"))
-	for _, d := range dirs {
-		pid, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), socketRootPrefix), "-")
-		if n, err := strconv.Atoi(pid); err == nil && n != os.Getpid() && !processAlive(n) {
-			if err := os.RemoveAll(d); err == nil {
-				log.Debug("removed the socket directory of a gateway that is gone", "dir", d)
-			}
-		}
-	}
-}
-
 func (m *Manager) makeSocketRoot(dir string) error {
-	if dir == "" {
-		removeStaleRoots(m.log)
-		d, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", socketRootPrefix, os.Getpid()))
-		if err != nil {
-			return fmt.Errorf("codec plugins: socket dir: %w", err)
-		}
-		m.socketRoot, m.ownRoot = d, true
-		return nil
+	root, rm, err := pluginhost.SocketDir(dir, socketRootPrefix, m.log)
+	if err != nil {
+		return fmt.Errorf("codec plugins: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("codecs.socket_dir: %w", err)
-	}
-	m.socketRoot = dir
+	m.socketRoot, m.rmSocket = root, rm
 	return nil
 }
 
@@ -206,7 +184,7 @@ type Plan struct {
 
 type startedPlugin struct {
 	p *plugin
-	g *generation
+	g pluginhost.Process // launched, not yet supervised
 }
 
 type retired struct {
@@ -250,12 +228,12 @@ func (m *Manager) Prepare(cfg config.Codecs) (*Plan, error) {
 	for _, pc := range cfg.Plugins {
 		p, ok := old[pc.Name]
 		delete(old, pc.Name)
-		if ok && reflect.DeepEqual(p.cfg, pc) && !p.binaryChanged() && p.stateName() != StateFailed {
+		if ok && reflect.DeepEqual(p.cfg, pc) && !p.binaryChanged() && p.state() != StateFailed {
 			plan.next = append(plan.next, p)
 			continue
 		}
 		np := newPlugin(m, pc)
-		g, err := np.launch()
+		g, err := np.host.Launch()
 		if err != nil {
 			return fail(err)
 		}
@@ -280,9 +258,9 @@ func (pl *Plan) stopStarted() {
 	for _, s := range pl.started {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.p.gen.Store(nil)
-		s.g.client.Stop(ctx)
+		s.g.Stop(ctx)
 		cancel()
-		s.p.setState(StateStopped)
+		s.p.host.SetState(StateStopped)
 	}
 }
 
@@ -304,7 +282,7 @@ func (pl *Plan) Commit() []string {
 	m.publish()
 	m.mu.Unlock()
 	for _, s := range pl.started {
-		go s.p.supervise(s.g)
+		s.p.host.Go(s.g)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -375,11 +353,11 @@ func (m *Manager) Restart(name string) error {
 		m.publish()
 	}
 	m.mu.Unlock()
-	g, err := np.launch()
+	g, err := np.host.Launch()
 	if err != nil {
-		np.recordCrash(err)
+		np.host.RecordCrash(err)
 	}
-	go np.supervise(g)
+	np.host.Go(g)
 	return err
 }
 
@@ -401,8 +379,8 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 	wg.Wait()
 	var err error
-	if m.ownRoot {
-		err = os.RemoveAll(m.socketRoot)
+	if m.rmSocket != nil {
+		err = m.rmSocket()
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("stop codec plugins: %w", ctx.Err())
@@ -436,23 +414,19 @@ func (m *Manager) Status() []Status {
 	m.mu.Lock()
 	plugins := append([]*plugin(nil), m.plugins...)
 	m.mu.Unlock()
-	cut := time.Now().Add(-m.restart().Window)
 	out := make([]Status, 0, len(plugins))
 	for _, p := range plugins {
 		s := Status{Name: p.cfg.Name, Command: p.describe(), SharedPort: p.cfg.OnSharedPort(), Listen: p.cfg.Listen}
 		if g := p.gen.Load(); g != nil {
 			s.Connections = g.count()
 		}
+		h := p.host.Stats()
+		s.State, s.Since, s.Restarts, s.RecentCrashes, s.LastError, s.LastCrash =
+			h.State, h.Since, h.Restarts, h.RecentCrashes, h.LastError, h.LastCrash
 		p.mu.Lock()
-		s.State, s.Since, s.Version, s.WireVersion = p.state, p.since, p.info.Version, p.wire
-		if p.state == StateRunning {
+		s.Version, s.WireVersion = p.info.Version, p.wire
+		if h.State == StateRunning {
 			s.PID = p.pid
-		}
-		s.Restarts, s.LastError, s.LastCrash = p.restarts, p.lastErr, p.lastCrash
-		for _, t := range p.crashes {
-			if t.After(cut) {
-				s.RecentCrashes++
-			}
 		}
 		p.mu.Unlock()
 		out = append(out, s)

@@ -2,12 +2,10 @@ package codecplugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,65 +15,62 @@ import (
 	sdk "github.com/timgw/timgw/plugins/codec"
 )
 
-// State is where a plugin is in its life.
-type State string
+// State is where a plugin is in its life: the states of its pluginhost.Supervisor.
+type State = pluginhost.State
 
 // Plugin states.
 const (
-	StateStarting   State = "starting"   // the process is starting
-	StateRunning    State = "running"    // serving connections
-	StateRestarting State = "restarting" // crashed, waiting to be restarted
-	StateFailed     State = "failed"     // crashed too often: not restarted
-	StateStopped    State = "stopped"    // stopped (shutdown, removed or replaced)
+	StateStarting   = pluginhost.Starting   // the process is starting
+	StateRunning    = pluginhost.Running    // serving connections
+	StateRestarting = pluginhost.Restarting // crashed, waiting to be restarted
+	StateFailed     = pluginhost.Failed     // crashed too often: not restarted
+	StateStopped    = pluginhost.Stopped    // stopped (shutdown, removed or replaced)
 )
 
-// plugin is one configured codec plugin and its supervisor.
+// plugin is one configured codec plugin. Its pluginhost.Supervisor restarts it with
+// the policy of codecs.restart; the plugin adds what a process's end means to its
+// connections.
 type plugin struct {
 	m     *Manager
 	cfg   config.CodecPlugin
 	proto *protocol
+	host  *pluginhost.Supervisor
 
 	matcher atomic.Pointer[sdk.Matcher] // the last process's recogniser (kept across restarts)
 	gen     atomic.Pointer[generation]  // the running process, or nil
 
-	mu        sync.Mutex
-	state     State
-	since     time.Time
-	info      sdk.Info
-	wire      int
-	pid       int
-	restarts  int
-	crashes   []time.Time
-	lastErr   string
-	lastCrash time.Time
-	binary    fileStamp // the executable as it was at the last start (path plugins)
+	mu     sync.Mutex
+	info   sdk.Info
+	wire   int
+	pid    int
+	binary fileStamp // the executable as it was at the last start (path plugins)
 
-	stopOnce sync.Once
-	stopCh   chan struct{}
-	stopWhy  string
-	done     chan struct{} // the supervisor ended
+	whyOnce sync.Once
+	stopWhy string // why the plugin is being stopped; set before host.Stop
 }
 
 func newPlugin(m *Manager, cfg config.CodecPlugin) *plugin {
-	p := &plugin{m: m, cfg: cfg, state: StateStarting, since: time.Now(),
-		stopCh: make(chan struct{}), done: make(chan struct{})}
+	p := &plugin{m: m, cfg: cfg}
 	p.proto = &protocol{pl: p}
+	p.host = pluginhost.New(pluginhost.Config{
+		What:   "codec plugin",
+		Log:    m.log.With("plugin", cfg.Name),
+		Policy: m.restartPolicy,
+		Launch: func() (pluginhost.Process, error) {
+			g, err := p.launch()
+			if err != nil {
+				return nil, err
+			}
+			return g, nil
+		},
+		Crashed: func(proc pluginhost.Process, err error) { p.crashed(proc.(*generation), err) },
+		Retire:  func(proc pluginhost.Process) { p.retire(proc.(*generation)) },
+		Failed:  func() { p.matcher.Store(nil) }, // its clients now get "unknown protocol" instead of a close
+	})
 	return p
 }
 
-func (p *plugin) setState(s State) {
-	p.mu.Lock()
-	if p.state != s {
-		p.state, p.since = s, time.Now()
-	}
-	p.mu.Unlock()
-}
-
-func (p *plugin) stateName() State {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state
-}
+func (p *plugin) state() State { return p.host.State() }
 
 // fileStamp identifies an executable's version on disk.
 type fileStamp struct {
@@ -120,9 +115,9 @@ func (p *plugin) describe() string {
 	return p.cfg.Path
 }
 
-// launch starts a process and publishes it as the running generation.
+// launch starts a process and publishes it as the running generation (the
+// supervisor's Launch: call p.host.Launch, which tracks the state).
 func (p *plugin) launch() (*generation, error) {
-	p.setState(StateStarting)
 	cmd, err := p.command()
 	if err != nil {
 		return nil, fmt.Errorf("codec plugin %s: %w", p.cfg.Name, err)
@@ -164,7 +159,6 @@ func (p *plugin) launch() (*generation, error) {
 	p.gen.Store(g)
 	p.mu.Lock()
 	p.info, p.wire, p.pid = info, client.Version(), client.Pid()
-	p.state, p.since = StateRunning, time.Now()
 	p.mu.Unlock()
 	p.m.log.Info("codec plugin started", "plugin", p.cfg.Name, "command", p.describe(), "pid", client.Pid(),
 		"version", info.Version, "wire", client.Version(), "shared_port", m != nil,
@@ -172,143 +166,29 @@ func (p *plugin) launch() (*generation, error) {
 	return g, nil
 }
 
-// supervise watches the running process g (nil: start one first) and restarts it
-// when it crashes, until stopped or failed.
-func (p *plugin) supervise(g *generation) {
-	defer close(p.done)
-	for {
-		if g != nil {
-			select {
-			case <-g.client.Done():
-				p.crashed(g, g.client.Err())
-			case <-p.stopCh:
-				p.retire(g)
-				return
-			}
-		}
-		if p.tooManyCrashes() {
-			return
-		}
-		delay := p.backoff()
-		p.setState(StateRestarting)
-		p.m.log.Info("codec plugin restarting", "plugin", p.cfg.Name, "in", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-p.stopCh:
-			t.Stop()
-			p.setState(StateStopped)
-			return
-		}
-		var err error
-		if g, err = p.launch(); err != nil {
-			p.m.log.Error("codec plugin did not start", "plugin", p.cfg.Name, "err", err)
-			p.recordCrash(err)
-			continue
-		}
-		p.mu.Lock()
-		p.restarts++
-		p.mu.Unlock()
-	}
-}
-
-// startAsync starts the supervisor, launching the first process itself.
-func (p *plugin) startAsync() {
-	go func() {
-		g, err := p.launch()
-		if err != nil {
-			p.m.log.Error("codec plugin did not start", "plugin", p.cfg.Name, "err", err)
-			p.recordCrash(err)
-		}
-		p.supervise(g)
-	}()
-}
-
-func (p *plugin) recordCrash(err error) {
-	now := time.Now()
-	p.mu.Lock()
-	p.crashes = append(p.crashes, now)
-	p.lastErr, p.lastCrash = err.Error(), now
-	p.mu.Unlock()
-}
-
-// crashed handles the end of a process that was not asked to stop.
+// crashed is told by the supervisor that g ended on its own: its connections are
+// closed (their state lived in the process).
 func (p *plugin) crashed(g *generation, err error) {
-	if err == nil {
-		err = errors.New("stream ended")
-	}
 	p.gen.CompareAndSwap(g, nil)
-	p.mu.Lock()
-	pid := p.pid
-	p.state, p.since = StateRestarting, time.Now()
-	p.mu.Unlock()
 	closed := g.fail(fmt.Sprintf("codec plugin %s crashed (%v); clients may reconnect once it is restarted", p.cfg.Name, err))
-	p.m.log.Error("codec plugin crashed", "plugin", p.cfg.Name, "pid", pid, "err", err, "connections_closed", closed)
-	p.recordCrash(err)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	g.client.Stop(ctx) // reap the process
-	cancel()
+	p.m.log.Error("codec plugin crashed", "plugin", p.cfg.Name, "pid", g.client.Pid(), "err", err, "connections_closed", closed)
 }
 
-// tooManyCrashes marks the plugin failed when it crashed MaxCrashes times in Window.
-func (p *plugin) tooManyCrashes() bool {
-	pol := p.m.restart()
-	cut := time.Now().Add(-pol.Window)
-	p.mu.Lock()
-	p.crashes = slices.DeleteFunc(p.crashes, func(t time.Time) bool { return t.Before(cut) })
-	n := len(p.crashes)
-	failed := n >= pol.MaxCrashes
-	if failed {
-		p.state, p.since = StateFailed, time.Now()
-	}
-	lastErr := p.lastErr
-	p.mu.Unlock()
-	if failed {
-		p.matcher.Store(nil) // its clients now get "unknown protocol" instead of a close
-		p.m.log.Error("codec plugin failed: not restarted again until the configuration changes or an administrator restarts it",
-			"plugin", p.cfg.Name, "crashes", n, "window", pol.Window, "last_error", lastErr)
-	}
-	return failed
-}
-
-// backoff is the wait before the next restart: BackoffMin doubled per recent crash.
-func (p *plugin) backoff() time.Duration {
-	pol := p.m.restart()
-	p.mu.Lock()
-	n := len(p.crashes)
-	p.mu.Unlock()
-	d := pol.BackoffMin
-	for i := 1; i < n && d < pol.BackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, pol.BackoffMax)
-}
-
-// retire stops the running process g on purpose.
+// retire is told by the supervisor that g is being stopped on purpose.
 func (p *plugin) retire(g *generation) {
 	p.gen.CompareAndSwap(g, nil)
 	p.matcher.Store(nil)
 	if n := g.fail(p.stopWhy); n > 0 {
 		p.m.log.Info("codec plugin connections closed", "plugin", p.cfg.Name, "connections", n, "reason", p.stopWhy)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	g.client.Stop(ctx)
-	cancel()
-	p.setState(StateStopped)
-	p.m.log.Info("codec plugin stopped", "plugin", p.cfg.Name, "reason", p.stopWhy)
 }
 
-// stop asks the supervisor to stop the plugin, closing its connections with reason,
-// and waits for it up to ctx.
+// stop stops the supervised plugin, closing its connections with reason, and waits
+// for it up to ctx.
 func (p *plugin) stop(ctx context.Context, reason string) {
-	p.stopOnce.Do(func() {
-		p.stopWhy = reason
-		close(p.stopCh)
-	})
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-	}
+	p.whyOnce.Do(func() { p.stopWhy = reason })
+	p.host.Stop(ctx)
+	p.m.log.Info("codec plugin stopped", "plugin", p.cfg.Name, "reason", reason)
 }
 
 // binaryChanged reports whether a path plugin's executable changed since its start.
@@ -320,3 +200,15 @@ func (p *plugin) binaryChanged() bool {
 	defer p.mu.Unlock()
 	return stamp(p.cfg.Path) != p.binary
 }
+
+var _ pluginhost.Process = (*generation)(nil)
+
+// Done implements pluginhost.Process: closed when the plugin's stream has ended.
+func (g *generation) Done() <-chan struct{} { return g.client.Done() }
+
+// Err implements pluginhost.Process.
+func (g *generation) Err() error { return g.client.Err() }
+
+// Stop implements pluginhost.Process: the process is stopped (gracefully, then by
+// force) and reaped.
+func (g *generation) Stop(ctx context.Context) { g.client.Stop(ctx) }

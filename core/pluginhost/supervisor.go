@@ -261,6 +261,13 @@ func (s *Supervisor) SetState(st State) {
 	s.mu.Unlock()
 }
 
+// State is where the plugin is now.
+func (s *Supervisor) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
 // LastErr is why the last process crashed or did not start (nil: none did).
 func (s *Supervisor) LastErr() error {
 	s.mu.Lock()
