@@ -1,6 +1,7 @@
-// Package confwatch tells when a configuration file changes on disk. It watches the
-// file's directory, not the file: editors that write a temporary file and rename it over
-// the target produce a CREATE on the target name and no WRITE, and a watch on the file
+// Package confwatch tells when files on disk change, debounced: a configuration file
+// (config reload) or every file of a directory (the Lua scripts). It watches the
+// directory, not the files: editors that write a temporary file and rename it over the
+// target produce a CREATE on the target name and no WRITE, and a watch on the file
 // itself dies after the first rename.
 package confwatch
 
@@ -21,19 +22,38 @@ func Watch(ctx context.Context, path string, debounce time.Duration, log *slog.L
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", path, err)
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
+	if err := WatchDir(ctx, filepath.Dir(abs), debounce, log, func(name string) bool { return name == abs }, onChange); err != nil {
 		return fmt.Errorf("watch %s: %w", path, err)
 	}
-	dir := filepath.Dir(abs)
-	if err := w.Add(dir); err != nil {
+	return nil
+}
+
+// WatchDir calls onChange (from one goroutine, never concurrently) after an entry of
+// dir for which match is true (nil: every entry) was created, written, renamed or
+// removed, and the directory then stayed quiet for debounce. match gets the entry's
+// absolute path. It stops watching when ctx is done; an onChange already due may still
+// run once after that.
+func WatchDir(ctx context.Context, dir string, debounce time.Duration, log *slog.Logger, match func(name string) bool, onChange func()) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("watch directory %s: %w", dir, err)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch directory %s: %w", dir, err)
+	}
+	if err := w.Add(abs); err != nil {
 		_ = w.Close()
 		return fmt.Errorf("watch directory %s: %w", dir, err)
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	go func() {
 		defer w.Close()
-		var timer *time.Timer
-		var fire <-chan time.Time
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		defer timer.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -42,22 +62,19 @@ func Watch(ctx context.Context, path string, debounce time.Duration, log *slog.L
 				if !ok {
 					return
 				}
-				if filepath.Clean(ev.Name) != abs || ev.Op == fsnotify.Chmod {
+				if ev.Op == fsnotify.Chmod {
 					continue
 				}
-				if timer == nil {
-					timer = time.NewTimer(debounce)
-				} else {
-					timer.Reset(debounce)
+				if match != nil && !match(filepath.Clean(ev.Name)) {
+					continue
 				}
-				fire = timer.C
+				timer.Reset(debounce)
 			case err, ok := <-w.Errors:
 				if !ok {
 					return
 				}
-				log.Warn("config watch error", "dir", dir, "err", err)
-			case <-fire:
-				fire = nil
+				log.Warn("file watch error", "dir", abs, "err", err)
+			case <-timer.C:
 				onChange()
 			}
 		}

@@ -56,3 +56,53 @@ func TestWatchSeesWritesAndRenames(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+func TestWatchDirSeesEveryMatchingEntry(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := make(chan struct{}, 10)
+	lua := func(name string) bool { return filepath.Ext(name) == ".lua" }
+	if err := WatchDir(ctx, dir, 50*time.Millisecond, slog.Default(), lua, func() { changes <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	path := func(name string) string { return filepath.Join(dir, name) }
+	steps := []struct {
+		name   string
+		do     func() error
+		report bool
+	}{
+		{"create a.lua", func() error { return os.WriteFile(path("a.lua"), []byte("x"), 0o644) }, true},
+		{"create b.lua", func() error { return os.WriteFile(path("b.lua"), []byte("x"), 0o644) }, true},
+		{"edit a.lua", func() error { return os.WriteFile(path("a.lua"), []byte("y"), 0o644) }, true},
+		{"remove b.lua", func() error { return os.Remove(path("b.lua")) }, true},
+		{"create notes.md", func() error { return os.WriteFile(path("notes.md"), []byte("x"), 0o644) }, false},
+		{"chmod a.lua", func() error { return os.Chmod(path("a.lua"), 0o600) }, false},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		timeout := 5 * time.Second
+		if !s.report {
+			timeout = 300 * time.Millisecond
+		}
+		select {
+		case <-changes:
+			if !s.report {
+				t.Fatalf("%s was reported", s.name)
+			}
+		case <-time.After(timeout):
+			if s.report {
+				t.Fatalf("%s was not reported", s.name)
+			}
+		}
+	}
+}
+
+func TestWatchDirMissing(t *testing.T) {
+	err := WatchDir(context.Background(), filepath.Join(t.TempDir(), "gone"), time.Millisecond, nil, nil, func() {})
+	if err == nil {
+		t.Fatal("watching a missing directory did not fail")
+	}
+}

@@ -1,24 +1,21 @@
 package lua
 
 import (
-	"fmt"
-	"sync"
+	"context"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/timgw/timgw/core/confwatch"
 )
 
 // debounce is how long the directory must be quiet before a reload: editors write a
 // file in several steps (temp file, rename, chmod).
 const debounce = 150 * time.Millisecond
 
-// watcher watches one directory (not its files: an editor's write-then-rename would
-// kill a watch on the file) and calls reload once changes settle.
+// watcher is the watch of one scripts directory (confwatch.WatchDir on every entry:
+// the runtime reads scripts by pattern and the *.txt word lists beside them).
 type watcher struct {
-	path string
-	fsw  *fsnotify.Watcher
-	done chan struct{}
-	once sync.Once
+	path   string
+	cancel context.CancelFunc
 }
 
 // rewatch makes the watch follow r.watched (reloadMu held).
@@ -33,61 +30,17 @@ func (r *Runtime) rewatch() error {
 	if r.watched == "" {
 		return nil
 	}
-	w, err := newWatcher(r.watched, r)
-	if err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{path: r.watched, cancel: cancel}
+	if err := confwatch.WatchDir(ctx, w.path, debounce, r.log.With("hooks_dir", w.path), nil, func() { r.rescan(w) }); err != nil {
+		cancel()
 		return err
 	}
 	r.watcher = w
 	return nil
 }
 
-func newWatcher(dir string, r *Runtime) (*watcher, error) {
-	fsw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
-	}
-	if err := fsw.Add(dir); err != nil {
-		fsw.Close()
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
-	}
-	w := &watcher{path: dir, fsw: fsw, done: make(chan struct{})}
-	go w.loop(r)
-	return w, nil
-}
-
-func (w *watcher) loop(r *Runtime) {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-w.done:
-			return
-		case ev, ok := <-w.fsw.Events:
-			if !ok {
-				return
-			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			timer.Reset(debounce)
-		case err, ok := <-w.fsw.Errors:
-			if !ok {
-				return
-			}
-			r.log.Warn("hooks: watching scripts directory", "error", err)
-		case <-timer.C:
-			r.rescan(w)
-		}
-	}
-}
-
 // close stops the watch. It is called with reloadMu held, so it does not wait for the
-// loop, which may be waiting for reloadMu in rescan (rescan then sees the watcher is
+// watch, which may be waiting for reloadMu in rescan (rescan then sees the watcher is
 // no longer current and does nothing).
-func (w *watcher) close() {
-	w.once.Do(func() {
-		close(w.done)
-		w.fsw.Close()
-	})
-}
+func (w *watcher) close() { w.cancel() }
