@@ -191,6 +191,9 @@ func TestSupervisorFailsAfterRepeatedCrashes(t *testing.T) {
 	if st.RecentCrashes != 3 || h.launches() != 3 || !strings.Contains(st.LastError, "exit status 3") {
 		t.Fatalf("stats %+v after %d launches", st, h.launches())
 	}
+	if got := h.sup.State(); got != Failed {
+		t.Fatalf("State %s, Stats says %s", got, st.State)
+	}
 	h.mu.Lock()
 	failed := h.failed
 	h.mu.Unlock()
