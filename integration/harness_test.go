@@ -438,6 +438,20 @@ func (g *gateway) stop() error {
 	return errors.Join(errs...)
 }
 
+// kill ends the process with SIGKILL (a crash: no goodbye, nothing flushed) and waits
+// for it to exit. Like stop, it reports race detector reports and panics in the log.
+func (g *gateway) kill() error {
+	if !g.stopped.CompareAndSwap(false, true) {
+		return nil
+	}
+	_ = g.cmd.Process.Kill()
+	<-g.exited
+	if msg := logProblems(g.log.From(0)); msg != "" {
+		return fmt.Errorf("gateway %s: %s", g.name, msg)
+	}
+	return nil
+}
+
 // logProblems returns what in a gateway log must fail the tests: race detector reports
 // and panics.
 func logProblems(log string) string {
