@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/auth"
+	"github.com/timgw/timgw/core/cluster"
 	"github.com/timgw/timgw/core/codecplugin"
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/gateway"
@@ -40,6 +41,8 @@ type App struct {
 	codecs    *codecplugin.Manager
 	hooks     *lua.Runtime
 	storage   *store.Supervisor // nil: persistence off
+	cluster   *cluster.Node     // nil: a single gateway
+	dir       Directory         // presence: the registry, or the cluster's view
 	lnMu      sync.Mutex
 	listeners []*transport.Listener
 	httpDone  chan error
@@ -97,16 +100,14 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.router = router.New(a.reg, deliver, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log,
-		Observe: func(code packet.Status, d time.Duration) { a.metrics.ObserveChat(int(code), d) }})
-	hooks, err := lua.New(cfg.Hooks, lua.Options{Logger: log, Registerer: a.metrics.Registry, Presence: a.reg})
+		Presence: a.dir, Observe: func(code packet.Status, d time.Duration) { a.metrics.ObserveChat(int(code), d) }})
+	hooks, err := lua.New(cfg.Hooks, lua.Options{Logger: log, Registerer: a.metrics.Registry, Presence: a.dir})
 	if err != nil {
-		if a.storage != nil {
-			a.storage.Stop()
-		}
+		a.stopBackends()
 		return nil, fmt.Errorf("hooks: %w", err)
 	}
 	a.hooks = hooks
-	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks})
+	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks, Presence: a.dir})
 	a.srv, err = transport.New(transport.Options{Handler: transportHandler{a.gw}, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {
 		return nil, err
@@ -117,8 +118,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	httpapi.SetHertzLogger(log)
-	a.api = httpapi.New(apiGateway{gw: a.gw, reg: a.reg, dir: a.reg, stats: a.apiStats}, httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
-		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes()})
+	a.api = httpapi.New(apiGateway{gw: a.gw, reg: a.reg, dir: a.dir, stats: a.apiStats}, httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
+		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes(), Degraded: a.degraded})
 	go func() { a.httpDone <- a.api.Serve(a.srv.HTTPListener()) }()
 
 	if err := a.listen(transport.ModeShared, cfg.Listen); err != nil {
@@ -139,6 +140,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.coreSteps()
 	a.AddStatus("hooks", func() any { return a.hooks.Status() })
+	if a.cluster != nil {
+		a.AddStatus("cluster", func() any { return a.cluster.Status() })
+	}
 	a.AddReloadStep("hooks", func(old, cur *config.Config) (func() []string, func(), error) {
 		// Last step: the scripts reload here, and nothing after it can fail.
 		if reflect.DeepEqual(old.Hooks, cur.Hooks) {
@@ -162,14 +166,35 @@ func (a *App) apiStats() httpapi.Stats {
 	return httpapi.Stats{Connections: byProto, OnlineUsers: online}
 }
 
+// stopBackends stops the cluster node and the storage plugin (a start that failed).
+func (a *App) stopBackends() {
+	if a.cluster != nil {
+		a.cluster.Stop()
+	}
+	if a.storage != nil {
+		a.storage.Stop()
+	}
+}
+
+// degraded says why the gateway works only in part, for /health ("": it works fully).
+func (a *App) degraded() string {
+	if a.cluster != nil && !a.cluster.Connected() {
+		return "cluster bus disconnected: serving this node's clients only"
+	}
+	return ""
+}
+
 // startStorage starts the storage plugin when storage is on, reloads the groups and
-// users it remembers into the registry, and returns the delivery seam (the store in front
-// of local delivery) and the command layer's storage (nil when off).
+// users it remembers into the registry, joins the cluster when one is configured, and
+// returns the delivery seam (store, then cluster, then local delivery) and the command
+// layer's storage (nil when off).
 func (a *App) startStorage(cfg *config.Config) (router.Deliverer, gateway.Storage, error) {
 	local := &router.Local{Registry: a.reg}
+	a.dir = a.reg
 	if !cfg.Storage.Enabled() {
 		a.log.Warn("storage is off (storage.plugin: none): no offline delivery, history or recall")
-		return local, nil, nil
+		inner, err := a.startCluster(cfg, local)
+		return inner, nil, err
 	}
 	sup, err := store.Start(context.Background(), store.Options{Storage: cfg.Storage, Logger: a.log})
 	if err != nil {
@@ -183,7 +208,35 @@ func (a *App) startStorage(cfg *config.Config) (router.Deliverer, gateway.Storag
 	}
 	a.storage = sup
 	a.log.Info("storage ready", "plugin", cfg.Storage.Resolved().Plugin, "groups", groups, "users", users)
-	return store.NewDeliverer(sup, local), svc, nil
+	if cfg.Cluster.Enabled && !sup.Shared() {
+		sup.Stop()
+		return nil, nil, fmt.Errorf("cluster: storage plugin %s does not declare its store shared: a cluster needs storage that every node shares (storage.plugin: mongo)", cfg.Storage.Resolved().Plugin)
+	}
+	inner, err := a.startCluster(cfg, local)
+	if err != nil {
+		sup.Stop()
+		return nil, nil, err
+	}
+	return store.NewDeliverer(sup, inner), svc, nil
+}
+
+// startCluster joins the cluster when one is configured and returns the cluster stage
+// around local; without a cluster it returns local.
+func (a *App) startCluster(cfg *config.Config, local *router.Local) (router.Deliverer, error) {
+	if !cfg.Cluster.Enabled {
+		return local, nil
+	}
+	addr := cfg.Cluster.Advertise
+	if addr == "" {
+		addr = cfg.Listen
+	}
+	node, err := cluster.Start(context.Background(), cluster.Options{Config: cfg.Cluster, Registry: a.reg, Local: local,
+		Addr: addr, Version: a.reload.version, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	a.cluster, a.dir = node, node.View()
+	return node.Wrap(local), nil
 }
 
 func (a *App) listen(mode transport.Mode, addr string) error {
@@ -249,9 +302,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.hooks != nil {
 			errs = append(errs, a.hooks.Close())
 		}
-		if a.storage != nil { // last: nothing routes chats any more
-			a.storage.Stop()
-		}
+		a.stopBackends() // last: nothing routes chats any more
 	})
 	return errors.Join(errs...)
 }

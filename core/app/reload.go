@@ -214,6 +214,9 @@ func restartOnly(old, cur *config.Config) []string {
 	if old.Log.Format != cur.Log.Format {
 		out = append(out, "log.format")
 	}
+	if !reflect.DeepEqual(old.Cluster, cur.Cluster) {
+		out = append(out, "cluster")
+	}
 	return out
 }
 

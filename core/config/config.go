@@ -41,6 +41,8 @@ type Config struct {
 	Codecs Codecs `yaml:"codecs"`
 	// Storage persists chats (offline delivery, history, recall).
 	Storage Storage `yaml:"storage"`
+	// Cluster makes this gateway one node of several (off by default).
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Listener is a dedicated port for one protocol.
@@ -241,6 +243,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Storage.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))
+	}
+	if err := c.Cluster.Validate(c.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
 	}
 	if err := c.Codecs.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("codecs: %w", err))

@@ -107,6 +107,12 @@ func (s *Server) health(_ context.Context, c *app.RequestContext) {
 		s.writeJSON(c, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 		return
 	}
+	if s.opts.Degraded != nil {
+		if why := s.opts.Degraded(); why != "" {
+			s.writeJSON(c, http.StatusOK, map[string]string{"status": "degraded", "reason": why})
+			return
+		}
+	}
 	s.writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
 }
 

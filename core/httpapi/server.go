@@ -61,6 +61,10 @@ type Options struct {
 	// and errors. Default slog.Default(). Hertz's own log is routed separately: see
 	// SetHertzLogger.
 	Logger *slog.Logger
+	// Degraded, when set, says why the gateway works only in part ("" when it works
+	// fully): /health then answers 200 with status "degraded" and the reason (a cluster
+	// node whose bus is down still serves its own clients). Called from many goroutines.
+	Degraded func() string
 }
 
 // Route is an extra route: a method, a path and a net/http handler.

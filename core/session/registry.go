@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/timgw/timgw/core/packet"
 )
@@ -130,6 +131,47 @@ type Registry struct {
 	seed   maphash.Seed
 	users  [shardCount]userShard
 	groups [shardCount]groupShard
+	obs    atomic.Pointer[observerBox]
+}
+
+// Observer is told of changes made through Bind, Unbind, Join and Leave (the changes
+// of this node), so that a cluster can tell the other nodes. Changes applied with
+// Remember and Apply (the other nodes' changes) are not reported.
+type Observer interface {
+	// Presence says userID now has conns connections here (0: offline here), with its
+	// profile. Called from many goroutines, under the user's shard lock, so that the
+	// calls for one user come in the order of the changes: it must not block or call
+	// back into the registry.
+	Presence(userID string, conns int, p Profile)
+	// Membership says userID joined (or left) groupID, named name. Called from many
+	// goroutines, after the change.
+	Membership(groupID, name, userID string, joined bool)
+}
+
+type observerBox struct{ o Observer }
+
+// SetObserver sets the observer of this node's changes (nil: none).
+func (r *Registry) SetObserver(o Observer) {
+	if o == nil {
+		r.obs.Store(nil)
+		return
+	}
+	r.obs.Store(&observerBox{o})
+}
+
+func (r *Registry) observer() Observer {
+	if b := r.obs.Load(); b != nil {
+		return b.o
+	}
+	return nil
+}
+
+// profileOf returns the profile of entry v.
+func profileOf(v any) Profile {
+	if u, _, _ := entry(v); u != nil && u.profile != nil {
+		return *u.profile
+	}
+	return Profile{}
 }
 
 // New returns an empty registry.
@@ -154,6 +196,20 @@ func (r *Registry) Bind(userID string, c Conn, p Profile) (first bool) {
 	s := r.userShard(userID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	o := r.observer()
+	if o == nil {
+		return s.bind(userID, c, p)
+	}
+	before := connCount(s.users[userID])
+	first = s.bind(userID, c, p)
+	if v := s.users[userID]; connCount(v) != before {
+		o.Presence(userID, connCount(v), profileOf(v))
+	}
+	return first
+}
+
+// bind is Bind under the shard's lock.
+func (s *userShard) bind(userID string, c Conn, p Profile) (first bool) {
 	if p.Nick == "" && p.Avatar == "" {
 		switch v := s.users[userID].(type) {
 		case nil, known:
@@ -193,6 +249,38 @@ func (r *Registry) Unbind(userID string, c Conn) (last bool) {
 	s := r.userShard(userID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	o := r.observer()
+	if o == nil {
+		return s.unbind(userID, c)
+	}
+	before := connCount(s.users[userID])
+	last = s.unbind(userID, c)
+	if v := s.users[userID]; connCount(v) != before {
+		o.Presence(userID, connCount(v), profileOf(v))
+	}
+	return last
+}
+
+// Remember records userID, known on another node, with its profile: it is listed
+// among the users (offline here) from then on. Not reported to the observer.
+func (r *Registry) Remember(userID string, p Profile) {
+	s := r.userShard(userID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.users[userID]
+	if !ok && p == (Profile{}) {
+		s.users[userID] = known{}
+		return
+	}
+	if p == (Profile{}) || profileOf(v) == p {
+		return
+	}
+	u := s.full(userID)
+	u.profile = &p
+}
+
+// unbind is Unbind under the shard's lock.
+func (s *userShard) unbind(userID string, c Conn) (last bool) {
 	u, one, _ := entry(s.users[userID])
 	if one != nil {
 		if one.ID() != c.ID() {
@@ -338,6 +426,24 @@ func (r *Registry) Counts() (online int, byProtocol map[string]int) {
 // Join adds userID to groupID, creating the group. It reports whether the user was not a
 // member before.
 func (r *Registry) Join(groupID, name, userID string) (added bool) {
+	added = r.join(groupID, name, userID)
+	if o := r.observer(); o != nil && added {
+		o.Membership(groupID, name, userID, true)
+	}
+	return added
+}
+
+// Apply applies a membership change made on another node: like Join or Leave, but not
+// reported to the observer.
+func (r *Registry) Apply(groupID, name, userID string, joined bool) {
+	if joined {
+		r.join(groupID, name, userID)
+	} else {
+		r.leave(groupID, userID)
+	}
+}
+
+func (r *Registry) join(groupID, name, userID string) (added bool) {
 	gs := r.groupShard(groupID)
 	gs.mu.Lock()
 	g := gs.groups[groupID]
@@ -363,6 +469,14 @@ func (r *Registry) Join(groupID, name, userID string) (added bool) {
 
 // Leave removes userID from groupID. It reports whether it was a member.
 func (r *Registry) Leave(groupID, userID string) (removed bool) {
+	removed = r.leave(groupID, userID)
+	if o := r.observer(); o != nil && removed {
+		o.Membership(groupID, "", userID, false)
+	}
+	return removed
+}
+
+func (r *Registry) leave(groupID, userID string) (removed bool) {
 	gs := r.groupShard(groupID)
 	gs.mu.Lock()
 	if g := gs.groups[groupID]; g != nil {

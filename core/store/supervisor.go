@@ -377,3 +377,11 @@ func (s *Supervisor) Pid() int {
 	}
 	return s.cur.pid()
 }
+
+// Shared reports whether the running plugin declared its store shared by every gateway
+// opened on the same configuration (OpenResponse.shared): what a cluster needs.
+func (s *Supervisor) Shared() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil && s.cur.client.Shared()
+}
