@@ -26,8 +26,8 @@ require (
 )
 
 require (
-	github.com/nats-io/nats-server/v2 v2.15.2
-	github.com/nats-io/nats.go v1.55.0
+	github.com/nats-io/nats-server/v2 v2.15.2 // the cluster bus embedded in every node (cluster.nats.embedded), so small clusters need no NATS of their own
+	github.com/nats-io/nats.go v1.55.0 // the cluster bus client
 )
 
 require (

@@ -236,6 +236,12 @@ func (a *App) startCluster(cfg *config.Config, local *router.Local) (router.Deli
 		return nil, err
 	}
 	a.cluster, a.dir = node, node.View()
+	for _, c := range node.Collectors() {
+		if err := a.metrics.Registry.Register(c); err != nil {
+			node.Stop()
+			return nil, fmt.Errorf("cluster metrics: %w", err)
+		}
+	}
 	return node.Wrap(local), nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/timgw/timgw/core/router"
@@ -93,5 +95,24 @@ func TestDirectory(t *testing.T) {
 	d.set("w", "c", 0) // dropping what is not there is a no-op
 	if on := d.online(); !reflect.DeepEqual(on, []string{"v"}) {
 		t.Errorf("online = %v, want [v]", on)
+	}
+}
+
+// BenchmarkDirectoryMemory reports the heap one remote user costs in the directory (the
+// capacity model of docs/cluster.md).
+func BenchmarkDirectoryMemory(b *testing.B) {
+	const users = 1_000_000
+	for i := 0; i < b.N; i++ {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d := newDirectory()
+		for u := 0; u < users; u++ {
+			d.set("user"+strconv.Itoa(u), "node-b", 1)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/users, "B/user")
+		runtime.KeepAlive(d)
 	}
 }

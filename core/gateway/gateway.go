@@ -49,6 +49,8 @@ type Conn interface {
 type Presence interface {
 	// Users lists the users in a presence state (the type of cmd 17).
 	Users(f session.Filter) []packet.User
+	// Online reports whether userID has a connection (in a cluster: on any node).
+	Online(userID string) bool
 }
 
 var _ Presence = (*session.Registry)(nil)

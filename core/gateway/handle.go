@@ -36,8 +36,8 @@ func (g *Gateway) Closed(c Conn, reason string) {
 func (g *Gateway) logout(c Conn, cl *client) {
 	user := cl.userID
 	cl.userID = ""
-	if !g.reg.Unbind(user, c) {
-		return
+	if !g.reg.Unbind(user, c) || g.presence.Online(user) {
+		return // still online here, or on another node of the cluster
 	}
 	u, _ := g.reg.User(user)
 	for _, gid := range g.reg.Groups(user) {
