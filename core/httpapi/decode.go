@@ -42,7 +42,7 @@ const (
 )
 
 // decodeMessage reads the JSON body of a send request: a chat message as in
-// PROTOCOL.md section 2, with the sender in "from". Numbers are accepted as numeric
+// docs/protocol.md section 2, with the sender in "from". Numbers are accepted as numeric
 // strings and ids as numbers (packet.Chat decodes leniently). It returns an *apiError
 // with code 10020 for a body that is not a well-formed chat object, and in modeV1 code
 // 10024 when it names no receiver. The returned chat has Cmd 11; From is whatever the

@@ -9,7 +9,7 @@ package packet
 
 import "fmt"
 
-// Cmd is a t-im command code (PROTOCOL.md section 2).
+// Cmd is a t-im command code (docs/protocol.md section 2).
 type Cmd uint8
 
 // Command codes. Requests are odd, their responses follow them.

@@ -1,7 +1,7 @@
 package packet
 
-// Status is the `code` of a response body (PROTOCOL.md section 3, and timgw's own codes
-// from 10023 up, documented in docs/protocol.md).
+// Status is the `code` of a response body: t-im's codes and timgw's own from 10023 up
+// (docs/protocol.md section 3).
 type Status int
 
 // t-im's status codes.

@@ -1,5 +1,5 @@
 // Package timclient is a small client for the t-im wire protocol as timgw speaks it
-// (shared PROTOCOL.md): the binary TCP framing (1-byte cmd, 4-byte big-endian length, JSON
+// (docs/protocol.md): the binary TCP framing (1-byte cmd, 4-byte big-endian length, JSON
 // body) and WebSocket (one JSON object per text frame), each plain or over TLS, plus a
 // client of the HTTP API. The integration tests drive the gateway with it, and load
 // generators can reuse it.

@@ -1,5 +1,5 @@
 // Package tcp is the codec of t-im's binary TCP protocol: every packet is a 1-byte cmd,
-// a 4-byte big-endian body length and a JSON body (PROTOCOL.md section 1).
+// a 4-byte big-endian body length and a JSON body (docs/protocol.md section 1).
 package tcp
 
 import (

@@ -1,4 +1,4 @@
-// Package ws is the codec of t-im's WebSocket protocol (PROTOCOL.md section 1): an HTTP/1.1
+// Package ws is the codec of t-im's WebSocket protocol (docs/protocol.md section 1): an HTTP/1.1
 // upgrade request, then one JSON object per text (or binary) frame, carrying its command in
 // the body's "cmd" member.
 //
