@@ -19,23 +19,15 @@ func (r *Runtime) Auth(ctx context.Context, req *hook.AuthRequest) (rep hook.Aut
 	if len(g.chains[pAuth]) == 0 || req == nil {
 		return rep
 	}
-	start := r.begin()
-	v, err := r.acquire(ctx, g)
-	if err != nil {
-		r.failed(pAuth, nil, err)
-		rep = rejectAuth(g, req, "")
-		r.end(pAuth, start, int(rep.Decision))
-		return rep
-	}
-	defer func() {
-		if pv := recover(); pv != nil {
-			r.recovered(pAuth, v, pv)
-			rep = rejectAuth(g, req, "")
-		} else {
-			r.release(v)
-		}
-		r.end(pAuth, start, int(rep.Decision))
-	}()
+	return call(ctx, r, g, pAuth, func() hook.AuthReply { return rejectAuth(g, req, "") }, authDecision,
+		func(v *vm) hook.AuthReply { return r.auth(ctx, g, v, req) })
+}
+
+// authDecision indexes decisionNames[pAuth].
+func authDecision(rep hook.AuthReply) int { return int(rep.Decision) }
+
+// auth runs the auth chain on v.
+func (r *Runtime) auth(ctx context.Context, g *generation, v *vm, req *hook.AuthRequest) hook.AuthReply {
 	t := v.reqs[pAuth]
 	t.RawSetString("source", lua.LString(req.Source))
 	t.RawSetString("userId", lua.LString(req.UserID))
@@ -46,6 +38,7 @@ func (r *Runtime) Auth(ctx context.Context, req *hook.AuthRequest) (rep hook.Aut
 	for k := range g.chains[pAuth] {
 		s := v.script(pAuth, k)
 		res, err := v.run(ctx, pAuth, k, t, nil)
+		var rep hook.AuthReply
 		if err == nil {
 			rep, err = authReply(req, res)
 		}

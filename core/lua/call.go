@@ -70,6 +70,33 @@ func status(v lua.LValue, def packet.Status) packet.Status {
 	return def
 }
 
+// call is the frame around every entry point (Connect, Auth, Message, Join, Disconnect):
+// it takes a Lua state of generation g for hook point p, runs body on it and gives the state
+// back. When no state is free in time, or body panics (the state is then discarded, never
+// reused), the reply is fail(). Either way, when metrics are on, the call's latency and
+// the decision of its reply (decided, an index into decisionNames[p]) are recorded.
+func call[R any](ctx context.Context, r *Runtime, g *generation, p point, fail func() R, decided func(R) int, body func(*vm) R) (rep R) {
+	start := r.begin()
+	v, err := r.acquire(ctx, g)
+	if err != nil {
+		r.failed(p, nil, err)
+		rep = fail()
+		r.end(p, start, decided(rep))
+		return rep
+	}
+	defer func() {
+		if pv := recover(); pv != nil {
+			r.recovered(p, v, pv)
+			rep = fail()
+		} else {
+			v.chat, v.msgReq = nil, nil // a pooled state keeps no request alive
+			r.release(v)
+		}
+		r.end(p, start, decided(rep))
+	}()
+	return body(v)
+}
+
 // begin returns the time a call starts, when metrics are on.
 func (r *Runtime) begin() time.Time {
 	if r.metrics.enabled() {

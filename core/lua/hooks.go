@@ -17,23 +17,15 @@ func (r *Runtime) Connect(ctx context.Context, req *hook.ConnectRequest) (rep ho
 	if len(g.chains[pConnect]) == 0 || req == nil {
 		return rep
 	}
-	start := r.begin()
-	v, err := r.acquire(ctx, g)
-	if err != nil {
-		r.failed(pConnect, nil, err)
-		rep = denyConnect(g, "")
-		r.end(pConnect, start, b2i(rep.Deny))
-		return rep
-	}
-	defer func() {
-		if pv := recover(); pv != nil {
-			r.recovered(pConnect, v, pv)
-			rep = denyConnect(g, "")
-		} else {
-			r.release(v)
-		}
-		r.end(pConnect, start, b2i(rep.Deny))
-	}()
+	return call(ctx, r, g, pConnect, func() hook.ConnectReply { return denyConnect(g, "") }, connectDecision,
+		func(v *vm) hook.ConnectReply { return r.connect(ctx, g, v, req) })
+}
+
+// connectDecision indexes decisionNames[pConnect].
+func connectDecision(rep hook.ConnectReply) int { return b2i(rep.Deny) }
+
+// connect runs the connect chain on v.
+func (r *Runtime) connect(ctx context.Context, g *generation, v *vm, req *hook.ConnectRequest) hook.ConnectReply {
 	t := v.reqs[pConnect]
 	t.RawSetString("addr", lua.LString(req.Addr))
 	t.RawSetString("protocol", lua.LString(req.Protocol))
@@ -55,7 +47,7 @@ func (r *Runtime) Connect(ctx context.Context, req *hook.ConnectRequest) (rep ho
 			return hook.ConnectReply{Script: s.name}
 		}
 	}
-	return rep
+	return hook.ConnectReply{}
 }
 
 func denyConnect(g *generation, script string) hook.ConnectReply {
@@ -92,23 +84,15 @@ func (r *Runtime) Join(ctx context.Context, req *hook.JoinRequest) (rep hook.Joi
 	if len(g.chains[pJoin]) == 0 || req == nil {
 		return rep
 	}
-	start := r.begin()
-	v, err := r.acquire(ctx, g)
-	if err != nil {
-		r.failed(pJoin, nil, err)
-		rep = denyJoin(g, "")
-		r.end(pJoin, start, b2i(rep.Deny))
-		return rep
-	}
-	defer func() {
-		if pv := recover(); pv != nil {
-			r.recovered(pJoin, v, pv)
-			rep = denyJoin(g, "")
-		} else {
-			r.release(v)
-		}
-		r.end(pJoin, start, b2i(rep.Deny))
-	}()
+	return call(ctx, r, g, pJoin, func() hook.JoinReply { return denyJoin(g, "") }, joinDecision,
+		func(v *vm) hook.JoinReply { return r.join(ctx, g, v, req) })
+}
+
+// joinDecision indexes decisionNames[pJoin].
+func joinDecision(rep hook.JoinReply) int { return b2i(rep.Deny) }
+
+// join runs the join chain on v.
+func (r *Runtime) join(ctx context.Context, g *generation, v *vm, req *hook.JoinRequest) hook.JoinReply {
 	t := v.reqs[pJoin]
 	t.RawSetString("user", lua.LString(req.User))
 	t.RawSetString("group", lua.LString(req.Group))
@@ -132,7 +116,7 @@ func (r *Runtime) Join(ctx context.Context, req *hook.JoinRequest) (rep hook.Joi
 			return hook.JoinReply{Script: s.name}
 		}
 	}
-	return rep
+	return hook.JoinReply{}
 }
 
 func denyJoin(g *generation, script string) hook.JoinReply {
@@ -149,20 +133,14 @@ func (r *Runtime) Disconnect(ctx context.Context, ev *hook.DisconnectEvent) {
 	if len(g.chains[pDisconnect]) == 0 || ev == nil {
 		return
 	}
-	start := r.begin()
-	v, err := r.acquire(ctx, g)
-	if err != nil {
-		r.failed(pDisconnect, nil, err)
-		return
-	}
-	defer func() {
-		if pv := recover(); pv != nil {
-			r.recovered(pDisconnect, v, pv)
-		} else {
-			r.release(v)
-		}
-		r.end(pDisconnect, start, 0)
-	}()
+	call(ctx, r, g, pDisconnect, noReply, doneDecision, func(v *vm) struct{} { return r.disconnect(ctx, g, v, ev) })
+}
+
+func noReply() struct{}         { return struct{}{} }
+func doneDecision(struct{}) int { return 0 } // decisionNames[pDisconnect]: "done"
+
+// disconnect runs every disconnect script on v.
+func (r *Runtime) disconnect(ctx context.Context, g *generation, v *vm, ev *hook.DisconnectEvent) struct{} {
 	t := v.reqs[pDisconnect]
 	t.RawSetString("user", lua.LString(ev.User))
 	t.RawSetString("addr", lua.LString(ev.Addr))
@@ -173,6 +151,7 @@ func (r *Runtime) Disconnect(ctx context.Context, ev *hook.DisconnectEvent) {
 			r.failed(pDisconnect, v.script(pDisconnect, k), err)
 		}
 	}
+	return struct{}{}
 }
 
 func b2i(b bool) int {

@@ -18,24 +18,15 @@ func (r *Runtime) Message(ctx context.Context, req *hook.MessageRequest) (rep ho
 	if len(g.chains[pMessage]) == 0 || req == nil || req.Chat == nil {
 		return rep
 	}
-	start := r.begin()
-	v, err := r.acquire(ctx, g)
-	if err != nil {
-		r.failed(pMessage, nil, err)
-		rep = rejectMessage(g, "")
-		r.end(pMessage, start, int(rep.Action))
-		return rep
-	}
-	defer func() {
-		if pv := recover(); pv != nil {
-			r.recovered(pMessage, v, pv)
-			rep = rejectMessage(g, "")
-		} else {
-			v.chat, v.msgReq = nil, nil
-			r.release(v)
-		}
-		r.end(pMessage, start, int(rep.Action))
-	}()
+	return call(ctx, r, g, pMessage, func() hook.MessageReply { return rejectMessage(g, "") }, messageDecision,
+		func(v *vm) hook.MessageReply { return r.message(ctx, g, v, req) })
+}
+
+// messageDecision indexes decisionNames[pMessage].
+func messageDecision(rep hook.MessageReply) int { return int(rep.Action) }
+
+// message runs the message chain on v and reads back what the scripts changed.
+func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest) (rep hook.MessageReply) {
 	v.setMessage(req)
 	last := "" // the last script that ran without failing
 	for k := range g.chains[pMessage] {
