@@ -85,14 +85,14 @@ func embedded(c config.Cluster) (*server.Server, error) {
 		Routes:     server.RoutesFromStr(routeURLs(e.Routes)),
 		NoSigs:     true,
 		NoLog:      true,
-		// A loopback client port on a random port even without client_listen: with
+		// A loopback client port on a random port even without listen: with
 		// DontListen, nats-server 2.15 never starts routing (StartRouting waits for the
 		// client accept loop) and Shutdown then hangs.
 		Host: "127.0.0.1", Port: server.RANDOM_PORT,
 	}
-	if e.ClientListen != "" {
-		if o.Host, o.Port, err = splitHostPort(e.ClientListen); err != nil {
-			return nil, fmt.Errorf("cluster: nats.embedded.client_listen: %w", err)
+	if e.Listen != "" {
+		if o.Host, o.Port, err = splitHostPort(e.Listen); err != nil {
+			return nil, fmt.Errorf("cluster: nats.embedded.listen: %w", err)
 		}
 	}
 	srv, err := server.NewServer(o)

@@ -518,6 +518,9 @@ type NodeStatus struct {
 	Users    int       `json:"users"`
 	Conns    int       `json:"connections"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
+	// LeaseAgeMs is how long ago its last heartbeat came (the node is dropped when it
+	// reaches the lease).
+	LeaseAgeMs int64 `json:"lease_age_ms"`
 }
 
 // Status is the cluster part of admin status.
@@ -545,7 +548,8 @@ func (n *Node) Status() Status {
 	var others []NodeStatus
 	for _, p := range n.peers {
 		others = append(others, NodeStatus{ID: p.id, Addr: p.info.Addr, Version: p.info.Version,
-			Started: time.UnixMilli(p.info.Started), Users: len(p.users), Conns: p.info.Conns, LastSeen: p.lastSeen})
+			Started: time.UnixMilli(p.info.Started), Users: len(p.users), Conns: p.info.Conns, LastSeen: p.lastSeen,
+			LeaseAgeMs: time.Since(p.lastSeen).Milliseconds()})
 	}
 	n.mu.Unlock()
 	sort.Slice(others, func(i, j int) bool { return others[i].ID < others[j].ID })

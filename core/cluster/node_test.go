@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,9 @@ import (
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
 )
+
+// quiet drops the nodes' log lines (the tests assert on behaviour).
+var quiet = slog.New(slog.DiscardHandler)
 
 // conn is a connection that records what it is sent.
 type conn struct {
@@ -64,8 +66,9 @@ func freePort(t *testing.T) string {
 // testNode is a node with its registry and seam, as app wires them.
 type testNode struct {
 	*Node
-	reg  *session.Registry
-	seam router.Deliverer
+	reg     *session.Registry
+	seam    router.Deliverer
+	crashed bool
 }
 
 func startNode(t *testing.T, id, listen string, routes []string) *testNode {
@@ -74,7 +77,7 @@ func startNode(t *testing.T, id, listen string, routes []string) *testNode {
 	local := &router.Local{Registry: reg}
 	cfg := config.Cluster{Enabled: true, NodeID: id, Lease: 600 * time.Millisecond,
 		NATS: config.NATS{Embedded: config.EmbeddedNATS{ClusterListen: listen, Routes: routes}}}
-	n, err := Start(context.Background(), Options{Config: cfg, Registry: reg, Local: local, Addr: id + ":8888"})
+	n, err := Start(context.Background(), Options{Config: cfg, Registry: reg, Local: local, Addr: id + ":8888", Logger: quiet})
 	if err != nil {
 		t.Fatalf("start node %s: %v", id, err)
 	}
@@ -167,6 +170,10 @@ func TestClusterReplicatesMembership(t *testing.T) {
 
 // crash stops a node without a goodbye, as kill -9 does.
 func (n *testNode) crash() {
+	if n.crashed {
+		return
+	}
+	n.crashed = true
 	n.reg.SetObserver(nil)
 	close(n.stopped)
 	n.wg.Wait()
@@ -211,7 +218,7 @@ func TestClusterRefusesDuplicateNodeID(t *testing.T) {
 	// The route must form before the second node can see the first.
 	for i := 0; i < 50; i++ {
 		var n *Node
-		n, err = Start(context.Background(), Options{Config: cfg, Registry: reg, Local: &router.Local{Registry: reg}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		n, err = Start(context.Background(), Options{Config: cfg, Registry: reg, Local: &router.Local{Registry: reg}, Logger: quiet})
 		if err != nil {
 			break
 		}
@@ -277,7 +284,7 @@ func benchNode(b *testing.B, id, listen string, routes []string) *testNode {
 	local := &router.Local{Registry: reg}
 	cfg := config.Cluster{Enabled: true, NodeID: id, Lease: 3 * time.Second,
 		NATS: config.NATS{Embedded: config.EmbeddedNATS{ClusterListen: listen, Routes: routes}}}
-	n, err := Start(context.Background(), Options{Config: cfg, Registry: reg, Local: local})
+	n, err := Start(context.Background(), Options{Config: cfg, Registry: reg, Local: local, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

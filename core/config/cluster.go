@@ -48,9 +48,9 @@ type EmbeddedNATS struct {
 	// A node may list itself; every node should list the others (a full mesh forms from
 	// any connected set).
 	Routes []string `yaml:"routes"`
-	// ClientListen, when set, also serves NATS clients on host:port (for tools such as
+	// Listen, when set, also serves NATS clients on host:port (for tools such as
 	// `nats sub`); empty: no client port.
-	ClientListen string `yaml:"client_listen"`
+	Listen string `yaml:"listen"`
 }
 
 // Resolved fills the cluster's defaults.
