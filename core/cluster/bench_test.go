@@ -59,7 +59,7 @@ func BenchmarkPrivateChatCPU(b *testing.B) {
 		b.Run(to, func(b *testing.B) {
 			c := *chat
 			c.To = packet.Str(to)
-			start := recv.Load()
+			start, bytes0, items0 := recv.Load(), a.stats.bytes.Load(), a.stats.items.Load()
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -68,6 +68,10 @@ func BenchmarkPrivateChatCPU(b *testing.B) {
 			waitB(b, "all delivered", func() bool { return recv.Load()-start >= int64(b.N) })
 			b.StopTimer()
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/msg")
+			if items := a.stats.items.Load() - items0; items > 0 {
+				b.ReportMetric(float64(a.stats.bytes.Load()-bytes0)/float64(items), "bus-B/item")
+				b.ReportMetric(float64(items)/float64(a.stats.published.Load()), "items/bus-msg")
+			}
 		})
 	}
 }

@@ -157,6 +157,7 @@ func (n *Node) flush(ob *outbox) {
 			n.stats.dropped.Add(1)
 		} else {
 			n.stats.published.Add(1)
+			n.stats.bytes.Add(uint64(end - start))
 		}
 		start = end
 	}

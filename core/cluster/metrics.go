@@ -11,6 +11,7 @@ func (n *Node) Collectors() []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		counter("batches_published_total", "Bus messages of deliveries published to other nodes.", n.stats.published.Load),
+		counter("bytes_published_total", "Bytes of delivery batches published to other nodes.", n.stats.bytes.Load),
 		counter("items_published_total", "Pushes queued for other nodes (one per push and node).", n.stats.items.Load),
 		counter("items_dropped_total", "Pushes for other nodes dropped (outbox full or bus refused).", n.stats.dropped.Load),
 		counter("items_received_total", "Pushes received from other nodes.", n.stats.received.Load),

@@ -89,7 +89,7 @@ type peer struct {
 
 // counters are the cluster's metrics.
 type counters struct {
-	published, items, dropped, received, malformed, resyncs atomic.Uint64
+	published, bytes, items, dropped, received, malformed, resyncs atomic.Uint64
 }
 
 // ErrNodeIDInUse is returned by Start when a live node already has the node id.
