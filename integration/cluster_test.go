@@ -709,10 +709,15 @@ var (
 	natsErr  error
 )
 
-// natsServer builds nats-server from the module cache (go.mod requires it) once per run.
+// natsServer is the nats-server binary: $TIMGW_NATS_SERVER (.ci/run builds it), or built
+// from the module cache (go.mod requires it) once per run.
 func natsServer(t *testing.T) string {
 	t.Helper()
 	natsOnce.Do(func() {
+		if p := os.Getenv("TIMGW_NATS_SERVER"); p != "" {
+			natsBin = p
+			return
+		}
 		natsBin = filepath.Join(workDir, "nats-server")
 		build := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2")
 		build.Dir = moduleRoot
