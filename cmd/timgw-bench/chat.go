@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/timgw/timgw/core/codec"
-	"github.com/timgw/timgw/core/codec/tcp"
 	"github.com/timgw/timgw/core/packet"
 )
 
@@ -59,13 +57,49 @@ type chatResult struct {
 	MachineCPU  float64 // cores busy on the whole machine, during the window
 }
 
+// runChat is the chat subcommand: it parses args, starts the gateway (unless -addr) and
+// runs the benchmark.
 func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) (*chatResult, error) {
+	o, gf, addr, err := parseChatFlags(args, stderr)
+	if err != nil {
+		return nil, err
+	}
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return nil, err
+	}
+	if need := uint64(2*o.pairs) + 64; nofile < need {
+		return nil, fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
+	}
+
+	var gw *gateway
+	if addr == "" {
+		bin, cleanup, err := resolveBin(ctx, gf, stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		if gw, err = startGateway(ctx, bin, gf); err != nil {
+			return nil, err
+		}
+		addr = gw.addr
+	}
+	res, err := chat(ctx, gw, addr, o, stdout, stderr)
+	if gw != nil {
+		if serr := gw.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return res, err
+}
+
+// parseChatFlags parses the chat subcommand's flags, checks them and applies -gogc. addr
+// is -addr, empty when the bench starts its own gateway.
+func parseChatFlags(args []string, stderr io.Writer) (o chatOptions, gf gatewayFlags, addr string, err error) {
 	fs := flag.NewFlagSet("timgw-bench chat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var gf gatewayFlags
-	var o chatOptions
 	gf.register(fs, "nolimit")
-	addr := fs.String("addr", "", "use the gateway already running at this host:port instead of starting one (no server CPU figures)")
+	addrFlag := fs.String("addr", "", "use the gateway already running at this host:port instead of starting one (no server CPU figures)")
 	fs.StringVar(&o.proto, "proto", protoTCP, "client protocol: tcp or ws")
 	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs (u_s<i> sends to u_r<i>); 2 connections each")
 	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight (sent, not yet received by its receiver)")
@@ -97,52 +131,25 @@ Flags:
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
-		return nil, err
+		return o, gf, "", err
 	}
 	if err := gf.check(fs); err != nil {
-		return nil, err
+		return o, gf, "", err
 	}
 	if err := checkProto(o.proto); err != nil {
-		return nil, err
+		return o, gf, "", err
 	}
 	if o.pairs <= 0 || o.window <= 0 || o.senders <= 0 || o.conc <= 0 || o.duration <= 0 || o.rate < 0 {
-		return nil, fmt.Errorf("%w: -pairs, -window, -senders, -c and -duration must be positive, -rate not negative", errUsage)
+		return o, gf, "", fmt.Errorf("%w: -pairs, -window, -senders, -c and -duration must be positive, -rate not negative", errUsage)
 	}
-	var err error
 	if o.srcs, err = parseSources(*src); err != nil {
-		return nil, err
+		return o, gf, "", err
 	}
-	if *addr != "" && (gf.bin != "" || gf.config != "" || gf.storage != "" || gf.hooksSet || gf.logFile != "") {
-		return nil, fmt.Errorf("%w: -addr uses a running gateway: -bin, -config, -storage, -hooks and -gwlog do not apply", errUsage)
+	if *addrFlag != "" && (gf.bin != "" || gf.config != "" || gf.storage != "" || gf.hooksSet || gf.logFile != "") {
+		return o, gf, "", fmt.Errorf("%w: -addr uses a running gateway: -bin, -config, -storage, -hooks and -gwlog do not apply", errUsage)
 	}
 	debug.SetGCPercent(*gogc)
-	nofile, err := raiseNoFile()
-	if err != nil {
-		return nil, err
-	}
-	if need := uint64(2*o.pairs) + 64; nofile < need {
-		return nil, fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
-	}
-
-	var gw *gateway
-	if *addr == "" {
-		bin, cleanup, err := resolveBin(ctx, gf, stderr)
-		if err != nil {
-			return nil, err
-		}
-		defer cleanup()
-		if gw, err = startGateway(ctx, bin, gf); err != nil {
-			return nil, err
-		}
-		*addr = gw.addr
-	}
-	res, err := chat(ctx, gw, *addr, o, stdout, stderr)
-	if gw != nil {
-		if serr := gw.stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}
-	return res, err
+	return o, gf, *addrFlag, nil
 }
 
 // pair is one sender and its receiver.
@@ -157,6 +164,7 @@ type pair struct {
 // chatRun is the shared state of one chat run.
 type chatRun struct {
 	o         chatOptions
+	gw        *gateway  // nil with -addr
 	epoch     time.Time // send times are monotonic nanoseconds since epoch
 	pairs     []*pair
 	stop      chan struct{}
@@ -165,6 +173,10 @@ type chatRun struct {
 	hist      histogram
 
 	sent, delivered, acks, ackErrs, other atomic.Int64
+
+	send, recv       []net.Conn
+	wakes            []chan struct{} // a sender goroutine's wake-up, by goroutine
+	senders, readers sync.WaitGroup
 
 	errOnce  sync.Once
 	firstErr error
@@ -179,7 +191,40 @@ func (r *chatRun) fail(err error) {
 
 func (r *chatRun) now() int64 { return int64(time.Since(r.epoch)) }
 
+// chat runs the chat benchmark against the gateway at addr (gw, when not nil, is the one
+// the bench started): log in, send and receive through a warm-up and the measured window,
+// wait for the chats in flight, then report.
 func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, stderr io.Writer) (*chatResult, error) {
+	printChatHeader(stdout, gw, addr, o)
+	r, sendRest, recvRest, err := connectChat(ctx, gw, addr, o, stdout)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	r.start(sendRest, recvRest)
+
+	if err := r.watch(ctx, gw, o.warmup, stderr, "warmup"); err != nil {
+		return nil, err
+	}
+	r.measuring.Store(true)
+	s0 := r.snapshot()
+	if err := r.watch(ctx, gw, o.duration, stderr, "measure"); err != nil {
+		return nil, err
+	}
+	s1 := r.snapshot()
+	r.measuring.Store(false)
+	r.stopSenders()
+	if err := r.drain(ctx); err != nil {
+		return nil, err
+	}
+
+	res := r.result(s0, s1)
+	r.report(stdout, res, s1.t.Sub(s0.t).Seconds())
+	return res, r.verdict(res)
+}
+
+// printChatHeader prints the run's header and its parameters.
+func printChatHeader(stdout io.Writer, gw *gateway, addr string, o chatOptions) {
 	printHeader(stdout, gw, addr)
 	rateDesc := "unlimited (closed loop)"
 	if o.rate > 0 {
@@ -187,119 +232,124 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 	}
 	fmt.Fprintf(stdout, "chat: proto=%s pairs=%d (%d connections) window=%d rate=%s senders=%d size=%dB warmup=%s duration=%s sources=%s\n",
 		o.proto, o.pairs, 2*o.pairs, o.window, rateDesc, o.senders, o.size, o.warmup, o.duration, describeSources(o.srcs))
+}
 
+// connectChat logs in the receivers u_r<i> and the senders u_s<i> and pairs them up. It
+// returns the bytes each connection received after its login response.
+func connectChat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout io.Writer) (r *chatRun, sendRest, recvRest [][]byte, err error) {
 	d := newDialer(addr, o.proto, o.srcs, o.timeout)
 	start := time.Now()
 	recv, recvRest, err := loginAll(ctx, d, o.pairs, o.conc, func(i int) string { return "u_r" + strconv.Itoa(i) }, nil)
 	if err != nil {
-		return nil, withGateway(gw, fmt.Errorf("log in receivers: %w", err))
+		return nil, nil, nil, withGateway(gw, fmt.Errorf("log in receivers: %w", err))
 	}
-	defer closeAll(recv)
 	send, sendRest, err := loginAll(ctx, d, o.pairs, o.conc, func(i int) string { return "u_s" + strconv.Itoa(i) }, nil)
 	if err != nil {
-		return nil, withGateway(gw, fmt.Errorf("log in senders: %w", err))
+		closeAll(recv)
+		return nil, nil, nil, withGateway(gw, fmt.Errorf("log in senders: %w", err))
 	}
-	defer closeAll(send)
 	fmt.Fprintf(stdout, "connected: %d connections logged in in %s\n", 2*o.pairs, time.Since(start).Round(time.Millisecond))
 
-	r := &chatRun{o: o, epoch: time.Now(), stop: make(chan struct{}), failed: make(chan struct{})}
-	wakes := make([]chan struct{}, o.senders)
-	for i := range wakes {
-		wakes[i] = make(chan struct{}, 1)
+	r = &chatRun{o: o, gw: gw, epoch: time.Now(), stop: make(chan struct{}), failed: make(chan struct{}),
+		send: send, recv: recv, wakes: make([]chan struct{}, o.senders)}
+	for i := range r.wakes {
+		r.wakes[i] = make(chan struct{}, 1)
 	}
 	r.pairs = make([]*pair, o.pairs)
 	for i := range r.pairs {
-		r.pairs[i] = &pair{send: send[i], recv: recv[i], to: "u_r" + strconv.Itoa(i), wake: wakes[i%o.senders]}
+		r.pairs[i] = &pair{send: send[i], recv: recv[i], to: "u_r" + strconv.Itoa(i), wake: r.wakes[i%o.senders]}
 	}
+	return r, sendRest, recvRest, nil
+}
 
-	var readers sync.WaitGroup
+// start starts a reader per connection and the -senders sender goroutines, each driving
+// every -senders-th pair.
+func (r *chatRun) start(sendRest, recvRest [][]byte) {
 	for i, p := range r.pairs {
-		readers.Add(2)
+		r.readers.Add(2)
 		go func() {
-			defer readers.Done()
-			r.readErr("receiver", i, readLoop(p.recv, o.proto, recvRest[i], &recvSink{r: r, p: p}))
+			defer r.readers.Done()
+			r.readErr("receiver", i, readLoop(p.recv, r.o.proto, recvRest[i], &recvSink{r: r, p: p}))
 		}()
 		go func() {
-			defer readers.Done()
-			r.readErr("sender", i, readLoop(p.send, o.proto, sendRest[i], &ackSink{r: r}))
+			defer r.readers.Done()
+			r.readErr("sender", i, readLoop(p.send, r.o.proto, sendRest[i], &ackSink{r: r}))
 		}()
 	}
-	var senders sync.WaitGroup
-	for g := range o.senders {
+	for g := range r.o.senders {
 		var mine []*pair
-		for i := g; i < len(r.pairs); i += o.senders {
+		for i := g; i < len(r.pairs); i += r.o.senders {
 			mine = append(mine, r.pairs[i])
 		}
-		senders.Add(1)
+		r.senders.Add(1)
 		go func() {
-			defer senders.Done()
-			r.sendLoop(mine, wakes[g])
+			defer r.senders.Done()
+			r.sendLoop(mine, r.wakes[g])
 		}()
 	}
-	// shutdown stops the senders. One blocked in a write to a gateway that stopped reading
-	// is released by closing the sending connections after a grace period.
-	shutdown := func() {
-		if r.stopping.CompareAndSwap(false, true) {
-			close(r.stop)
-		}
-		done := make(chan struct{})
-		go func() { senders.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			closeAll(send)
-			<-done
-		}
-	}
-	defer func() {
-		shutdown()
-		closeAll(send)
-		closeAll(recv)
-		readers.Wait()
-	}()
+}
 
-	// Warm up, then measure, printing one progress line per second.
-	if err := r.watch(ctx, gw, o.warmup, stderr, "warmup"); err != nil {
-		return nil, err
+// stopSenders stops the senders. One blocked in a write to a gateway that stopped reading
+// is released by closing the sending connections after a grace period.
+func (r *chatRun) stopSenders() {
+	if r.stopping.CompareAndSwap(false, true) {
+		close(r.stop)
 	}
-	type snap struct {
-		t               time.Time
-		delivered, acks int64
-		server, bench   time.Duration
-		serverOK        bool
-		plugins         time.Duration
-		busy, total     time.Duration
+	done := make(chan struct{})
+	go func() { r.senders.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		closeAll(r.send)
+		<-done
 	}
-	take := func() snap {
-		s := snap{t: time.Now(), delivered: r.delivered.Load(), acks: r.acks.Load(), bench: selfCPU()}
-		s.busy, s.total, _ = machineCPU()
-		if gw != nil {
-			var err error
-			s.server, err = gw.cpu()
-			s.serverOK = err == nil
-			s.plugins = gw.pluginCPU()
-			s.server += s.plugins
-		}
-		return s
-	}
-	r.measuring.Store(true)
-	s0 := take()
-	if err := r.watch(ctx, gw, o.duration, stderr, "measure"); err != nil {
-		return nil, err
-	}
-	s1 := take()
-	r.measuring.Store(false)
-	shutdown()
+}
 
-	// Drain: wait for the chats in flight.
-	deadline := time.Now().Add(o.drain)
+// close stops the senders, closes every connection and waits for the readers.
+func (r *chatRun) close() {
+	r.stopSenders()
+	closeAll(r.send)
+	closeAll(r.recv)
+	r.readers.Wait()
+}
+
+// drain waits at most -drain for the chats in flight.
+func (r *chatRun) drain(ctx context.Context) error {
+	deadline := time.Now().Add(r.o.drain)
 	for r.inflight() > 0 && time.Now().Before(deadline) {
-		if err := r.check(ctx, gw); err != nil {
-			return nil, err
+		if err := r.check(ctx, r.gw); err != nil {
+			return err
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return nil
+}
 
+// chatSnap is the counters and CPU times at one instant of a run.
+type chatSnap struct {
+	t               time.Time
+	delivered, acks int64
+	server, bench   time.Duration
+	serverOK        bool
+	plugins         time.Duration
+	busy, total     time.Duration
+}
+
+func (r *chatRun) snapshot() chatSnap {
+	s := chatSnap{t: time.Now(), delivered: r.delivered.Load(), acks: r.acks.Load(), bench: selfCPU()}
+	s.busy, s.total, _ = machineCPU()
+	if r.gw != nil {
+		var err error
+		s.server, err = r.gw.cpu()
+		s.serverOK = err == nil
+		s.plugins = r.gw.pluginCPU()
+		s.server += s.plugins
+	}
+	return s
+}
+
+// result computes the run's numbers over the window from s0 to s1.
+func (r *chatRun) result(s0, s1 chatSnap) *chatResult {
 	el := s1.t.Sub(s0.t).Seconds()
 	res := &chatResult{
 		Delivered: s1.delivered - s0.delivered, Acks: s1.acks - s0.acks, AckErrors: r.ackErrs.Load(),
@@ -312,10 +362,19 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 		// Busy share of the whole machine, in cores.
 		res.MachineCPU = float64(runtime.NumCPU()) * float64(s1.busy-s0.busy) / float64(s1.total-s0.total)
 	}
-	cpu := fmt.Sprintf("bench_cpu=%.0f%%", 100*res.BenchCPU)
-	if gw != nil && s0.serverOK && s1.serverOK {
+	if r.gw != nil && s0.serverOK && s1.serverOK {
 		res.ServerCPU = max(0, (s1.server-s0.server).Seconds()/el)
 		res.PluginCPU = max(0, (s1.plugins-s0.plugins).Seconds()/el)
+	}
+	return res
+}
+
+// report prints the result of a window of el seconds: the summary line, the CPU split,
+// the efficiency and the verdict against issue 2's targets.
+func (r *chatRun) report(stdout io.Writer, res *chatResult, el float64) {
+	o := r.o
+	cpu := fmt.Sprintf("bench_cpu=%.0f%%", 100*res.BenchCPU)
+	if res.ServerCPU >= 0 {
 		cpu = fmt.Sprintf("server_cpu=%.0f%% %s", 100*res.ServerCPU, cpu)
 	}
 	fmt.Fprintf(stdout, "chat proto=%s pairs=%d window=%d duration=%s delivered=%d rate=%.0f msgs/s p50=%s p90=%s p99=%s max=%s mean=%s acks=%d ack_rate=%.0f/s ack_errors=%d sent=%d undelivered=%d %s\n",
@@ -347,16 +406,20 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 	if n := r.other.Load(); n > 0 {
 		fmt.Fprintf(stdout, "note: receivers got %d packets that were not chats\n", n)
 	}
+}
 
+// verdict fails a run whose numbers cannot be trusted: a refused chat, nothing delivered,
+// chats lost.
+func (r *chatRun) verdict(res *chatResult) error {
 	switch {
 	case res.AckErrors > 0:
-		return res, fmt.Errorf("%d chats refused; first response: %s", res.AckErrors, r.ackErr)
+		return fmt.Errorf("%d chats refused; first response: %s", res.AckErrors, r.ackErr)
 	case res.Delivered == 0:
-		return res, withGateway(gw, errors.New("no chat was delivered during the measured window"))
+		return withGateway(r.gw, errors.New("no chat was delivered during the measured window"))
 	case res.Undelivered > 0:
-		return res, fmt.Errorf("%d chats sent were not delivered within %s after the window", res.Undelivered, o.drain)
+		return fmt.Errorf("%d chats sent were not delivered within %s after the window", res.Undelivered, r.o.drain)
 	}
-	return res, nil
+	return nil
 }
 
 func pct(f float64) string {
@@ -466,7 +529,6 @@ func (r *chatRun) watch(ctx context.Context, gw *gateway, d time.Duration, log i
 // budget refills).
 func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 	o := r.o
-	cd := tcp.New(codec.Options{})
 	var body, buf []byte
 	window := int64(o.window)
 
@@ -511,7 +573,7 @@ func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 			for range n {
 				p.seq++
 				body = appendChat(body[:0], p.to, now, p.seq, o.size)
-				buf = appendFrame(buf, o.proto, cd, packet.CmdChatReq, body)
+				buf = appendFrame(buf, o.proto, packet.CmdChatReq, body)
 			}
 			p.inflight.Add(n)
 			if _, err := p.send.Write(buf); err != nil {

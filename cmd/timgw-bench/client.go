@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/codec/tcp"
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/integration/timclient"
 )
 
 // Protocols a client speaks.
@@ -67,154 +67,50 @@ func parseSources(s string) ([]net.IP, error) {
 	return ips, nil
 }
 
-// dialer opens logged-in client connections to the gateway. Source addresses rotate over
-// srcs, so that more connections fit than one address has ephemeral ports.
+// dialer opens logged-in client connections to the gateway with the t-im client package.
+// Source addresses rotate over srcs, so that more connections fit than one address has
+// ephemeral ports.
 type dialer struct {
 	addr    string
 	proto   string
 	srcs    []net.IP
 	timeout time.Duration
 	next    atomic.Uint64
-	codec   *tcp.Codec
 }
 
 func newDialer(addr, proto string, srcs []net.IP, timeout time.Duration) *dialer {
-	return &dialer{addr: addr, proto: proto, srcs: srcs, timeout: timeout,
-		codec: tcp.New(codec.Options{MaxFrame: maxFrame})}
+	return &dialer{addr: addr, proto: proto, srcs: srcs, timeout: timeout}
 }
 
-func (d *dialer) netDialer() *net.Dialer {
-	nd := &net.Dialer{Timeout: d.timeout}
-	if len(d.srcs) > 0 {
-		nd.LocalAddr = &net.TCPAddr{IP: d.srcs[d.next.Add(1)%uint64(len(d.srcs))]}
-	}
-	return nd
-}
-
-// login opens a connection, logs in as user and waits for the login response (cmd 6,
-// code 10007). rest holds bytes that arrived after the response, to be read first.
+// login opens a connection and logs in as user: cmd 5 over TCP, ?username= in the
+// WebSocket upgrade. It waits for the login response (cmd 6, code 10007). rest holds the
+// bytes that arrived after the response, to be read first; packets before it are dropped.
 func (d *dialer) login(ctx context.Context, user string) (c net.Conn, rest []byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	opts := &timclient.Options{Timeout: d.timeout}
+	if len(d.srcs) > 0 {
+		opts.LocalAddr = &net.TCPAddr{IP: d.srcs[d.next.Add(1)%uint64(len(d.srcs))]}
+	}
+	addr := "tcp://" + d.addr
 	if d.proto == protoWS {
-		return d.loginWS(ctx, user)
+		addr = "ws://" + d.addr + "/?username=" + url.QueryEscape(user)
 	}
-	return d.loginTCP(ctx, user)
-}
-
-func (d *dialer) loginTCP(ctx context.Context, user string) (net.Conn, []byte, error) {
-	c, err := d.netDialer().DialContext(ctx, "tcp", d.addr)
+	tc, err := timclient.Dial(addr, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	body, _ := json.Marshal(packet.Login{UserID: packet.Str(user)})
-	_ = c.SetDeadline(time.Now().Add(d.timeout))
-	if _, err := c.Write(tcp.Frame(packet.CmdLoginReq, body)); err != nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("send login: %w", err)
+	if d.proto == protoWS {
+		_, err = tc.ExpectStatus(packet.CmdLoginResp, packet.StatusLoginOK, d.timeout)
+	} else {
+		_, err = tc.Login(user, "", d.timeout)
 	}
-	buf := make([]byte, 0, 1024)
-	var dec codec.Decoded
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, make([]byte, cap(buf))...)[:len(buf)]
-		}
-		n, err := c.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		consumed, derr := d.codec.Decode(buf, &dec)
-		if derr != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("read login response: %w", derr)
-		}
-		for _, p := range dec.Packets {
-			if p.Cmd != packet.CmdLoginResp {
-				continue
-			}
-			if err := checkCode(p.Body, packet.StatusLoginOK); err != nil {
-				c.Close()
-				return nil, nil, fmt.Errorf("login %s: %w", user, err)
-			}
-			_ = c.SetDeadline(time.Time{})
-			return c, bytes.Clone(buf[consumed:]), nil
-		}
-		dec.Reset()
-		buf = buf[:copy(buf, buf[consumed:])]
-		if err != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("read login response: %w", err)
-		}
-	}
-}
-
-func (d *dialer) loginWS(ctx context.Context, user string) (net.Conn, []byte, error) {
-	nd := d.netDialer()
-	wd := ws.Dialer{
-		Timeout:        d.timeout,
-		ReadBufferSize: 1024,
-		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return nd.DialContext(ctx, network, addr)
-		},
-	}
-	c, br, _, err := wd.Dial(ctx, "ws://"+d.addr+"/?username="+url.QueryEscape(user))
 	if err != nil {
-		return nil, nil, err
+		tc.NetConn().Close()
+		return nil, nil, fmt.Errorf("login %s: %w", user, err)
 	}
-	var pre []byte
-	if br != nil { // the gateway's first frames came with the upgrade response
-		pre, _ = br.Peek(br.Buffered())
-		pre = bytes.Clone(pre)
-		ws.PutReader(br)
-	}
-	_ = c.SetDeadline(time.Now().Add(d.timeout))
-	pr := bytes.NewReader(pre)
-	r := io.MultiReader(pr, c)
-	for {
-		h, err := ws.ReadHeader(r)
-		if err != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("read login response: %w", err)
-		}
-		if h.Length > maxFrame {
-			c.Close()
-			return nil, nil, fmt.Errorf("read login response: frame of %d bytes", h.Length)
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("read login response: %w", err)
-		}
-		if h.Masked {
-			ws.Cipher(payload, h.Mask, 0)
-		}
-		switch h.OpCode {
-		case ws.OpClose:
-			c.Close()
-			return nil, nil, fmt.Errorf("login %s: gateway closed the WebSocket: %q", user, payload)
-		case ws.OpText, ws.OpBinary:
-			if cmd, _ := jsonInt(payload, "cmd"); packet.Cmd(cmd) != packet.CmdLoginResp {
-				continue
-			}
-			if err := checkCode(payload, packet.StatusLoginOK); err != nil {
-				c.Close()
-				return nil, nil, fmt.Errorf("login %s: %w", user, err)
-			}
-			_ = c.SetDeadline(time.Time{})
-			return c, pre[len(pre)-pr.Len():], nil
-		}
-	}
-}
-
-// checkCode returns an error unless the response body carries code want.
-func checkCode(body []byte, want packet.Status) error {
-	var r struct {
-		Code packet.Status `json:"code"`
-		Msg  string        `json:"msg"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return fmt.Errorf("unreadable response %q: %w", body, err)
-	}
-	if r.Code != want {
-		return fmt.Errorf("code %d (%s), want %d: %s", r.Code, r.Msg, want, body)
-	}
-	return nil
+	return tc.NetConn(), tc.Buffered(), nil
 }
 
 // loginAll logs in n users with up to conc logins at a time and returns their connections
@@ -357,26 +253,13 @@ func readLoopWS(c net.Conn, rest []byte, s sink) error {
 	}
 }
 
-// appendFrame appends one client frame carrying body to dst: the t-im TCP frame (through
-// the gateway's own TCP codec) or a masked WebSocket text frame.
-func appendFrame(dst []byte, proto string, cd *tcp.Codec, cmd packet.Cmd, body []byte) []byte {
+// appendFrame appends one client frame carrying body to dst: a t-im TCP frame or a
+// masked WebSocket text frame.
+func appendFrame(dst []byte, proto string, cmd packet.Cmd, body []byte) []byte {
 	if proto == protoTCP {
-		return cd.Encode(dst, packet.Packet{Cmd: cmd, Body: body})
+		return timclient.AppendTCPFrame(dst, cmd, body)
 	}
-	h := ws.Header{Fin: true, OpCode: ws.OpText, Masked: true, Mask: ws.NewMask(), Length: int64(len(body))}
-	_ = ws.WriteHeader(appendWriter{&dst}, h)
-	start := len(dst)
-	dst = append(dst, body...)
-	ws.Cipher(dst[start:], h.Mask, 0)
-	return dst
-}
-
-// appendWriter is an io.Writer that appends to a slice.
-type appendWriter struct{ dst *[]byte }
-
-func (w appendWriter) Write(p []byte) (int, error) {
-	*w.dst = append(*w.dst, p...)
-	return len(p), nil
+	return timclient.AppendWSText(dst, body)
 }
 
 // jsonInt returns the integer value of the first "key": member in a JSON body. It is a

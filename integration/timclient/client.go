@@ -265,10 +265,15 @@ func (c *Conn) WriteRaw(b []byte) error {
 // TCPFrame returns the t-im TCP wire form of one packet: cmd, big-endian body length,
 // body.
 func TCPFrame(cmd packet.Cmd, body []byte) []byte {
-	b := make([]byte, TCPHeaderLen, TCPHeaderLen+len(body))
-	b[0] = byte(cmd)
-	binary.BigEndian.PutUint32(b[1:], uint32(len(body)))
-	return append(b, body...)
+	return AppendTCPFrame(make([]byte, 0, TCPHeaderLen+len(body)), cmd, body)
+}
+
+// AppendTCPFrame appends the t-im TCP wire form of one packet to dst (for writing many
+// packets with one write).
+func AppendTCPFrame(dst []byte, cmd packet.Cmd, body []byte) []byte {
+	dst = append(dst, byte(cmd))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(body)))
+	return append(dst, body...)
 }
 
 // WebSocket opcodes (RFC 6455 section 5.2).
@@ -288,8 +293,15 @@ func WSText(payload []byte) []byte { return WSFrame(wsOpText, payload) }
 // WSFrame returns the wire form of one final, masked (client-to-server) WebSocket
 // frame of the given opcode.
 func WSFrame(op byte, payload []byte) []byte {
+	return appendWSFrame(make([]byte, 0, 14+len(payload)), op, payload)
+}
+
+// AppendWSText appends the wire form of one final, masked WebSocket text frame carrying
+// payload to dst (for writing many frames with one write).
+func AppendWSText(dst, payload []byte) []byte { return appendWSFrame(dst, wsOpText, payload) }
+
+func appendWSFrame(b []byte, op byte, payload []byte) []byte {
 	n := len(payload)
-	b := make([]byte, 0, 14+n)
 	b = append(b, 0x80|op)
 	switch {
 	case n < 126:
@@ -402,6 +414,11 @@ func (c *Conn) Err() error { return c.rerr }
 
 // Pending returns the packets Expect has set aside, without consuming them.
 func (c *Conn) Pending() []packet.Packet { return c.pending }
+
+// Buffered returns a copy of the bytes received but not parsed into packets yet: with
+// NetConn, what a reader of its own needs to take the connection over (after a login,
+// say).
+func (c *Conn) Buffered() []byte { return bytes.Clone(c.rbuf[c.roff:]) }
 
 // ExpectClosed waits at most timeout for the server to close the connection. It
 // returns the packets that arrived before the close (set-aside ones included) and nil

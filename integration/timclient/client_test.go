@@ -186,3 +186,71 @@ func TestAPIDoSendsKey(t *testing.T) {
 		t.Fatalf("%v %v", r, err)
 	}
 }
+
+// A reader of its own takes a connection over after a login: Buffered holds what came
+// after the login response, and the rest of the stream follows on NetConn.
+func TestExpectStatusThenBuffered(t *testing.T) {
+	c, s := pipe(t, TCP)
+	chat := TCPFrame(packet.CmdChatReq, []byte(`{"cmd":11,"content":"after the login"}`))
+	login := TCPFrame(packet.CmdLoginResp, []byte(`{"cmd":6,"code":10007}`))
+	if _, err := s.Write(append(login, chat...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExpectStatus(packet.CmdLoginResp, packet.StatusLoginOK, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rest := c.Buffered()
+	if len(rest) < len(chat) {
+		_ = c.NetConn().SetReadDeadline(time.Now().Add(time.Second))
+		more := make([]byte, len(chat)-len(rest))
+		if _, err := io.ReadFull(c.NetConn(), more); err != nil {
+			t.Fatal(err)
+		}
+		rest = append(rest, more...)
+	}
+	if string(rest) != string(chat) {
+		t.Fatalf("rest %q, want the chat frame %q", rest, chat)
+	}
+
+	// A refused status is a *StatusError carrying the response.
+	c2, s2 := pipe(t, TCP)
+	if _, err := s2.Write(TCPFrame(packet.CmdLoginResp, []byte(`{"cmd":6,"code":10008}`))); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c2.ExpectStatus(packet.CmdLoginResp, packet.StatusLoginOK, time.Second)
+	var se *StatusError
+	if !errors.As(err, &se) || r == nil || r.Code != packet.StatusLoginFailed {
+		t.Fatalf("got %v, %v: want a *StatusError with code 10008", r, err)
+	}
+}
+
+// Frames appended to one buffer reach the server as separate packets.
+func TestAppendFrames(t *testing.T) {
+	var b []byte
+	b = AppendTCPFrame(b, packet.CmdChatReq, []byte(`{"n":1}`))
+	b = AppendTCPFrame(b, packet.CmdHeartbeatReq, []byte(`{"n":2}`))
+	want := append(TCPFrame(packet.CmdChatReq, []byte(`{"n":1}`)), TCPFrame(packet.CmdHeartbeatReq, []byte(`{"n":2}`))...)
+	if string(b) != string(want) {
+		t.Fatalf("AppendTCPFrame: %q, want %q", b, want)
+	}
+
+	c, s := pipe(t, WS)
+	w := AppendWSText(AppendWSText(nil, []byte(`{"cmd":11}`)), []byte(`{"cmd":13}`))
+	if err := c.WriteRaw(w); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(s)
+	for _, want := range []string{`{"cmd":11}`, `{"cmd":13}`} {
+		f, err := ws.ReadFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !f.Header.Masked || f.Header.OpCode != ws.OpText || !f.Header.Fin {
+			t.Fatalf("header %+v: want a final masked text frame", f.Header)
+		}
+		f = ws.UnmaskFrameInPlace(f)
+		if string(f.Payload) != want {
+			t.Fatalf("payload %q, want %q", f.Payload, want)
+		}
+	}
+}

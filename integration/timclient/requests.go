@@ -92,7 +92,14 @@ func (c *Conn) requestOK(cmd packet.Cmd, body any, want packet.Status, timeout t
 	if err := c.Send(cmd, body); err != nil {
 		return nil, err
 	}
-	p, err := c.Expect(cmd.Response(), timeout)
+	return c.ExpectStatus(cmd.Response(), want, timeout)
+}
+
+// ExpectStatus waits at most timeout for the next packet of command cmd, decodes it as a
+// response and requires status want (a *StatusError otherwise; the response is returned
+// either way when one arrived). A WebSocket login by query is answered this way.
+func (c *Conn) ExpectStatus(cmd packet.Cmd, want packet.Status, timeout time.Duration) (*Response, error) {
+	p, err := c.Expect(cmd, timeout)
 	if err != nil {
 		return nil, err
 	}
