@@ -143,16 +143,16 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if a.cluster != nil {
 		a.AddStatus("cluster", func() any { return a.cluster.Status() })
 	}
-	a.AddReloadStep("hooks", func(old, cur *config.Config) (func() []string, func(), error) {
+	a.AddReloadStep("hooks", StepFunc(func(old, cur *config.Config) (Change, error) {
 		// Last step: the scripts reload here, and nothing after it can fail.
 		if reflect.DeepEqual(old.Hooks, cur.Hooks) {
-			return nil, nil, nil
+			return NoChange, nil
 		}
 		if err := a.hooks.Reload(cur.Hooks); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return func() []string { return []string{"hooks"} }, nil, nil
-	})
+		return CommitFunc(func() []string { return []string{"hooks"} }), nil
+	}))
 	a.record(ReloadResult{Trigger: "startup", Changed: []string{"all"}})
 	if len(cfg.API.Keys) == 1 && cfg.API.Keys[0] == "dev-api-key" {
 		log.Warn("the HTTP API accepts the development key dev-api-key: set TIMGW_API_KEY or api.keys for production")

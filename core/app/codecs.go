@@ -19,25 +19,33 @@ func (a *App) startCodecs(cfg *config.Config) error {
 	}
 	a.codecs = m
 	a.AddStatus("codecs", func() any { return m.Status() })
-	a.AddReloadStep("codecs", func(old, cur *config.Config) (func() []string, func(), error) {
+	a.AddReloadStep("codecs", StepFunc(func(old, cur *config.Config) (Change, error) {
 		if reflect.DeepEqual(old.Codecs, cur.Codecs) {
-			return nil, nil, nil
+			return NoChange, nil
 		}
 		// New and changed plugins start now: one that cannot start refuses the reload.
 		plan, err := m.Prepare(cur.Codecs)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return func() []string {
-			changes := plan.Commit()
-			out := make([]string, 0, len(changes))
-			for _, c := range changes {
-				out = append(out, "codecs: "+c)
-			}
-			return out
-		}, plan.Rollback, nil
-	})
+		return codecChange{plan}, nil
+	}))
 	return nil
+}
+
+// codecChange is a prepared codec plan whose changes are reported under "codecs: ".
+type codecChange struct{ *codecplugin.Plan }
+
+var _ Change = codecChange{}
+
+// Commit swaps the plan in.
+func (c codecChange) Commit() []string {
+	changes := c.Plan.Commit()
+	out := make([]string, 0, len(changes))
+	for _, ch := range changes {
+		out = append(out, "codecs: "+ch)
+	}
+	return out
 }
 
 // codecListens are the dedicated ports of the codec plugins (codecs.plugins[].listen),

@@ -36,12 +36,69 @@ type ReloadResult struct {
 	Duration time.Duration `json:"durationNs"`
 }
 
-// step is one part of the gateway that takes a new configuration. prepare validates and
-// builds everything that can fail, changing nothing that clients see; commit swaps it in
-// and cannot fail; rollback undoes prepare when another step failed.
+// Step is one part of the gateway that takes new configurations (limits, TLS, auth,
+// listeners, codecs, hooks ...), registered with App.AddReloadStep.
+//
+// A reload runs in two phases, one reload at a time (App.Reload holds a lock, so no two
+// calls into steps ever overlap):
+//
+//  1. Prepare of every step, in registration order, with the running configuration (old)
+//     and the candidate (cur, already validated). Prepare checks and builds everything
+//     that can fail (opens new ports, loads certificates, starts plugins) and changes
+//     nothing that clients see. It returns NoChange when it has nothing to do.
+//  2. When every Prepare succeeded, Commit of every Change, in registration order; the
+//     candidate then becomes the running configuration. When any Prepare failed,
+//     Rollback of every Change that was prepared, in reverse order, and the running
+//     configuration stays; the result lists every step's error.
+//
+// Commit and Rollback are called at most once, and exactly one of them. Commit cannot
+// fail. Changes take effect while clients are connected, so what Commit swaps must be
+// safe to swap under traffic (atomics or the part's own locks).
+type Step interface {
+	Prepare(old, cur *config.Config) (Change, error)
+}
+
+// Change is what a Step prepared, waiting for the other steps.
+type Change interface {
+	// Commit makes the change take effect and says what changed, for ReloadResult.Changed
+	// (nothing: the step's part turned out to be the same, e.g. a certificate re-read).
+	Commit() []string
+	// Rollback undoes Prepare (closes what it opened) because another step failed.
+	Rollback()
+}
+
+// StepFunc adapts a function to Step.
+type StepFunc func(old, cur *config.Config) (Change, error)
+
+// Prepare calls f.
+func (f StepFunc) Prepare(old, cur *config.Config) (Change, error) { return f(old, cur) }
+
+// CommitFunc is a Change with nothing to undo: Commit calls it, Rollback does nothing.
+type CommitFunc func() []string
+
+// Commit calls f.
+func (f CommitFunc) Commit() []string { return f() }
+
+// Rollback does nothing: Prepare left nothing behind.
+func (CommitFunc) Rollback() {}
+
+// NoChange is the Change of a step that has nothing to do.
+var NoChange Change = noChange{}
+
+type noChange struct{}
+
+func (noChange) Commit() []string { return nil }
+func (noChange) Rollback()        {}
+
+var (
+	_ Step   = StepFunc(nil)
+	_ Change = CommitFunc(nil)
+	_ Change = noChange{}
+)
+
 type step struct {
-	name    string
-	prepare func(old, cur *config.Config) (commit func() []string, rollback func(), err error)
+	name string
+	Step
 }
 
 type reloadState struct {
@@ -72,12 +129,12 @@ func Version(cfg *config.Config) string {
 	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
-// AddReloadStep registers a part of the gateway that takes new configurations. Steps run
-// in registration order.
-func (a *App) AddReloadStep(name string, prepare func(old, cur *config.Config) (commit func() []string, rollback func(), err error)) {
+// AddReloadStep registers a part of the gateway that takes new configurations; name
+// prefixes its errors. Steps are prepared and committed in registration order (see Step).
+func (a *App) AddReloadStep(name string, s Step) {
 	a.reload.mu.Lock()
 	defer a.reload.mu.Unlock()
-	a.reload.steps = append(a.reload.steps, step{name: name, prepare: prepare})
+	a.reload.steps = append(a.reload.steps, step{name: name, Step: s})
 }
 
 // SetSource tells the app how to read its configuration again (the file, with the
@@ -123,32 +180,28 @@ func (a *App) Reload(cfg *config.Config, trigger string) ReloadResult {
 		return a.recordLocked(res)
 	}
 	old := a.cfg
-	var commits []func() []string
-	var rollbacks []func()
+	var changes []Change
 	var errs []error
 	for _, s := range a.reload.steps {
-		commit, rollback, err := s.prepare(old, cfg)
+		c, err := s.Prepare(old, cfg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 			continue
 		}
-		if commit != nil {
-			commits = append(commits, commit)
-		}
-		if rollback != nil {
-			rollbacks = append(rollbacks, rollback)
+		if c != nil && c != NoChange {
+			changes = append(changes, c)
 		}
 	}
 	if len(errs) > 0 {
-		for _, rb := range slices.Backward(rollbacks) {
-			rb()
+		for _, c := range slices.Backward(changes) {
+			c.Rollback()
 		}
 		res.Error = errors.Join(errs...).Error()
 		res.Duration = time.Since(start)
 		return a.recordLocked(res)
 	}
-	for _, c := range commits {
-		res.Changed = append(res.Changed, c()...)
+	for _, c := range changes {
+		res.Changed = append(res.Changed, c.Commit()...)
 	}
 	res.Restart = restartOnly(old, cfg)
 	a.cfg = cfg
@@ -222,11 +275,11 @@ func restartOnly(old, cur *config.Config) []string {
 
 // coreSteps are the reload steps of the core's own settings.
 func (a *App) coreSteps() {
-	a.AddReloadStep("limits", func(old, cur *config.Config) (func() []string, func(), error) {
+	a.AddReloadStep("limits", StepFunc(func(old, cur *config.Config) (Change, error) {
 		if old.Limits == cur.Limits && old.Runtime.Workers == cur.Runtime.Workers && old.Log.Level == cur.Log.Level {
-			return nil, nil, nil
+			return NoChange, nil
 		}
-		return func() []string {
+		return CommitFunc(func() []string {
 			a.srv.SetLimits(cur.Limits)
 			a.srv.SetWorkers(cur.Runtime.Workers)
 			a.router.SetMaxContentBytes(cur.Limits.MaxContentBytes)
@@ -234,40 +287,40 @@ func (a *App) coreSteps() {
 				_ = a.level.UnmarshalText([]byte(cur.Log.Level))
 			}
 			return []string{"limits"}
-		}, nil, nil
-	})
-	a.AddReloadStep("tls", func(old, cur *config.Config) (func() []string, func(), error) {
+		}), nil
+	}))
+	a.AddReloadStep("tls", StepFunc(func(old, cur *config.Config) (Change, error) {
 		// Always reload the files: a renewed certificate keeps its file names.
 		cert, err := LoadCertificate(cur.TLS)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return func() []string {
+		return CommitFunc(func() []string {
 			prev := a.srv.Certificate()
 			a.srv.SetCertificate(cert)
 			if !sameCert(prev, cert) {
 				return []string{"tls"}
 			}
 			return nil
-		}, nil, nil
-	})
-	a.AddReloadStep("auth", func(old, cur *config.Config) (func() []string, func(), error) {
+		}), nil
+	}))
+	a.AddReloadStep("auth", StepFunc(func(old, cur *config.Config) (Change, error) {
 		if reflect.DeepEqual(old.Auth, cur.Auth) {
-			return nil, nil, nil
+			return NoChange, nil
 		}
 		authn, err := Authenticator(cur)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return func() []string { a.gw.SetAuthenticator(authn); return []string{"auth"} }, nil, nil
-	})
-	a.AddReloadStep("api", func(old, cur *config.Config) (func() []string, func(), error) {
+		return CommitFunc(func() []string { a.gw.SetAuthenticator(authn); return []string{"auth"} }), nil
+	}))
+	a.AddReloadStep("api", StepFunc(func(old, cur *config.Config) (Change, error) {
 		if reflect.DeepEqual(old.API, cur.API) {
-			return nil, nil, nil
+			return NoChange, nil
 		}
-		return func() []string { a.api.SetKeys(cur.API.Keys); return []string{"api.keys"} }, nil, nil
-	})
-	a.AddReloadStep("listeners", a.prepareListeners)
+		return CommitFunc(func() []string { a.api.SetKeys(cur.API.Keys); return []string{"api.keys"} }), nil
+	}))
+	a.AddReloadStep("listeners", StepFunc(a.prepareListeners))
 }
 
 type listenSpec struct {
@@ -286,7 +339,7 @@ func specs(cfg *config.Config) []listenSpec {
 // prepareListeners opens the ports the new configuration adds (so that a port in use
 // fails the reload) and, on commit, closes the ports it drops. Connections accepted on
 // a closed port stay open.
-func (a *App) prepareListeners(old, cur *config.Config) (func() []string, func(), error) {
+func (a *App) prepareListeners(old, cur *config.Config) (Change, error) {
 	a.lnMu.Lock()
 	current := slices.Clone(a.listeners)
 	a.lnMu.Unlock()
@@ -305,31 +358,45 @@ func (a *App) prepareListeners(old, cur *config.Config) (func() []string, func()
 			for _, o := range opened {
 				_ = o.Close()
 			}
-			return nil, nil, err
+			return nil, err
 		}
 		opened = append(opened, l)
 		changes = append(changes, fmt.Sprintf("listeners: +%s %s", s.mode, s.addr))
 	}
 	removed := current
 	if len(opened) == 0 && len(removed) == 0 {
-		return nil, nil, nil
+		return NoChange, nil
 	}
-	commit := func() []string {
-		for _, l := range removed {
-			_ = l.Close()
-			changes = append(changes, fmt.Sprintf("listeners: -%s %s", l.Mode(), l.Spec()))
-		}
-		a.lnMu.Lock()
-		a.listeners = orderLike(want, append(keep, opened...))
-		a.lnMu.Unlock()
-		return changes
+	return &listenerChange{a: a, want: want, keep: keep, opened: opened, removed: removed, changes: changes}, nil
+}
+
+// listenerChange swaps the listener set: the new ports are open already.
+type listenerChange struct {
+	a                     *App
+	want                  []listenSpec
+	keep, opened, removed []*transport.Listener
+	changes               []string
+}
+
+var _ Change = (*listenerChange)(nil)
+
+// Commit closes the dropped ports and publishes the new set.
+func (c *listenerChange) Commit() []string {
+	for _, l := range c.removed {
+		_ = l.Close()
+		c.changes = append(c.changes, fmt.Sprintf("listeners: -%s %s", l.Mode(), l.Spec()))
 	}
-	rollback := func() {
-		for _, o := range opened {
-			_ = o.Close()
-		}
+	c.a.lnMu.Lock()
+	c.a.listeners = orderLike(c.want, append(c.keep, c.opened...))
+	c.a.lnMu.Unlock()
+	return c.changes
+}
+
+// Rollback closes the ports Prepare opened.
+func (c *listenerChange) Rollback() {
+	for _, o := range c.opened {
+		_ = o.Close()
 	}
-	return commit, rollback, nil
 }
 
 // orderLike puts the shared port first, as Addr expects.
