@@ -25,11 +25,11 @@ func cpuTime() time.Duration {
 func benchCluster(b *testing.B, ids ...string) []*testNode {
 	addrs := make([]string, len(ids))
 	for i := range ids {
-		addrs[i] = freePortB(b)
+		addrs[i] = freePort(b)
 	}
 	nodes := make([]*testNode, len(ids))
 	for i, id := range ids {
-		nodes[i] = benchNode(b, id, addrs[i], addrs)
+		nodes[i] = startNodeLease(b, id, addrs[i], addrs, 3*time.Second)
 	}
 	return nodes
 }

@@ -53,7 +53,7 @@ func (c *conn) closedWith() string {
 	return c.closed
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,11 +71,15 @@ type testNode struct {
 	crashed bool
 }
 
-func startNode(t *testing.T, id, listen string, routes []string) *testNode {
+func startNode(t testing.TB, id, listen string, routes []string) *testNode {
+	return startNodeLease(t, id, listen, routes, 600*time.Millisecond)
+}
+
+func startNodeLease(t testing.TB, id, listen string, routes []string, lease time.Duration) *testNode {
 	t.Helper()
 	reg := session.New()
 	local := &router.Local{Registry: reg}
-	cfg := config.Cluster{Enabled: true, NodeID: id, Lease: 600 * time.Millisecond,
+	cfg := config.Cluster{Enabled: true, NodeID: id, Lease: lease,
 		NATS: config.NATS{Embedded: config.EmbeddedNATS{ClusterListen: listen, Routes: routes}}}
 	n, err := Start(context.Background(), Options{Config: cfg, Registry: reg, Local: local, Addr: id + ":8888", Logger: quiet})
 	if err != nil {
@@ -233,11 +237,9 @@ func TestClusterRefusesDuplicateNodeID(t *testing.T) {
 // BenchmarkClusterDeliver measures the sender's cost of a private chat to a user on
 // another node (what a pool worker spends; the bus work happens in the flusher).
 func BenchmarkClusterDeliver(b *testing.B) {
-	t := &testing.T{}
-	addrs := []string{freePortB(b), freePortB(b)}
-	_ = t
-	na := benchNode(b, "a", addrs[0], addrs)
-	nb := benchNode(b, "b", addrs[1], addrs)
+	addrs := []string{freePort(b), freePort(b)}
+	na := startNodeLease(b, "a", addrs[0], addrs, 3*time.Second)
+	nb := startNodeLease(b, "b", addrs[1], addrs, 3*time.Second)
 	var recv atomic.Int64
 	for i := 0; i < 100; i++ {
 		nb.reg.Bind(fmt.Sprint("u", i), &countConn{id: uint64(i + 1), n: &recv}, session.Profile{})
@@ -270,24 +272,3 @@ func (c *countConn) Protocol() string         { return "tcp" }
 func (c *countConn) Close(string)             {}
 func (c *countConn) Send(packet.Packet) error { c.n.Add(1); return nil }
 
-func freePortB(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func benchNode(b *testing.B, id, listen string, routes []string) *testNode {
-	reg := session.New()
-	local := &router.Local{Registry: reg}
-	cfg := config.Cluster{Enabled: true, NodeID: id, Lease: 3 * time.Second,
-		NATS: config.NATS{Embedded: config.EmbeddedNATS{ClusterListen: listen, Routes: routes}}}
-	n, err := Start(context.Background(), Options{Config: cfg, Registry: reg, Local: local, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(n.Stop)
-	return &testNode{Node: n, reg: reg, seam: n.Wrap(local)}
-}
