@@ -271,4 +271,3 @@ func (c *countConn) ID() uint64               { return c.id }
 func (c *countConn) Protocol() string         { return "tcp" }
 func (c *countConn) Close(string)             {}
 func (c *countConn) Send(packet.Packet) error { c.n.Add(1); return nil }
-
