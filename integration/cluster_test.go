@@ -56,6 +56,7 @@ type testCluster struct {
 	ids  []string          // node ids
 	bus  map[string]string // node id → its embedded server's cluster_listen
 	dir  string
+	top  string // more top-level YAML for every node (a codecs section, say)
 
 	mu    sync.Mutex
 	nodes map[string]*gateway
@@ -103,6 +104,7 @@ func (c *testCluster) config(id, clusterListen, storage string) string {
 		storage = fmt.Sprintf("  plugin: mongo\n  mongo:\n    uri: %q\n    database: %q\n", c.uri, c.db)
 	}
 	var b strings.Builder
+	b.WriteString(c.top)
 	fmt.Fprintf(&b, `listen: "127.0.0.1:0"
 auth:
   mode: open
@@ -359,6 +361,8 @@ func waitGroupMembers(t *testing.T, g *gateway, group string, want ...string) {
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "cl", nil, "a", "b", "c")
+	// MQTT on the shared port of every node (plugins/codec-mqtt/README.md).
+	c.top = "codecs:\n  plugins:\n    - name: mqtt\n      builtin: codec-mqtt\n"
 	c.start(t)
 	c.waitMembers(t, c.ids, c.ids...)
 	a, b, cn := c.node("a"), c.node("b"), c.node("c")
@@ -491,6 +495,58 @@ func TestCluster(t *testing.T) {
 			}
 			waitPresence(t, cn, me, false)
 			mustSync(t, cc, onC) // the others stay connected
+		})
+		t.Run("MQTT", func(t *testing.T) {
+			t.Parallel()
+			needMosquitto(t)
+			tcpUser, mq, wsUser := uid("clu-m-tcp"), uid("clu-m-mq"), uid("clu-m-ws")
+			tc := a.login(t, epTCP, tcpUser)
+			wc := cn.login(t, epWS, wsUser)
+			sub := startSub(t, b.Addr, mq, []string{"inbox/" + mq})
+			waitPresence(t, a, mq, true)
+			waitPresence(t, b, wsUser, true)
+
+			// t-im TCP on a → MQTT on b: live (10000), on the subscriber's inbox topic.
+			accepted(t)(tc.ChatTo(mq, "tcp on a to mqtt on b", wait))
+			m := sub.expectChat(t, "inbox/"+mq)
+			checkChat(t, &m, tcpUser, "tcp on a to mqtt on b", packet.ChatTypePrivate)
+
+			// MQTT publish on b → WebSocket on c.
+			mustPub(t, b.Addr, mq, "chat/user/"+wsUser, "mqtt on b to ws on c", 1)
+			checkChat(t, mustRecvChat(t, wc, wsUser), mq, "mqtt on b to ws on c", packet.ChatTypePrivate)
+		})
+
+		t.Run("Recall", func(t *testing.T) {
+			t.Parallel()
+			alice, bob := uid("clu-rc-alice"), uid("clu-rc-bob")
+			ac := a.login(t, epTCP, alice)
+			a2 := cn.login(t, epWS, alice) // alice's second device, on a third node
+			bc := b.login(t, epWS, bob)
+			waitPresence(t, a, bob, true)
+			waitPresence(t, b, alice, true)
+			id := uid("clu-rc-msg")
+			r, err := ac.Chat(packet.Chat{ID: packet.Str(id), To: packet.Str(bob), ChatType: packet.ChatTypePrivate, Content: "oops"}, wait)
+			mustAccepted(t, r, err)
+			checkDelivered(t, mustRecvChat(t, bc, bob), alice, bob, "oops")
+
+			// alice recalls it on a (cmd 15, docs/protocol.md): bob on b and alice's
+			// device on c get cmd 16 with the chat marked recalled.
+			r, err = ac.Request(packet.CmdCancelMsgReq, map[string]any{"id": id, "to": bob}, wait)
+			mustCode(t, "recall on a", r, err, packet.StatusOK)
+			for who, conn := range map[string]*timclient.Conn{"bob on b": bc, "alice's device on c": a2} {
+				p, err := conn.Expect(packet.CmdCancelMsgResp, wait)
+				if err != nil {
+					t.Fatalf("%s: no recall notice: %v", who, err)
+				}
+				n, err := timclient.DecodeResponse(p)
+				if err != nil {
+					t.Fatalf("%s: recall notice %s: %v", who, p.Body, err)
+				}
+				var ev packet.Chat
+				if err := n.DataInto(&ev); err != nil || string(ev.ID) != id || !ev.Recalled || ev.From != packet.Str(alice) {
+					t.Errorf("%s: recall notice %s (%v), want chat %s from %s recalled", who, p.Body, err, id, alice)
+				}
+			}
 		})
 	})
 
