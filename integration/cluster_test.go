@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -582,9 +584,12 @@ func TestCluster(t *testing.T) {
 	})
 }
 
-// TestClusterNodeKill kills node b with SIGKILL while alice on a chats with bob on b:
-// bob goes offline on a, alice's next chat is stored for him (10001), he reconnects to
-// node c and finds every chat alice had acknowledged. Then b restarts with the same
+// TestClusterNodeKill kills node b with SIGKILL while alice on a chats with bob on b
+// and, meanwhile, loaders on a and c push chats at receivers on b as fast as a window
+// of unanswered chats lets them: bob goes offline on a, alice's next chat is stored for
+// him (10001), he reconnects to node c and finds every chat alice had acknowledged, and
+// every chat of the load answered 10000 or 10001 was either received live on b or is in
+// its receiver's offline inbox after reconnecting to c. Then b restarts with the same
 // node id: the others see its new epoch, and its old users stay offline.
 func TestClusterNodeKill(t *testing.T) {
 	t.Parallel()
@@ -600,11 +605,29 @@ func TestClusterNodeKill(t *testing.T) {
 		waitPresence(t, a, u, true)
 		waitPresence(t, cn, u, true)
 	}
+	var loads []*chatLoad
+	for i := range clusterLoaders {
+		from := a
+		if i%2 == 1 {
+			from = cn
+		}
+		ep := []endpoint{epTCP, epWS}[i%2]
+		loads = append(loads, newChatLoad(t, from, b, ep, uid(fmt.Sprintf("kill-load%d", i))))
+	}
+	for _, l := range loads {
+		waitPresence(t, l.from, l.receiver, true)
+		waitPresence(t, l.from, l.sender, true)
+	}
 	stB, err := statusOf(a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldB := stB.find("b")
+	loadStart := time.Now()
+	for _, l := range loads {
+		l.start()
+	}
+	time.Sleep(time.Second) // a second of load before the kill
 
 	// alice chats with bob until a says he is offline; b is killed meanwhile.
 	type acked struct {
@@ -662,6 +685,17 @@ func TestClusterNodeKill(t *testing.T) {
 	waitPresence(t, a, idle, false)
 	close(stop)
 	<-done
+	for _, l := range loads {
+		waitPresence(t, l.from, l.receiver, false)
+	}
+	time.Sleep(500 * time.Millisecond) // load to offline receivers too
+	for _, l := range loads {
+		l.stop()
+	}
+	loadTime := time.Since(loadStart)
+	for _, l := range loads {
+		l.wait(t)
+	}
 	mu.Lock()
 	if len(errs) > 0 {
 		t.Fatalf("alice's chats during the kill: %v", errs)
@@ -701,6 +735,49 @@ func TestClusterNodeKill(t *testing.T) {
 	}
 	waitPresence(t, a, bob, true)
 
+	// Every load chat answered 10000 or 10001 was received live on b or is in the
+	// receiver's offline inbox on c.
+	var total, liveOK, offlineOK, onlyLive int
+	for _, l := range loads {
+		rc := cn.login(t, l.ep, l.receiver)
+		inbox := drainOffline(t, rc, l.receiver)
+		stored := make(map[string]bool, len(inbox))
+		for _, id := range inbox {
+			stored[id] = true
+		}
+		var lost []string
+		for id, code := range l.acked {
+			total++
+			if code == packet.StatusOK {
+				liveOK++
+			} else {
+				offlineOK++
+			}
+			switch {
+			case stored[id]:
+			case l.live[id]:
+				onlyLive++
+			default:
+				lost = append(lost, fmt.Sprintf("%s (%d)", id, code))
+			}
+		}
+		if len(lost) > 0 {
+			slices.Sort(lost)
+			t.Errorf("%s → %s: %d of %d acknowledged chats neither received live on b (%d were) nor in the offline inbox on c (%d there): %.2000v",
+				l.sender, l.receiver, len(lost), len(l.acked), len(l.live), len(inbox), lost)
+		}
+		t.Logf("%s → %s: %d sent, %d acknowledged, %d received live, %d in the offline inbox", l.sender, l.receiver,
+			l.sent.Load(), len(l.acked), len(l.live), len(inbox))
+		if l.refused > 0 {
+			t.Logf("%s: %d chats answered with another code (first: %s)", l.sender, l.refused, l.firstRefusal)
+		}
+	}
+	t.Logf("load: %d loaders, %d chats acknowledged in %s (%.0f/s; %d answered 10000, %d 10001; %d found only as received live)",
+		len(loads), total, loadTime.Round(time.Millisecond), float64(total)/loadTime.Seconds(), liveOK, offlineOK, onlyLive)
+	if liveOK == 0 || offlineOK == 0 {
+		t.Errorf("the load saw %d chats delivered live and %d stored for offline receivers, want both", liveOK, offlineOK)
+	}
+
 	// b restarts with the same node id: a and c see a new b, and b's old user idle
 	// stays offline everywhere.
 	b2, err := c.launch(t, "b")
@@ -735,6 +812,159 @@ func TestClusterNodeKill(t *testing.T) {
 		if err := json.Unmarshal(ans.Data, &d); err != nil || d.Online {
 			t.Errorf("%s, after b restarted, says %s: %s (%v), want offline", g.name, idle, ans.Data, err)
 		}
+	}
+}
+
+// clusterLoaders is how many sender → receiver pairs load the cluster while a node is
+// killed.
+const clusterLoaders = 8
+
+// clusterLoadWindow is how many chats a loader may have sent and not yet seen answered.
+const clusterLoadWindow = 64
+
+// chatLoad is one sender pushing private chats with ids of its own at one receiver,
+// pipelined up to clusterLoadWindow unanswered chats, while the receiver records the
+// chats it gets live until its connection ends.
+type chatLoad struct {
+	from, to         *gateway
+	ep               endpoint // the receiver's
+	sender, receiver string
+	sc, rc           *timclient.Conn
+
+	halt     chan struct{}
+	sent     atomic.Int64
+	window   chan struct{}
+	sendDone chan struct{}
+	ansDone  chan struct{}
+	recvDone chan struct{}
+
+	// Set by the goroutines, read after wait.
+	acked        map[string]packet.Status // chat id → 10000 or 10001
+	live         map[string]bool          // chat ids the receiver got live
+	refused      int                      // answers with another code
+	firstRefusal string
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// fail records an error of one of l's goroutines.
+func (l *chatLoad) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+// newChatLoad logs in a sender on from (t-im TCP) and a receiver on to (over ep).
+func newChatLoad(t *testing.T, from, to *gateway, ep endpoint, name string) *chatLoad {
+	t.Helper()
+	l := &chatLoad{from: from, to: to, ep: ep, sender: name + "-s", receiver: name + "-r",
+		halt: make(chan struct{}), window: make(chan struct{}, clusterLoadWindow),
+		sendDone: make(chan struct{}), ansDone: make(chan struct{}), recvDone: make(chan struct{}),
+		acked: map[string]packet.Status{}, live: map[string]bool{}}
+	l.sc = from.login(t, epTCP, l.sender)
+	l.rc = to.login(t, ep, l.receiver)
+	return l
+}
+
+// start runs the sender, the reader of its answers and the receiver.
+func (l *chatLoad) start() {
+	go func() { // receiver: until its node dies
+		defer close(l.recvDone)
+		for {
+			p, err := l.rc.Recv(time.Minute)
+			if err != nil {
+				if !errors.Is(err, timclient.ErrClosed) {
+					l.fail(fmt.Errorf("receiver %s: %w", l.receiver, err))
+				}
+				return
+			}
+			if p.Cmd != packet.CmdChatReq {
+				continue
+			}
+			m, err := timclient.DecodeChat(p)
+			if err != nil {
+				l.fail(fmt.Errorf("receiver %s: %w", l.receiver, err))
+				return
+			}
+			l.live[string(m.ID)] = true
+		}
+	}()
+	go func() { // sender
+		defer close(l.sendDone)
+		for i := 0; ; i++ {
+			select {
+			case <-l.halt:
+				return
+			case l.window <- struct{}{}:
+			}
+			id := fmt.Sprintf("%s-%d", l.sender, i)
+			err := l.sc.Send(packet.CmdChatReq, packet.Chat{Cmd: packet.Int(packet.CmdChatReq), ID: packet.Str(id),
+				To: packet.Str(l.receiver), ChatType: packet.ChatTypePrivate, Content: "load " + id})
+			if err != nil {
+				<-l.window
+				l.fail(fmt.Errorf("sender %s: %w", l.sender, err))
+				return
+			}
+			l.sent.Add(1)
+		}
+	}()
+	go func() { // answers: until the sender stopped and every chat it sent is answered
+		defer close(l.ansDone)
+		for n := int64(0); ; n++ {
+			for n == l.sent.Load() { // nothing unanswered
+				select {
+				case <-l.sendDone:
+					if n == l.sent.Load() {
+						return
+					}
+				case <-time.After(time.Millisecond):
+				}
+			}
+			p, err := l.sc.Expect(packet.CmdChatResp, wait)
+			if err != nil {
+				l.fail(fmt.Errorf("sender %s, answer %d of %d sent: %w", l.sender, n+1, l.sent.Load(), err))
+				return
+			}
+			<-l.window
+			r, err := timclient.DecodeResponse(p)
+			if err != nil {
+				l.fail(fmt.Errorf("sender %s: %w", l.sender, err))
+				return
+			}
+			var d ackData
+			switch {
+			case r.Code != packet.StatusOK && r.Code != packet.StatusOffline:
+				if l.refused == 0 {
+					l.firstRefusal = string(p.Body)
+				}
+				l.refused++
+			case r.DataInto(&d) != nil || d.ID == "":
+				l.fail(fmt.Errorf("sender %s: answer data %s", l.sender, r.Data))
+			default:
+				l.acked[string(d.ID)] = r.Code
+			}
+		}
+	}()
+}
+
+// stop stops the sender.
+func (l *chatLoad) stop() { close(l.halt) }
+
+// wait waits for every answer and for the receiver's connection to end (its node was
+// killed), failing t on errors of either.
+func (l *chatLoad) wait(t *testing.T) {
+	t.Helper()
+	<-l.ansDone
+	select {
+	case <-l.recvDone:
+	case <-time.After(wait):
+		t.Fatalf("receiver %s: its connection to %s is still open", l.receiver, l.to.name)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) > 0 {
+		t.Fatalf("load %s → %s: %v", l.sender, l.receiver, l.errs)
 	}
 }
 
