@@ -737,7 +737,7 @@ func TestClusterNodeKill(t *testing.T) {
 
 	// Every load chat answered 10000 or 10001 was received live on b or is in the
 	// receiver's offline inbox on c.
-	var total, liveOK, offlineOK, onlyLive int
+	var total, liveOK, offlineOK, onlyLive, notLive int
 	for _, l := range loads {
 		rc := cn.login(t, l.ep, l.receiver)
 		inbox := drainOffline(t, rc, l.receiver)
@@ -750,6 +750,9 @@ func TestClusterNodeKill(t *testing.T) {
 			total++
 			if code == packet.StatusOK {
 				liveOK++
+				if !l.live[id] {
+					notLive++
+				}
 			} else {
 				offlineOK++
 			}
@@ -772,8 +775,10 @@ func TestClusterNodeKill(t *testing.T) {
 			t.Logf("%s: %d chats answered with another code (first: %s)", l.sender, l.refused, l.firstRefusal)
 		}
 	}
-	t.Logf("load: %d loaders, %d chats acknowledged in %s (%.0f/s; %d answered 10000, %d 10001; %d found only as received live)",
-		len(loads), total, loadTime.Round(time.Millisecond), float64(total)/loadTime.Seconds(), liveOK, offlineOK, onlyLive)
+	// A 10000 after the kill and before b's lease ran out was pushed to a dead node: the
+	// receiver finds it offline (docs/cluster.md, presence: leases and epochs).
+	t.Logf("load: %d loaders, %d chats acknowledged in %s (%.0f/s; %d answered 10000, %d of them not received live; %d 10001; %d found only as received live)",
+		len(loads), total, loadTime.Round(time.Millisecond), float64(total)/loadTime.Seconds(), liveOK, notLive, offlineOK, onlyLive)
 	if liveOK == 0 || offlineOK == 0 {
 		t.Errorf("the load saw %d chats delivered live and %d stored for offline receivers, want both", liveOK, offlineOK)
 	}
