@@ -49,3 +49,31 @@ func TestHistoryLatency(t *testing.T) {
 	}
 	t.Logf("50-message page at %d messages: p50 %v, p99 %v, max %v (100 queries)", n, p50, p99, worst)
 }
+
+// BenchmarkAppend measures chats stored per second from 64 concurrent writers, one chat
+// per call through the SDK's gRPC server and batching client (as the gateway writes), on
+// the server in TIMGW_MONGO_URI.
+//
+//	TIMGW_MONGO_URI=mongodb://127.0.0.1:27027/ go test -run '^$' -bench Append -benchtime 5000x ./plugins/storage-mongo/
+func BenchmarkAppend(b *testing.B) {
+	uri := os.Getenv(uriEnv)
+	if uri == "" {
+		b.Skipf("%s is not set: no MongoDB to measure", uriEnv)
+	}
+	cfg, _ := json.Marshal(Config{URI: uri, Database: "timgwbench_append_" + strconv.Itoa(b.N), Timeout: "60s"})
+	s := &Store{}
+	ctx := context.Background()
+	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+		b.Fatal(err)
+	}
+	_ = s.Drop(ctx)
+	if err := s.ensureIndexes(ctx); err != nil {
+		b.Fatal(err)
+	}
+	c := storagetest.Serve(b, s)
+	defer func() {
+		_ = s.Drop(ctx)
+		_ = c.Close()
+	}()
+	storagetest.BenchmarkAppend(b, c, 64)
+}

@@ -1,14 +1,15 @@
 // Package storagemongo is timgw's MongoDB storage plugin: a storage.Backend on
 // go.mongodb.org/mongo-driver/v2. The schema and its indexes are described in README.md.
 //
-// Correctness rests on single-document atomicity and unique indexes, which MongoDB
-// provides: sequence numbers come from $inc on one counter document per conversation;
-// a chat and its dedup key are one document (a unique index on dk refuses a second);
-// a chat is marked (ib) once its inbox entries are written, and a resend of a chat
-// without the mark (a crash between the two writes) writes them; inbox entries have
-// deterministic ids, so writing one twice is harmless.
-// Within one plugin process Append and Recall are serialized, so tests against FerretDB
-// (which does not make concurrent updates of one document atomic) do not depend on it.
+// Correctness rests on unique indexes and single-document writes, never on transactions,
+// so that the plugin processes of several gateways may share one database (Open answers
+// Shared): a chat's seq is claimed by inserting its document with the unique _id
+// conv#seq (seq.go), so seqs are unique and gap-free per conversation even when a
+// process dies mid-append; a chat and its dedup key are one document (a unique index on
+// dk refuses a second, whichever process writes it); a chat is marked (ib) once its
+// inbox entries are written, and a resend of a chat without the mark (a crash between
+// the two writes) writes them; inbox entries have deterministic ids, so writing one twice
+// is harmless.
 package storagemongo
 
 import (
@@ -25,7 +26,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
@@ -50,7 +50,7 @@ type Config struct {
 
 // Store is the MongoDB Backend. The zero value is ready for Open.
 type Store struct {
-	mu       sync.Mutex // serializes Append and Recall
+	mu       sync.Mutex // one Append or Recall at a time in this process (other processes may write meanwhile)
 	client   *mongo.Client
 	db       *mongo.Database
 	msgs     *mongo.Collection
@@ -155,7 +155,9 @@ func (s *Store) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse
 		_ = s.Close()
 		return nil, err
 	}
-	return &pb.OpenResponse{Name: Name, Version: Version}, nil
+	// Every plugin process opened on this database sees one store: seqs are claimed with
+	// unique _ids and dedup keys are unique (seq.go), so gateways may share it.
+	return &pb.OpenResponse{Name: Name, Version: Version, Shared: true}, nil
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
@@ -206,9 +208,15 @@ func (s *Store) nextSeqs(ctx context.Context, id string, n int64) (int64, error)
 	var doc struct {
 		Seq int64 `bson:"seq"`
 	}
-	err := s.counters.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: n}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&doc)
+	inc := func() error {
+		return s.counters.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: id}},
+			bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: n}}}},
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&doc)
+	}
+	err := inc()
+	if mongo.IsDuplicateKeyError(err) { // another process created the counter meanwhile
+		err = inc()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("counter %s: %w", id, err)
 	}
@@ -335,8 +343,6 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 	var dupDocs []*msgDoc
 	var dupReceivers [][]string
 	firstOf := map[string]int{} // dedup key -> index in reqs of its first new chat
-	perConv := map[string]int64{}
-	var convOrder []string
 	for i, r := range reqs {
 		if out[i] != nil {
 			continue
@@ -357,56 +363,47 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 		d := &msgDoc{DK: keys[i], Conv: m.Conv, MID: m.Id, From: m.From, To: m.To, GroupID: m.GroupId,
 			ChatType: m.ChatType, MsgType: m.MsgType, CreateTime: m.CreateTime, ServerTime: m.ServerTime,
 			Content: m.Content, Extras: m.Extras, Kind: storage.KindChat}
-		if perConv[m.Conv] == 0 {
-			convOrder = append(convOrder, m.Conv)
-		}
-		perConv[m.Conv]++
 		fresh, freshReceivers = append(fresh, d), append(freshReceivers, r.Receivers)
 	}
-	// Reserve the seqs, one counter update per conversation (different documents: safe to
-	// run side by side).
-	firstSeq := make(map[string]int64, len(convOrder))
-	var fmu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for _, conv := range convOrder {
-		n := perConv[conv]
-		g.Go(func() error {
-			first, err := s.nextSeqs(gctx, "c:"+conv, n)
-			fmu.Lock()
-			firstSeq[conv] = first
-			fmu.Unlock()
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	// Claim the seqs by inserting the chats (seq.go); chats another gateway's process
+	// stored since the lookup above come back as duplicates.
+	taken, err := s.claim(ctx, fresh)
+	if err != nil {
 		return nil, fmt.Errorf("storage-mongo: append: %w", err)
 	}
-	docs := make([]any, len(fresh))
-	for i, d := range fresh {
-		d.Seq = firstSeq[d.Conv]
-		firstSeq[d.Conv]++
-		d.ID = docID(d.Conv, d.Seq)
-		docs[i] = d
-	}
-	if len(docs) > 0 {
-		if _, err := s.msgs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true)); err != nil {
-			// A chat stored meanwhile by another gateway sharing the database: the batch
-			// fails and the host retries it (the retry finds the duplicate).
-			return nil, fmt.Errorf("storage-mongo: append: insert: %w", err)
+	if len(taken) > 0 {
+		stored, storedReceivers := fresh[:0:0], freshReceivers[:0:0]
+		for i, d := range fresh {
+			if t := taken[d.DK]; t != nil {
+				if !t.Inboxed { // its writer may have died before the inbox entries
+					dupDocs, dupReceivers = append(dupDocs, t), append(dupReceivers, freshReceivers[i])
+					t.Inboxed = true
+				}
+				continue
+			}
+			stored, storedReceivers = append(stored, d), append(storedReceivers, freshReceivers[i])
 		}
+		fresh, freshReceivers = stored, storedReceivers
 	}
 	// Inbox entries of the new chats, and of duplicates whose first write was cut short
 	// by a crash (existing entries are kept as they are); then the marks.
 	if err := s.inboxed(ctx, append(fresh, dupDocs...), append(freshReceivers, dupReceivers...)); err != nil {
 		return nil, fmt.Errorf("storage-mongo: append: %w", err)
 	}
+	byKey := make(map[string]*msgDoc, len(fresh))
+	for _, d := range fresh {
+		byKey[d.DK] = d
+	}
 	for i := range reqs {
 		if out[i] != nil {
 			continue
 		}
+		if t := taken[keys[i]]; t != nil {
+			out[i] = &pb.AppendResult{Seq: t.Seq, ServerTime: t.ServerTime, CreateTime: t.CreateTime, Duplicate: true}
+			continue
+		}
 		first := reqs[firstOf[keys[i]]]
-		d := fresh[slices.IndexFunc(fresh, func(d *msgDoc) bool { return d.DK == keys[i] })]
+		d := byKey[keys[i]]
 		out[i] = &pb.AppendResult{Seq: d.Seq, ServerTime: d.ServerTime, CreateTime: d.CreateTime,
 			Duplicate: first != reqs[i]}
 	}
@@ -602,15 +599,15 @@ func (s *Store) Recall(ctx context.Context, req *pb.RecallRequest) (*pb.RecallRe
 	}
 	ev := evs[evKey]
 	if ev == nil {
-		seq, err := s.nextSeqs(ctx, "c:"+m.Conv, 1)
-		if err != nil {
-			return nil, fmt.Errorf("storage-mongo: recall: %w", err)
-		}
-		ev = &msgDoc{ID: docID(m.Conv, seq), DK: evKey, Conv: m.Conv, Seq: seq, MID: m.MID, From: m.From, To: m.To,
+		ev = &msgDoc{DK: evKey, Conv: m.Conv, MID: m.MID, From: m.From, To: m.To,
 			GroupID: m.GroupID, ChatType: m.ChatType, MsgType: m.MsgType, CreateTime: req.Time, ServerTime: req.Time,
 			Recalled: true, RecallTime: req.Time, RecalledBy: req.By, Kind: storage.KindRecall, RecallID: m.MID, RecallSeq: m.Seq}
-		if _, err := s.msgs.InsertOne(ctx, ev); err != nil {
-			return nil, fmt.Errorf("storage-mongo: recall: insert event: %w", err)
+		taken, err := s.claim(ctx, []*msgDoc{ev})
+		if err != nil {
+			return nil, fmt.Errorf("storage-mongo: recall: event: %w", err)
+		}
+		if t := taken[evKey]; t != nil { // another gateway recalled it meanwhile
+			ev = t
 		}
 	}
 	_, err = s.msgs.UpdateOne(ctx, bson.D{{Key: "_id", Value: m.ID}}, bson.D{
