@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// TestSmoke builds the real gateway and runs both benchmarks briefly against it. It checks
+// TestSmoke builds the real gateway and runs the benchmarks briefly against it. It checks
 // that the bench works (chats delivered and acknowledged, RSS read), not any target.
 func TestSmoke(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -60,6 +60,32 @@ func TestSmoke(t *testing.T) {
 			}
 		})
 	}
+
+	// Two nodes over embedded NATS: chats within a node and across nodes arrive, and
+	// both phases have a CPU cost per chat.
+	t.Run("cluster", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		var out, log bytes.Buffer
+		res, err := runCluster(ctx, []string{"-bin", bin, "-pairs", "10", "-rate", "500",
+			"-warmup", "200ms", "-duration", "1s", "-window", "8"}, &out, &log)
+		t.Logf("output:\n%s%s", out.String(), log.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, ph := range map[string]*clusterPhase{"same": res.Same, "across": res.Across} {
+			c := ph.Chat
+			if c.Delivered == 0 || c.Acks == 0 || c.Samples == 0 || ph.CPUPerMsg <= 0 {
+				t.Errorf("%s: delivered=%d acks=%d samples=%d cpu/msg=%s: want all > 0", name, c.Delivered, c.Acks, c.Samples, ph.CPUPerMsg)
+			}
+			if c.AckErrors != 0 || c.Undelivered != 0 {
+				t.Errorf("%s: ack errors %d, undelivered %d: want 0", name, c.AckErrors, c.Undelivered)
+			}
+		}
+		if res.Ratio <= 0 || !strings.Contains(out.String(), "cluster pairs=10 rate=500/s: cpu/msg same=") {
+			t.Errorf("ratio %.2f, or no summary line in the output", res.Ratio)
+		}
+	})
 
 	// A gateway that refuses the logins makes the bench fail with exit code 1.
 	t.Run("refused", func(t *testing.T) {

@@ -2,6 +2,7 @@
 //
 //	timgw-bench idle [flags]   server RSS per idle, logged-in connection (TCP or WebSocket)
 //	timgw-bench chat [flags]   private-chat throughput and latency between pairs of users
+//	timgw-bench cluster [flags] gateway CPU per chat and latency, same node vs across 2 nodes
 //
 // Both start the gateway as a subprocess (flag -bin; without it the gateway is built from
 // the current module), wait for its "timgw ready" log line, drive it over real sockets and
@@ -36,6 +37,7 @@ const usage = `timgw-bench drives a real timgw gateway over loopback and prints 
 Usage:
   timgw-bench idle [flags]   server RSS per idle logged-in connection
   timgw-bench chat [flags]   private-chat throughput and latency between user pairs
+  timgw-bench cluster [flags] CPU per chat and latency within and across 2 cluster nodes
 
 Run "timgw-bench <command> -h" for the flags of a command.
 `
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_, err = runIdle(ctx, args[1:], stdout, stderr)
 	case "chat":
 		_, err = runChat(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		_, err = runCluster(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
