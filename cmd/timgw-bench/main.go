@@ -4,7 +4,7 @@
 //	timgw-bench chat [flags]   private-chat throughput and latency between pairs of users
 //	timgw-bench cluster [flags] gateway CPU per chat and latency, same node vs across 2 nodes
 //
-// Both start the gateway as a subprocess (flag -bin; without it the gateway is built from
+// All start the gateway as a subprocess (flag -bin; without it the gateway is built from
 // the current module), wait for its "timgw ready" log line, drive it over real sockets and
 // stop it with SIGTERM (then SIGKILL) at the end. chat can also use a running gateway
 // (-addr). Run a subcommand with -h for its flags; README.md explains the method and how
