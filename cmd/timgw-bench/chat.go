@@ -57,6 +57,34 @@ type chatResult struct {
 	MachineCPU  float64 // cores busy on the whole machine, during the window
 }
 
+// register registers the load flags the chat and cluster modes share; it returns -src.
+func (o *chatOptions) register(fs *flag.FlagSet, rate int, rateHelp string) *string {
+	fs.StringVar(&o.proto, "proto", protoTCP, "client protocol: tcp or ws")
+	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs (u_s<i> sends to u_r<i>); 2 connections each")
+	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight (sent, not yet received by its receiver)")
+	fs.IntVar(&o.rate, "rate", rate, rateHelp)
+	fs.IntVar(&o.senders, "senders", 4, "goroutines that drive the senders (each owns pairs/senders pairs)")
+	fs.IntVar(&o.size, "size", 64, "bytes of chat content (\"t=<send time> n=<seq> \" padded with x)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "send this long before measuring")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
+	fs.DurationVar(&o.drain, "drain", 5*time.Second, "after the window, wait at most this long for chats in flight to arrive")
+	fs.IntVar(&o.conc, "c", 64, "connections being opened at a time")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "dial and login timeout per connection")
+	return fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
+}
+
+// enoughFiles raises the open-file limit and checks it covers pairs sender/receiver pairs.
+func enoughFiles(pairs int) error {
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return err
+	}
+	if need := uint64(2*pairs) + 64; nofile < need {
+		return fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
+	}
+	return nil
+}
+
 // runChat is the chat subcommand: it parses args, starts the gateway (unless -addr) and
 // runs the benchmark.
 func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) (*chatResult, error) {
@@ -64,12 +92,8 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) (*cha
 	if err != nil {
 		return nil, err
 	}
-	nofile, err := raiseNoFile()
-	if err != nil {
+	if err := enoughFiles(o.pairs); err != nil {
 		return nil, err
-	}
-	if need := uint64(2*o.pairs) + 64; nofile < need {
-		return nil, fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
 	}
 
 	var gw *gateway
@@ -100,18 +124,7 @@ func parseChatFlags(args []string, stderr io.Writer) (o chatOptions, gf gatewayF
 	fs.SetOutput(stderr)
 	gf.register(fs, "nolimit")
 	addrFlag := fs.String("addr", "", "use the gateway already running at this host:port instead of starting one (no server CPU figures)")
-	fs.StringVar(&o.proto, "proto", protoTCP, "client protocol: tcp or ws")
-	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs (u_s<i> sends to u_r<i>); 2 connections each")
-	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight (sent, not yet received by its receiver)")
-	fs.IntVar(&o.rate, "rate", 0, "offered load in chats/s over all senders (open loop, still capped by -window); 0: as fast as the window allows")
-	fs.IntVar(&o.senders, "senders", 4, "goroutines that drive the senders (each owns pairs/senders pairs)")
-	fs.IntVar(&o.size, "size", 64, "bytes of chat content (\"t=<send time> n=<seq> \" padded with x)")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "send this long before measuring")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window")
-	fs.DurationVar(&o.drain, "drain", 5*time.Second, "after the window, wait at most this long for chats in flight to arrive")
-	fs.IntVar(&o.conc, "c", 64, "connections being opened at a time")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "dial and login timeout per connection")
-	src := fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
+	src := o.register(fs, 0, "offered load in chats/s over all senders (open loop, still capped by -window); 0: as fast as the window allows")
 	gogc := fs.Int("gogc", 400, "GOGC of the bench process (less client GC competing with the gateway for the CPUs)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: timgw-bench chat [flags]

@@ -51,12 +51,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	nofile, err := raiseNoFile()
-	if err != nil {
+	if err := enoughFiles(o.pairs); err != nil {
 		return nil, err
-	}
-	if need := uint64(2*o.pairs) + 64; nofile < need {
-		return nil, fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
 	}
 	bin, cleanup, err := resolveBin(ctx, gf, stderr)
 	if err != nil {
@@ -115,19 +111,8 @@ func parseClusterFlags(args []string, stderr io.Writer) (o clusterOptions, gf ga
 	fs.SetOutput(stderr)
 	fs.StringVar(&gf.bin, "bin", "", "timgw binary to start (default: build ./cmd/timgw of the current module into a temporary directory)")
 	gwlog := fs.String("gwlog", "", "write the gateways' logs to this file with .a and .b appended")
-	fs.StringVar(&o.proto, "proto", protoTCP, "client protocol: tcp or ws")
-	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs per phase; 2 connections each")
-	fs.IntVar(&o.rate, "rate", 10_000, "offered load in chats/s over all senders, the same in both phases")
-	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight")
-	fs.IntVar(&o.senders, "senders", 4, "goroutines that drive the senders")
-	fs.IntVar(&o.size, "size", 64, "bytes of chat content")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "send this long before measuring, per phase")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window per phase")
-	fs.DurationVar(&o.drain, "drain", 5*time.Second, "after a window, wait at most this long for chats in flight to arrive")
-	fs.IntVar(&o.conc, "c", 64, "connections being opened at a time")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "dial and login timeout per connection")
 	fs.DurationVar(&o.lease, "lease", 3*time.Second, "the nodes' cluster.lease")
-	src := fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
+	src := o.register(fs, 10_000, "offered load in chats/s over all senders, the same in both phases")
 	gogc := fs.Int("gogc", 400, "GOGC of the bench process")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: timgw-bench cluster [flags]
