@@ -75,11 +75,8 @@ func (s *Server) jimOnline(_ context.Context, c *app.RequestContext) {
 		s.fail(c, e)
 		return
 	}
-	ctx, cancel := s.callCtx()
-	defer cancel()
-	n, err := s.gw.Connections(ctx, id)
-	if err != nil {
-		s.fail(c, gatewayError("user "+strconv.Quote(id), err))
+	n, ok := s.connections(c, id)
+	if !ok {
 		return
 	}
 	code := packet.StatusOffline

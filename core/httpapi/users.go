@@ -73,6 +73,19 @@ type userInfo struct {
 	Connections int    `json:"connections"`
 }
 
+// connections asks the gateway how many connections user id has; on an error it answers
+// the request and reports false.
+func (s *Server) connections(c *app.RequestContext, id string) (int, bool) {
+	ctx, cancel := s.callCtx()
+	defer cancel()
+	n, err := s.gw.Connections(ctx, id)
+	if err != nil {
+		s.fail(c, gatewayError("user "+strconv.Quote(id), err))
+		return 0, false
+	}
+	return n, true
+}
+
 // getUser is GET /api/v1/users/{id}: whether the user is online, on how many
 // connections.
 func (s *Server) getUser(_ context.Context, c *app.RequestContext) {
@@ -81,11 +94,8 @@ func (s *Server) getUser(_ context.Context, c *app.RequestContext) {
 		s.fail(c, e)
 		return
 	}
-	ctx, cancel := s.callCtx()
-	defer cancel()
-	n, err := s.gw.Connections(ctx, id)
-	if err != nil {
-		s.fail(c, gatewayError("user "+strconv.Quote(id), err))
+	n, ok := s.connections(c, id)
+	if !ok {
 		return
 	}
 	s.ok(c, packet.StatusGetUserOK, userInfo{UserID: id, Online: n > 0, Connections: n})
