@@ -29,6 +29,8 @@ type apiGateway struct {
 	reg   *session.Registry // group membership (replicated to every node in a cluster)
 	dir   Directory
 	stats func() httpapi.Stats
+	// pageSize is groups.members_page_size, read per request (reloadable).
+	pageSize func() int
 }
 
 var (
@@ -53,12 +55,16 @@ func (a apiGateway) Connections(_ context.Context, userID string) (int, error) {
 }
 
 // GroupMembers implements httpapi.Gateway.
-func (a apiGateway) GroupMembers(_ context.Context, groupID string) ([]string, error) {
-	m, ok := a.reg.Members(groupID, nil)
-	if !ok {
-		return nil, fmt.Errorf("group %q: %w", groupID, httpapi.ErrNotFound)
+func (a apiGateway) GroupMembers(_ context.Context, groupID, after string, limit int) (httpapi.MembersPage, error) {
+	size := a.pageSize()
+	if limit <= 0 || limit > size {
+		limit = size
 	}
-	return m, nil
+	m, total, next, ok := a.reg.MembersPage(groupID, after, limit)
+	if !ok {
+		return httpapi.MembersPage{}, fmt.Errorf("group %q: %w", groupID, httpapi.ErrNotFound)
+	}
+	return httpapi.MembersPage{Members: m, Total: total, Next: next}, nil
 }
 
 // Kick implements httpapi.Gateway.

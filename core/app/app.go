@@ -12,6 +12,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/timgw/timgw/core/auth"
@@ -52,6 +53,8 @@ type App struct {
 	metrics   *metrics.Metrics
 	level     *slog.LevelVar
 	stopOnce  sync.Once
+	// membersPage is groups.members_page_size (reloadable).
+	membersPage atomic.Int64
 }
 
 // Authenticator builds the authenticator the configuration asks for.
@@ -107,7 +110,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("hooks: %w", err)
 	}
 	a.hooks = hooks
-	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks, Presence: a.dir})
+	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks, Presence: a.dir,
+		NoticeMaxMembers: cfg.Groups.NoticeMaxMembers})
+	a.membersPage.Store(int64(cfg.Groups.MembersPageSize))
 	a.srv, err = transport.New(transport.Options{Handler: transportHandler{a.gw}, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {
 		return nil, err
@@ -118,7 +123,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	httpapi.SetHertzLogger(log)
-	a.api = httpapi.New(apiGateway{gw: a.gw, reg: a.reg, dir: a.dir, stats: a.apiStats}, httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
+	a.api = httpapi.New(apiGateway{gw: a.gw, reg: a.reg, dir: a.dir, stats: a.apiStats,
+		pageSize: func() int { return int(a.membersPage.Load()) }}, httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
 		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes(), Degraded: a.degraded})
 	go func() { a.httpDone <- a.api.Serve(a.srv.HTTPListener()) }()
 

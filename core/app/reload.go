@@ -289,6 +289,16 @@ func (a *App) coreSteps() {
 			return []string{"limits"}
 		}), nil
 	}))
+	a.AddReloadStep("groups", StepFunc(func(old, cur *config.Config) (Change, error) {
+		if old.Groups == cur.Groups {
+			return NoChange, nil
+		}
+		return CommitFunc(func() []string {
+			a.gw.SetNoticeMaxMembers(cur.Groups.NoticeMaxMembers)
+			a.membersPage.Store(int64(cur.Groups.MembersPageSize))
+			return []string{"groups"}
+		}), nil
+	}))
 	a.AddReloadStep("tls", StepFunc(func(old, cur *config.Config) (Change, error) {
 		// Always reload the files: a renewed certificate keeps its file names.
 		cert, err := LoadCertificate(cur.TLS)

@@ -43,6 +43,8 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// Cluster makes this gateway one node of several (off by default).
 	Cluster Cluster `yaml:"cluster"`
+	// Groups configures how groups behave as they grow (join/leave notices, listings).
+	Groups Groups `yaml:"groups"`
 }
 
 // Listener is a dedicated port for one protocol.
@@ -141,8 +143,9 @@ func Defaults() Config {
 			IdleTimeout:        3 * time.Minute,
 			SniffTimeout:       10 * time.Second,
 		},
-		Log:   Log{Level: "info", Format: "text"},
-		Hooks: DefaultHooks(),
+		Log:    Log{Level: "info", Format: "text"},
+		Hooks:  DefaultHooks(),
+		Groups: DefaultGroups(),
 	}
 }
 
@@ -253,6 +256,7 @@ func (c *Config) Validate() error {
 	if err := c.Hooks.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("hooks: %w", err))
 	}
+	errs = append(errs, c.Groups.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -68,6 +68,9 @@ type Options struct {
 	Storage Storage
 	// Hooks are the Lua hooks run on connections, logins, chats and joins; nil: hook.Noop.
 	Hooks hook.Runner
+	// NoticeMaxMembers is the largest group whose members get join and leave notices
+	// (cmd 9, cmd 10); 0: any size. See SetNoticeMaxMembers.
+	NoticeMaxMembers int
 }
 
 // Gateway runs the t-im commands.
@@ -79,6 +82,8 @@ type Gateway struct {
 	store    Storage
 	hooks    hook.Runner
 	presence Presence
+	// noticeMax is the largest group told of joins and leaves (0: any size).
+	noticeMax atomic.Int64
 }
 
 type authBox struct{ a Authenticator }
@@ -99,8 +104,15 @@ func New(o Options) *Gateway {
 	}
 	g := &Gateway{reg: o.Registry, router: o.Router, log: o.Logger, store: o.Storage, hooks: o.Hooks, presence: o.Presence}
 	g.SetAuthenticator(o.Authenticator)
+	g.SetNoticeMaxMembers(o.NoticeMaxMembers)
 	return g
 }
+
+// SetNoticeMaxMembers sets the largest group whose members are told of every join and
+// leave; above it those notices are not sent, so that filling or emptying a group of N
+// members costs O(N) deliveries rather than O(N²). 0: notices at any size. Safe to call
+// while the gateway runs (config reload).
+func (g *Gateway) SetNoticeMaxMembers(n int) { g.noticeMax.Store(int64(max(n, 0))) }
 
 // SetAuthenticator swaps the authenticator for new logins (config reload).
 func (g *Gateway) SetAuthenticator(a Authenticator) { g.authn.Store(&authBox{a}) }
@@ -144,6 +156,13 @@ func (g *Gateway) push(ctx context.Context, env router.Envelope) router.Outcome 
 		g.log.Warn("push not delivered", "kind", env.Kind, "receivers", len(env.Receivers), "err", err)
 	}
 	return out
+}
+
+// membershipNotices reports whether groupID is small enough for its members to be told
+// of joins and leaves.
+func (g *Gateway) membershipNotices(groupID string) bool {
+	n := g.noticeMax.Load()
+	return n == 0 || int64(g.reg.MemberCount(groupID)) <= n
 }
 
 // notifyGroup pushes the notice p to every member of groupID but skip's connection.

@@ -41,6 +41,9 @@ func (g *Gateway) logout(c Conn, cl *client) {
 	}
 	u, _ := g.reg.User(user)
 	for _, gid := range g.reg.Groups(user) {
+		if !g.membershipNotices(gid) {
+			continue
+		}
 		grp, _ := g.reg.Group(gid)
 		g.notifyGroup(context.Background(), gid, packet.MustEncode(packet.CmdExitGroupNotify,
 			packet.GroupNotice{Cmd: packet.CmdExitGroupNotify, User: u, Group: grp}), 0)
@@ -196,7 +199,7 @@ func (g *Gateway) join(c Conn, cl *client, j packet.JoinGroup) {
 	ok := 1
 	r.Result, r.Group, r.Data = &ok, &grp, grp
 	g.reply(c, r)
-	if added {
+	if added && g.membershipNotices(gid) {
 		u, _ := g.reg.User(cl.userID)
 		g.notifyGroup(context.Background(), gid, packet.MustEncode(packet.CmdJoinGroupNotify,
 			packet.GroupNotice{Cmd: packet.CmdJoinGroupNotify, User: u, Group: grp}), c.ID())

@@ -27,9 +27,10 @@ type Gateway interface {
 	// Connections returns how many live connections userID has (0: offline).
 	Connections(ctx context.Context, userID string) (int, error)
 
-	// GroupMembers returns the user ids of a group's members. An unknown group is an
-	// error that wraps ErrNotFound.
-	GroupMembers(ctx context.Context, groupID string) ([]string, error)
+	// GroupMembers returns one page of a group's members: up to limit user ids (0: the
+	// configured page size; more than it is capped to it) that sort after after, in byte
+	// order. An unknown group is an error that wraps ErrNotFound.
+	GroupMembers(ctx context.Context, groupID, after string, limit int) (MembersPage, error)
 
 	// Kick closes every connection of userID, telling the client reason where the
 	// protocol can, and returns how many it closed (0 when the user is offline).
@@ -96,3 +97,13 @@ var (
 
 // Any other error from a Gateway method is answered 503 with code 10030 (storage
 // unavailable), or code 10034 (server busy) when it is a context error.
+
+// MembersPage is one page of a group's members.
+type MembersPage struct {
+	// Members are user ids in byte order.
+	Members []string
+	// Total is the group's member count.
+	Total int
+	// Next is the after of the following page; "" on the last page.
+	Next string
+}

@@ -96,17 +96,28 @@ func (g *fakeGateway) Connections(_ context.Context, userID string) (int, error)
 	return g.conns[userID], nil
 }
 
-func (g *fakeGateway) GroupMembers(_ context.Context, groupID string) ([]string, error) {
+func (g *fakeGateway) GroupMembers(_ context.Context, groupID, after string, limit int) (MembersPage, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.err != nil {
-		return nil, g.err
+		return MembersPage{}, g.err
 	}
 	m, ok := g.groups[groupID]
 	if !ok {
-		return nil, fmt.Errorf("group %q: %w", groupID, ErrNotFound)
+		return MembersPage{}, fmt.Errorf("group %q: %w", groupID, ErrNotFound)
 	}
-	return m, nil
+	// The fake's members are sorted; page them as the gateway does.
+	page := MembersPage{Total: len(m)}
+	for _, id := range m {
+		if id > after {
+			page.Members = append(page.Members, id)
+		}
+	}
+	if limit > 0 && len(page.Members) > limit {
+		page.Members = page.Members[:limit]
+		page.Next = page.Members[limit-1]
+	}
+	return page, nil
 }
 
 func (g *fakeGateway) Kick(_ context.Context, userID, reason string) (int, error) {
@@ -832,6 +843,22 @@ func TestGroupMembers(t *testing.T) {
 	}
 	r = ts.do(t, "GET", "/api/v1/groups/nope/members", nil, "")
 	check(t, r, 404, int(packet.StatusNotFound), `group "nope": not found`)
+
+	// Paging: ?limit= and ?after= reach the gateway; next is the last id of a full page.
+	r = ts.do(t, "GET", "/api/v1/groups/g1/members?limit=1", nil, "")
+	check(t, r, 200, int(packet.StatusOK), "")
+	if fmt.Sprint(r.data()["members"]) != "[alice]" || r.data()["next"] != "alice" || r.data()["total"] != float64(2) {
+		t.Errorf("first page: %v", r.data())
+	}
+	r = ts.do(t, "GET", "/api/v1/groups/g1/members?limit=1&after=alice", nil, "")
+	check(t, r, 200, int(packet.StatusOK), "")
+	if fmt.Sprint(r.data()["members"]) != "[bob]" || strings.Contains(r.Raw, `"next"`) {
+		t.Errorf("last page: %s", r.Raw)
+	}
+	for _, bad := range []string{"0", "-3", "ten"} {
+		r = ts.do(t, "GET", "/api/v1/groups/g1/members?limit="+bad, nil, "")
+		check(t, r, 400, int(packet.StatusInvalidBody), fmt.Sprintf("query parameter limit: %q is not a positive integer", bad))
+	}
 }
 
 func TestKick(t *testing.T) {

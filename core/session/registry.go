@@ -535,6 +535,58 @@ func (r *Registry) Members(groupID string, buf []string) ([]string, bool) {
 	return buf, true
 }
 
+// MemberCount returns how many members groupID has (0 when it does not exist), without
+// copying them.
+func (r *Registry) MemberCount(groupID string) int {
+	gs := r.groupShard(groupID)
+	gs.mu.RLock()
+	defer gs.mu.RUnlock()
+	if g := gs.groups[groupID]; g != nil {
+		return len(g.members)
+	}
+	return 0
+}
+
+// MembersPage returns up to limit members of groupID whose ids sort after after, in
+// byte order, with the group's member count; next is the id to pass as after for the
+// following page ("" on the last page). ok is false when the group does not exist. A
+// page costs one pass over the members, keeping only the page, never a copy of them all.
+func (r *Registry) MembersPage(groupID, after string, limit int) (page []string, total int, next string, ok bool) {
+	if limit <= 0 {
+		return nil, 0, "", false
+	}
+	gs := r.groupShard(groupID)
+	gs.mu.RLock()
+	g := gs.groups[groupID]
+	if g == nil {
+		gs.mu.RUnlock()
+		return nil, 0, "", false
+	}
+	total = len(g.members)
+	// Keep the limit+1 smallest ids above after, sorted: limit+1 tells whether a page
+	// follows.
+	keep := make([]string, 0, min(limit+1, total))
+	for m := range g.members {
+		if m <= after {
+			continue
+		}
+		if len(keep) == limit+1 && m >= keep[limit] {
+			continue
+		}
+		i, _ := slices.BinarySearch(keep, m)
+		if len(keep) == limit+1 {
+			keep = keep[:limit]
+		}
+		keep = slices.Insert(keep, i, m)
+	}
+	gs.mu.RUnlock()
+	if len(keep) > limit {
+		keep = keep[:limit]
+		next = keep[limit-1]
+	}
+	return keep, total, next, true
+}
+
 // Groups returns the groups userID belongs to, sorted.
 func (r *Registry) Groups(userID string) []string {
 	us := r.userShard(userID)

@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -154,4 +155,71 @@ func BenchmarkConnsLookup(b *testing.B) {
 			i++
 		}
 	})
+}
+
+func TestMembersPage(t *testing.T) {
+	r := New()
+	for i := range 25 {
+		r.Join("big", "", fmt.Sprintf("u%02d", i))
+	}
+	if got := r.MemberCount("big"); got != 25 {
+		t.Fatalf("MemberCount = %d, want 25", got)
+	}
+	if got := r.MemberCount("nope"); got != 0 {
+		t.Fatalf("MemberCount(unknown) = %d, want 0", got)
+	}
+	tests := []struct {
+		name      string
+		after     string
+		limit     int
+		wantFirst string
+		wantLen   int
+		wantNext  string
+	}{
+		{"first page", "", 10, "u00", 10, "u09"},
+		{"middle page", "u09", 10, "u10", 10, "u19"},
+		{"last page", "u19", 10, "u20", 5, ""},
+		{"exact fit", "u14", 10, "u15", 10, ""},
+		{"past the end", "u24", 10, "", 0, ""},
+		{"one per page", "u03", 1, "u04", 1, "u04"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page, total, next, ok := r.MembersPage("big", tt.after, tt.limit)
+			if !ok || total != 25 {
+				t.Fatalf("ok=%v total=%d, want true 25", ok, total)
+			}
+			if len(page) != tt.wantLen || next != tt.wantNext {
+				t.Fatalf("page=%v next=%q, want %d ids and next %q", page, next, tt.wantLen, tt.wantNext)
+			}
+			if tt.wantLen > 0 && page[0] != tt.wantFirst {
+				t.Fatalf("page starts at %q, want %q", page[0], tt.wantFirst)
+			}
+			if !slices.IsSorted(page) {
+				t.Fatalf("page %v is not sorted", page)
+			}
+		})
+	}
+	// Walking the pages visits every member once.
+	seen := map[string]bool{}
+	after := ""
+	for {
+		page, _, next, _ := r.MembersPage("big", after, 7)
+		for _, m := range page {
+			if seen[m] {
+				t.Fatalf("member %s listed twice", m)
+			}
+			seen[m] = true
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if len(seen) != 25 {
+		t.Fatalf("walked %d members, want 25", len(seen))
+	}
+	if _, _, _, ok := r.MembersPage("nope", "", 10); ok {
+		t.Fatal("MembersPage of an unknown group reported ok")
+	}
 }

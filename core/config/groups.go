@@ -1,0 +1,29 @@
+package config
+
+import "fmt"
+
+// Groups configures how groups behave as they grow.
+type Groups struct {
+	// NoticeMaxMembers is the largest group whose members are told of every join and
+	// leave (cmd 9 and cmd 10), as t-im does. Above it the notices are not sent, so that
+	// filling a group of N costs O(N), not O(N²): N joins would otherwise send N²/2
+	// notices. 0: always send them (t-im's behaviour at any size). Default 200.
+	NoticeMaxMembers int `yaml:"notice_max_members"`
+	// MembersPageSize is the page of GET /api/v1/groups/{id}/members when the request
+	// gives no limit, and the largest limit it accepts. Default 1000.
+	MembersPageSize int `yaml:"members_page_size"`
+}
+
+// DefaultGroups returns the groups section's defaults.
+func DefaultGroups() Groups { return Groups{NoticeMaxMembers: 200, MembersPageSize: 1000} }
+
+func (g Groups) validate() []error {
+	var errs []error
+	if g.NoticeMaxMembers < 0 {
+		errs = append(errs, fmt.Errorf("groups.notice_max_members: %d is negative (0 sends notices at any size)", g.NoticeMaxMembers))
+	}
+	if g.MembersPageSize < 1 || g.MembersPageSize > 100000 {
+		errs = append(errs, fmt.Errorf("groups.members_page_size: %d is not between 1 and 100000", g.MembersPageSize))
+	}
+	return errs
+}
