@@ -167,6 +167,6 @@ func (g *Gateway) membershipNotices(groupID string) bool {
 
 // notifyGroup pushes the notice p to every member of groupID but skip's connection.
 func (g *Gateway) notifyGroup(ctx context.Context, groupID string, p packet.Packet, skip uint64) {
-	members, _ := g.reg.Members(groupID, nil)
+	members, _ := g.reg.MembersView(groupID)
 	g.push(ctx, router.Envelope{Kind: router.KindNotice, Notice: p, Receivers: members, SkipConn: skip})
 }

@@ -118,7 +118,7 @@ func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) Resu
 	r.stamp(from, chat)
 	env := Envelope{Kind: KindChat, Chat: chat, SkipConn: from.ConnID}
 	if chat.ChatType == packet.ChatTypeGroup {
-		env.Receivers, _ = r.reg.Members(string(chat.GroupID), nil)
+		env.Receivers, _ = r.reg.MembersView(string(chat.GroupID))
 	} else {
 		env.Receivers = []string{string(chat.To)}
 	}

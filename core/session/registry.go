@@ -124,6 +124,11 @@ type groupShard struct {
 type group struct {
 	name    string
 	members map[string]struct{}
+	// view is a read-only copy of members' keys, built by the first MembersView after a
+	// change (under the shard's read lock) and dropped by every change (under its write
+	// lock), so that a group's chats share one receivers slice until its membership
+	// changes.
+	view atomic.Pointer[[]string]
 }
 
 // Registry is the gateway's table of users, connections and groups.
@@ -456,6 +461,7 @@ func (r *Registry) join(groupID, name, userID string) (added bool) {
 	}
 	if _, ok := g.members[userID]; !ok {
 		g.members[userID] = struct{}{}
+		g.view.Store(nil)
 		added = true
 	}
 	gs.mu.Unlock()
@@ -482,6 +488,7 @@ func (r *Registry) leave(groupID, userID string) (removed bool) {
 	if g := gs.groups[groupID]; g != nil {
 		if _, ok := g.members[userID]; ok {
 			delete(g.members, userID)
+			g.view.Store(nil)
 			removed = true
 		}
 	}
@@ -533,6 +540,29 @@ func (r *Registry) Members(groupID string, buf []string) ([]string, bool) {
 		buf = append(buf, m)
 	}
 	return buf, true
+}
+
+// MembersView returns the members of groupID as a slice shared by every caller until the
+// membership changes: callers must not modify it (nor append to it). It reports whether
+// the group exists. A group's chats cost one copy of its members per membership change,
+// not one per chat.
+func (r *Registry) MembersView(groupID string) ([]string, bool) {
+	gs := r.groupShard(groupID)
+	gs.mu.RLock()
+	defer gs.mu.RUnlock()
+	g := gs.groups[groupID]
+	if g == nil {
+		return nil, false
+	}
+	if v := g.view.Load(); v != nil {
+		return *v, true
+	}
+	v := make([]string, 0, len(g.members))
+	for m := range g.members {
+		v = append(v, m)
+	}
+	g.view.CompareAndSwap(nil, &v)
+	return v, true
 }
 
 // MemberCount returns how many members groupID has (0 when it does not exist), without

@@ -223,3 +223,50 @@ func TestMembersPage(t *testing.T) {
 		t.Fatal("MembersPage of an unknown group reported ok")
 	}
 }
+
+func TestMembersViewShared(t *testing.T) {
+	r := New()
+	r.Join("g", "", "a")
+	r.Join("g", "", "b")
+	v1, ok := r.MembersView("g")
+	v2, _ := r.MembersView("g")
+	if !ok || len(v1) != 2 {
+		t.Fatalf("view %v ok=%v, want 2 members", v1, ok)
+	}
+	if &v1[0] != &v2[0] {
+		t.Error("two views of an unchanged group do not share their slice")
+	}
+	r.Join("g", "", "c")
+	v3, _ := r.MembersView("g")
+	if len(v3) != 3 || len(v1) != 2 {
+		t.Fatalf("after a join: new view %v, old view %v; want 3 and the old one untouched", v3, v1)
+	}
+	r.Leave("g", "a")
+	v4, _ := r.MembersView("g")
+	slices.Sort(v4)
+	if fmt.Sprint(v4) != "[b c]" {
+		t.Fatalf("after a leave: %v, want [b c]", v4)
+	}
+	if _, ok := r.MembersView("nope"); ok {
+		t.Error("view of an unknown group reported ok")
+	}
+}
+
+func BenchmarkMembersView10k(b *testing.B) {
+	r := New()
+	for i := range 10000 {
+		r.Join("big", "", fmt.Sprintf("user-%05d", i))
+	}
+	b.Run("copy", func(b *testing.B) {
+		for b.Loop() {
+			m, _ := r.Members("big", nil)
+			_ = m
+		}
+	})
+	b.Run("view", func(b *testing.B) {
+		for b.Loop() {
+			m, _ := r.MembersView("big")
+			_ = m
+		}
+	})
+}
