@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/integration/timclient"
 )
 
 // TestLargeGroupNotices checks groups.notice_max_members: members are told of joins and
@@ -119,4 +120,51 @@ func TestGroupMembersPaging(t *testing.T) {
 			t.Errorf("GET %s with members_page_size 3: %d members, next %q; want 3 and a next", path, len(p.Members), p.Next)
 		}
 	}
+}
+
+// TestOpenGroups checks groups.open: t-im's demo page logs in with ?username= and sends to
+// group 100 without joining it, numeric fields as strings. An open group delivers such a
+// chat to its members; every other group answers 10025, and a reload closes the group.
+func TestOpenGroups(t *testing.T) {
+	t.Parallel()
+	cfg := newLiveConfig(t, "opengroups", gwConfig{})
+	cfg.Set("groups.open", []any{"100", "lobby-*"})
+	cfg.Write(t, byRename)
+	g := startTestGateway(t, "opengroups", gwConfig{File: cfg.Path})
+	adm := newAdminClient(t, g)
+
+	guest, member := uid("og-guest"), uid("og-member")
+	m := g.login(t, epTCP, member)
+	lobby := uid("lobby-")
+	closed := uid("closed")
+	for _, grp := range []string{"100", lobby, closed} {
+		mustJoin(t, m, grp, "member")
+	}
+	// t-im's websocket.html: query login, then a group chat with string fields.
+	c := dialURL(t, epWS.url(g.Addr, "/?username="+guest+"&password=123"))
+	if _, err := c.ExpectStatus(packet.CmdLoginResp, packet.StatusLoginOK, wait); err != nil {
+		t.Fatalf("query login: %v", err)
+	}
+	send := func(group string) (*timclient.Response, error) {
+		return c.Request(packet.CmdChatReq, map[string]any{"cmd": "11", "from": guest, "groupId": group,
+			"chatType": "1", "msgType": "0", "content": "hello " + group}, wait)
+	}
+	for _, grp := range []string{"100", lobby} {
+		r, err := send(grp)
+		mustAccepted(t, r, err)
+		got := mustRecvChat(t, m, "the member of "+grp)
+		if string(got.GroupID) != grp || string(got.From) != guest || got.Content != "hello "+grp {
+			t.Errorf("the member of %s got %+v", grp, got)
+		}
+	}
+	r, err := send(closed)
+	mustCode(t, "a guest's chat to a group that is not open", r, err, packet.StatusNotGroupMember)
+	mustNotGet(t, m, packet.CmdChatReq, "the member of the closed group")
+
+	cfg.Set("groups.open", []any{})
+	if res := cfg.ApplyByAPI(t, adm, byRename); !res.hasChange("groups") {
+		t.Fatalf("the reload did not apply groups: %s", res)
+	}
+	r, err = send("100")
+	mustCode(t, "a guest's chat to group 100 after it was closed", r, err, packet.StatusNotGroupMember)
 }

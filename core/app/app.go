@@ -103,7 +103,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.router = router.New(a.reg, deliver, router.Options{MaxContentBytes: cfg.Limits.MaxContentBytes, Logger: log,
-		Presence: a.dir, Observe: func(code packet.Status, d time.Duration) { a.metrics.ObserveChat(int(code), d) }})
+		Presence: a.dir, OpenGroups: router.NewOpenGroups(cfg.Groups.Open),
+		Observe: func(code packet.Status, d time.Duration) { a.metrics.ObserveChat(int(code), d) }})
 	hooks, err := lua.New(cfg.Hooks, lua.Options{Logger: log, Registerer: a.metrics.Registry, Presence: a.dir})
 	if err != nil {
 		a.stopBackends()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/transport"
 )
 
@@ -290,10 +291,11 @@ func (a *App) coreSteps() {
 		}), nil
 	}))
 	a.AddReloadStep("groups", StepFunc(func(old, cur *config.Config) (Change, error) {
-		if old.Groups == cur.Groups {
+		if old.Groups.Equal(cur.Groups) {
 			return NoChange, nil
 		}
 		return CommitFunc(func() []string {
+			a.router.SetOpenGroups(router.NewOpenGroups(cur.Groups.Open))
 			a.gw.SetNoticeMaxMembers(cur.Groups.NoticeMaxMembers)
 			a.membersPage.Store(int64(cur.Groups.MembersPageSize))
 			return []string{"groups"}

@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // Groups configures how groups behave as they grow.
 type Groups struct {
@@ -12,6 +16,15 @@ type Groups struct {
 	// MembersPageSize is the page of GET /api/v1/groups/{id}/members when the request
 	// gives no limit, and the largest limit it accepts. Default 1000.
 	MembersPageSize int `yaml:"members_page_size"`
+	// Open lists group id patterns (* matches any run of characters) whose groups accept
+	// chats from users who did not join them, as t-im does: the chat reaches the members.
+	// Every other group answers such a chat 10025 (not a member). Default: none.
+	Open []string `yaml:"open"`
+}
+
+// Equal reports whether g and o configure the same.
+func (g Groups) Equal(o Groups) bool {
+	return g.NoticeMaxMembers == o.NoticeMaxMembers && g.MembersPageSize == o.MembersPageSize && slices.Equal(g.Open, o.Open)
 }
 
 // DefaultGroups returns the groups section's defaults.
@@ -24,6 +37,11 @@ func (g Groups) validate() []error {
 	}
 	if g.MembersPageSize < 1 || g.MembersPageSize > 100000 {
 		errs = append(errs, fmt.Errorf("groups.members_page_size: %d is not between 1 and 100000", g.MembersPageSize))
+	}
+	for i, p := range g.Open {
+		if strings.TrimSpace(p) == "" {
+			errs = append(errs, fmt.Errorf("groups.open[%d]: an empty pattern", i))
+		}
 	}
 	return errs
 }

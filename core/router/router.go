@@ -36,6 +36,9 @@ type Options struct {
 	// tell a private chat's sender 10001 (stored for an offline receiver). Default: the
 	// registry.
 	Presence Presence
+	// OpenGroups are groups that accept chats from non-members (t-im's behaviour);
+	// every other group refuses them with packet.StatusNotGroupMember.
+	OpenGroups OpenGroups
 }
 
 // Presence answers whether a user has a connection. Called from many goroutines.
@@ -48,6 +51,7 @@ var _ Presence = (*session.Registry)(nil)
 // Router routes chats from logged-in users.
 type Router struct {
 	maxContent atomic.Int64 // changes on reload while chats are checked
+	open       atomic.Pointer[OpenGroups]
 	reg        *session.Registry
 	deliver    Deliverer
 	opts       Options
@@ -67,8 +71,12 @@ func New(reg *session.Registry, d Deliverer, opts Options) *Router {
 	}
 	r := &Router{reg: reg, deliver: d, opts: opts, idBase: hex.EncodeToString(b[:])}
 	r.maxContent.Store(int64(opts.MaxContentBytes))
+	r.SetOpenGroups(opts.OpenGroups)
 	return r
 }
+
+// SetOpenGroups changes which groups accept chats from non-members (config reload).
+func (r *Router) SetOpenGroups(o OpenGroups) { r.open.Store(&o) }
 
 // SetMaxContentBytes changes the content limit (config reload).
 func (r *Router) SetMaxContentBytes(n int) { r.maxContent.Store(int64(n)) }
@@ -195,7 +203,7 @@ func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
 		if chat.GroupID == "" {
 			return packet.StatusNoReceiver, "group chat (chatType 1) needs \"groupId\""
 		}
-		if !r.reg.IsMember(string(chat.GroupID), from.UserID) {
+		if !r.reg.IsMember(string(chat.GroupID), from.UserID) && !r.open.Load().Match(string(chat.GroupID)) {
 			return packet.StatusNotGroupMember, fmt.Sprintf("%s is not a member of group %s", from.UserID, chat.GroupID)
 		}
 	case packet.ChatTypeUnknown:
