@@ -11,6 +11,7 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/timgw/timgw/core/auth"
 	"github.com/timgw/timgw/core/hook"
@@ -122,6 +123,9 @@ func (g *Gateway) authenticator() Authenticator { return g.authn.Load().a }
 // client is the gateway's state of one connection.
 type client struct {
 	userID string
+	// typingTokens and typingAt are the connection's typing-signal bucket.
+	typingTokens float64
+	typingAt     time.Time
 }
 
 // state returns the command layer's state of c, creating it on first use.

@@ -111,6 +111,16 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 		if g.loggedIn(c, cl, p.Cmd) {
 			g.getMessages(ctx, c, cl, p)
 		}
+	case packet.CmdLeaveGroupReq:
+		var l packet.LeaveGroup
+		if g.decode(c, p, &l) && g.loggedIn(c, cl, p.Cmd) {
+			g.leave(c, cl, l)
+		}
+	case packet.CmdTypingReq:
+		var t packet.Typing
+		if g.decode(c, p, &t) && g.loggedIn(c, cl, p.Cmd) {
+			g.typing(c, cl, t)
+		}
 	default:
 		if p.Cmd.Valid() {
 			g.fail(c, p.Cmd, packet.StatusUnsupportedCmd, fmt.Sprintf("cmd %d (%s) is sent by the server, not accepted from clients", p.Cmd, p.Cmd))

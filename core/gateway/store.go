@@ -19,6 +19,7 @@ type Storage interface {
 	History(ctx context.Context, q store.HistoryQuery) (store.HistoryPage, error)
 	Recall(ctx context.Context, q store.RecallQuery) (event packet.Chat, already bool, err error)
 	Join(ctx context.Context, group, name string, members ...string) error
+	Leave(ctx context.Context, group, member string) error
 	RememberUser(ctx context.Context, id, nick, avatar string) error
 }
 

@@ -17,6 +17,7 @@ type fakeStorage struct {
 	history  []store.HistoryQuery
 	recalls  []store.RecallQuery
 	joins    []string
+	leaves   []string
 	users    []string
 	err      error
 	recalled bool
@@ -42,6 +43,11 @@ func (f *fakeStorage) Recall(_ context.Context, q store.RecallQuery) (packet.Cha
 
 func (f *fakeStorage) Join(_ context.Context, group, _ string, members ...string) error {
 	f.joins = append(f.joins, group+":"+members[0])
+	return nil
+}
+
+func (f *fakeStorage) Leave(_ context.Context, group, member string) error {
+	f.leaves = append(f.leaves, group+":"+member)
 	return nil
 }
 

@@ -127,6 +127,26 @@ type JoinGroup struct {
 	Name    string `json:"name,omitempty"`
 }
 
+// LeaveGroup is the body of cmd 21 (timgw): leave a group.
+type LeaveGroup struct {
+	GroupID Str `json:"groupId"`
+}
+
+// Typing is the body of cmd 23 (timgw) as a client sends it, and of cmd 24 as receivers
+// get it: a live signal to a peer (to) or a group (groupId), never stored.
+type Typing struct {
+	Cmd Cmd `json:"cmd,omitempty"`
+	// From is the sender, set by the server (a client's from is replaced).
+	From Str `json:"from,omitempty"`
+	// To is the peer of a private conversation.
+	To Str `json:"to,omitempty"`
+	// GroupID is the group, for a signal to a group's members.
+	GroupID Str `json:"groupId,omitempty"`
+	// State is "typing" (default) or "paused"; other states of up to 32 bytes pass
+	// through as they are (a client may define "recording", ...).
+	State string `json:"state,omitempty"`
+}
+
 // Close is the body of cmd 14.
 type Close struct {
 	UserID Str `json:"userId"`

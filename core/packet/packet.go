@@ -35,10 +35,17 @@ const (
 	CmdGetUserResp     Cmd = 18
 	CmdGetMessageReq   Cmd = 19
 	CmdGetMessageResp  Cmd = 20
+
+	// timgw's extensions (docs/protocol.md, "Extensions"): a t-im client never sends
+	// them and is never sent them unless it asks.
+	CmdLeaveGroupReq  Cmd = 21 // leave a group: {"groupId"}
+	CmdLeaveGroupResp Cmd = 22
+	CmdTypingReq      Cmd = 23 // a live typing signal to a peer or a group, never stored
+	CmdTypingNotify   Cmd = 24 // the typing signal as receivers get it
 )
 
-// MaxCmd is the highest command code of the protocol.
-const MaxCmd = CmdGetMessageResp
+// MaxCmd is the highest command code of the protocol, timgw's extensions included.
+const MaxCmd = CmdTypingNotify
 
 var cmdNames = [...]string{
 	"COMMAND_ERROR", "COMMAND_HANDSHAKE_REQ", "COMMAND_HANDSHAKE_RESP", "COMMAND_AUTH_REQ",
@@ -47,6 +54,7 @@ var cmdNames = [...]string{
 	"COMMAND_CHAT_REQ", "COMMAND_CHAT_RESP", "COMMAND_HEARTBEAT_REQ", "COMMAND_CLOSE_REQ",
 	"COMMAND_CANCEL_MSG_REQ", "COMMAND_CANCEL_MSG_RESP", "COMMAND_GET_USER_REQ",
 	"COMMAND_GET_USER_RESP", "COMMAND_GET_MESSAGE_REQ", "COMMAND_GET_MESSAGE_RESP",
+	"COMMAND_LEAVE_GROUP_REQ", "COMMAND_LEAVE_GROUP_RESP", "COMMAND_TYPING_REQ", "COMMAND_TYPING_NOTIFY",
 }
 
 // Valid reports whether c is a command of the protocol table.
@@ -65,7 +73,7 @@ func (c Cmd) String() string {
 func (c Cmd) Response() Cmd {
 	switch c {
 	case CmdHandshakeReq, CmdAuthReq, CmdLoginReq, CmdJoinGroupReq, CmdChatReq,
-		CmdCancelMsgReq, CmdGetUserReq, CmdGetMessageReq:
+		CmdCancelMsgReq, CmdGetUserReq, CmdGetMessageReq, CmdLeaveGroupReq:
 		return c + 1
 	}
 	return c

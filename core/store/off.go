@@ -34,5 +34,8 @@ func (Off) Recall(context.Context, RecallQuery) (packet.Chat, bool, error) {
 // Join remembers nothing.
 func (Off) Join(context.Context, string, string, ...string) error { return nil }
 
+// Leave forgets nothing.
+func (Off) Leave(context.Context, string, string) error { return nil }
+
 // RememberUser remembers nothing.
 func (Off) RememberUser(context.Context, string, string, string) error { return nil }
