@@ -1,6 +1,7 @@
 // Command timgw runs the timgw instant-messaging gateway.
 //
 //	timgw [-config conf/timgw.yaml] [-listen :8888]
+//	timgw check [-config conf/timgw.yaml]    validate, start and stop the plugins, print (check.go)
 //
 // With no -config and no conf/timgw.yaml, it runs with the embedded default
 // configuration.
@@ -36,6 +37,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], os.Stdout)
+	}
 	fl := flag.NewFlagSet("timgw", flag.ContinueOnError)
 	cfgPath := fl.String("config", defaultConfig, "configuration file (YAML)")
 	listen := fl.String("listen", "", "address of the shared port, overriding the config's listen")
