@@ -45,7 +45,7 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("browser test skipped: no Chromium at %s (Debian: apt-get install -y chromium chromium-driver): %v", chromiumPath, err)
+		t.Skipf("browser test skipped: no Chromium at %s (Debian: apt-get install -y chromium): %v", chromiumPath, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),
