@@ -2,7 +2,7 @@ package integration
 
 // Browser tests of the pages the gateway serves: /dashboard and /chat, driven in headless
 // Chromium over the DevTools protocol (github.com/chromedp/chromedp). They need
-// /usr/bin/chromium (Debian: apt-get install chromium chromium-driver) and skip without
+// /usr/bin/chromium (Debian: apt-get install chromium) and skip without
 // it. Screenshots go to $TIMGW_SCREENSHOT_DIR (default: timgw-screenshots in the system
 // temporary directory); each test logs the paths.
 
