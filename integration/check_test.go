@@ -87,7 +87,7 @@ func TestCheckBadConfig(t *testing.T) {
 		{"unknown key", map[string]string{"timgw.yaml": "listen: \":0\"\nlistn: \":1\"\n"},
 			[]string{"line 2: field listn not found"}},
 		{"broken Lua script", map[string]string{
-			"timgw.yaml": "storage:\n  plugin: none\nhooks:\n  dir: lua\n  scripts: [broken.lua]\n",
+			"timgw.yaml":     "storage:\n  plugin: none\nhooks:\n  dir: lua\n  scripts: [broken.lua]\n",
 			"lua/broken.lua": "function on_message(m)\n  return m +\nend\n",
 		}, []string{"hooks:", "broken.lua line:3", "syntax error"}},
 		{"missing storage plugin command", map[string]string{
