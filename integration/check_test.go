@@ -96,6 +96,10 @@ func TestCheckBadConfig(t *testing.T) {
 		{"missing codec plugin command", map[string]string{
 			"timgw.yaml": "storage:\n  plugin: none\ncodecs:\n  plugins:\n    - name: foo\n      path: ./no-such-codec\n",
 		}, []string{"codecs.plugins[0].path: plugin command", "no-such-codec"}},
+		{"cluster on storage that is not shared", map[string]string{
+			"timgw.yaml": "storage:\n  plugin: external\n  command: [" + binPath + ", __plugin, storage, bolt]\n" +
+				"  options: {dir: data}\ncluster:\n  enabled: true\n  node_id: a\n",
+		}, []string{"cluster: storage plugin external does not declare its store shared"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

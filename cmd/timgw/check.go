@@ -76,7 +76,7 @@ func checkParts(cfg *config.Config, log *slog.Logger) (*checkSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := checkStorage(cfg.Storage, log)
+	st, err := checkStorage(cfg.Storage, cfg.Cluster.Enabled, log)
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +124,9 @@ func checkHooks(h config.Hooks, log *slog.Logger) (string, error) {
 	return fmt.Sprintf("%s (%s)", strings.Join(names, ", "), from), nil
 }
 
-// checkStorage starts the storage plugin, which opens its store, and stops it.
-func checkStorage(s config.Storage, log *slog.Logger) (string, error) {
+// checkStorage starts the storage plugin, which opens its store, and stops it. A cluster
+// needs a plugin that declares its store shared, as at start.
+func checkStorage(s config.Storage, cluster bool, log *slog.Logger) (string, error) {
 	s = s.Resolved()
 	var what string
 	switch s.Plugin {
@@ -147,7 +148,11 @@ func checkStorage(s config.Storage, log *slog.Logger) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	shared := sup.Shared()
 	sup.Stop()
+	if cluster && !shared {
+		return "", fmt.Errorf("cluster: storage plugin %s does not declare its store shared: a cluster needs storage that every node shares", s.Plugin)
+	}
 	return what + " (opened)", nil
 }
 

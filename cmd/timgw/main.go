@@ -1,7 +1,6 @@
 // Command timgw runs the timgw instant-messaging gateway.
 //
 //	timgw [-config conf/timgw.yaml] [-listen :8888]
-//	timgw check [-config conf/timgw.yaml]    validate, start and stop the plugins, print (check.go)
 //
 // With no -config and no conf/timgw.yaml, it runs with the embedded default
 // configuration.
