@@ -17,5 +17,9 @@ COPY --from=build --chown=nonroot:nonroot /out/data /app/data
 VOLUME /app/data
 USER nonroot:nonroot
 EXPOSE 8888
+# Distroless has no shell or curl: the binary asks its own GET /health (503 while shutting
+# down). The address is the default listen; change it with the port.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/app/timgw", "health", "127.0.0.1:8888"]
 ENTRYPOINT ["/app/timgw"]
 CMD ["-config", "/app/conf/timgw.yaml"]

@@ -2,7 +2,7 @@ package integration
 
 // Browser tests of the pages the gateway serves: /dashboard and /chat, driven in headless
 // Chromium over the DevTools protocol (github.com/chromedp/chromedp). They need
-// /usr/bin/chromium (Debian: apt-get install chromium chromium-driver) and skip without
+// /usr/bin/chromium (Debian: apt-get install chromium) and skip without
 // it. Screenshots go to $TIMGW_SCREENSHOT_DIR (default: timgw-screenshots in the system
 // temporary directory); each test logs the paths.
 
@@ -45,7 +45,7 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("browser test skipped: no Chromium at %s (Debian: apt-get install -y chromium chromium-driver): %v", chromiumPath, err)
+		t.Skipf("browser test skipped: no Chromium at %s (Debian: apt-get install -y chromium): %v", chromiumPath, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),

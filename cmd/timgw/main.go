@@ -36,6 +36,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], os.Stdout)
+	}
 	fl := flag.NewFlagSet("timgw", flag.ContinueOnError)
 	cfgPath := fl.String("config", defaultConfig, "configuration file (YAML)")
 	listen := fl.String("listen", "", "address of the shared port, overriding the config's listen")

@@ -136,6 +136,25 @@ func TestReload(t *testing.T) {
 			restart: []string{"runtime.event_loops", "log.format", "cluster"},
 		},
 		{
+			name: "restart-only keys back to their running values",
+			edit: func(c *config.Config) {
+				c.Cluster.NodeID = testConfig(t).Cluster.NodeID
+				c.Log.Format = "text"
+				c.Runtime.EventLoops = 0
+			},
+			restart: nil,
+		},
+		{
+			name:    "log.format changed again",
+			edit:    func(c *config.Config) { c.Log.Format = "json" },
+			restart: []string{"log.format"},
+		},
+		{
+			name:    "log.format reverted alone",
+			edit:    func(c *config.Config) { c.Log.Format = "text" },
+			restart: nil,
+		},
+		{
 			name:    "invalid value",
 			edit:    func(c *config.Config) { c.Limits.MaxContentBytes = c.Limits.MaxFrameBytes + 1 },
 			refused: "limits.max_content_bytes: must be > 0 and <= max_frame_bytes",

@@ -108,6 +108,9 @@ type reloadState struct {
 	version string
 	history []ReloadResult
 	source  func() (*config.Config, error)
+	// boot is the configuration the process started with: what the restart-only keys
+	// still run with. Set by the first reload (a.cfg is the startup configuration then).
+	boot *config.Config
 }
 
 const historyLen = 50
@@ -181,6 +184,9 @@ func (a *App) Reload(cfg *config.Config, trigger string) ReloadResult {
 		return a.recordLocked(res)
 	}
 	old := a.cfg
+	if a.reload.boot == nil {
+		a.reload.boot = old
+	}
 	var changes []Change
 	var errs []error
 	for _, s := range a.reload.steps {
@@ -204,7 +210,7 @@ func (a *App) Reload(cfg *config.Config, trigger string) ReloadResult {
 	for _, c := range changes {
 		res.Changed = append(res.Changed, c.Commit()...)
 	}
-	res.Restart = restartOnly(old, cfg)
+	res.Restart = restartOnly(old, cfg, a.reload.boot)
 	a.cfg = cfg
 	a.reload.version = v
 	res.Duration = time.Since(start)
@@ -259,16 +265,18 @@ func (a *App) ReloadHistory() []ReloadResult {
 	return slices.Clone(a.reload.history)
 }
 
-// restartOnly lists changed keys that apply only after a restart.
-func restartOnly(old, cur *config.Config) []string {
+// restartOnly lists the keys that apply only after a restart and that this reload
+// changed (from old) to a value other than the one running (boot's): a key set back to
+// its running value needs no restart.
+func restartOnly(old, cur, boot *config.Config) []string {
 	var out []string
-	if old.Runtime.EventLoops != cur.Runtime.EventLoops {
+	if old.Runtime.EventLoops != cur.Runtime.EventLoops && cur.Runtime.EventLoops != boot.Runtime.EventLoops {
 		out = append(out, "runtime.event_loops")
 	}
-	if old.Log.Format != cur.Log.Format {
+	if old.Log.Format != cur.Log.Format && cur.Log.Format != boot.Log.Format {
 		out = append(out, "log.format")
 	}
-	if !reflect.DeepEqual(old.Cluster, cur.Cluster) {
+	if !reflect.DeepEqual(old.Cluster, cur.Cluster) && !reflect.DeepEqual(cur.Cluster, boot.Cluster) {
 		out = append(out, "cluster")
 	}
 	return out

@@ -1,16 +1,20 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/app/server"
 	"github.com/cloudwego/hertz/pkg/common/adaptor"
+	"github.com/cloudwego/hertz/pkg/route"
 
 	"github.com/timgw/timgw/core/packet"
 )
@@ -44,6 +48,32 @@ func (s *Server) routes(h *server.Hertz) {
 	v1.DELETE("/users/:id/connections", s.kickUser)
 	v1.GET("/groups/:id/members", s.groupMembers)
 	v1.GET("/stats", s.getStats)
+
+	// Last: the index lists what is registered above.
+	h.GET("/api/v1/", s.index(apiRoutes(h.Routes())))
+}
+
+// apiRoutes lists the API's endpoints ("METHOD /path") among routes, sorted by path.
+func apiRoutes(routes route.RoutesInfo) []string {
+	var out []string
+	for _, r := range routes {
+		if strings.HasPrefix(r.Path, "/api/") && r.Method != http.MethodHead {
+			out = append(out, r.Method+" "+r.Path)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		_, pa, _ := strings.Cut(a, " ")
+		_, pb, _ := strings.Cut(b, " ")
+		return cmp.Or(strings.Compare(pa, pb), strings.Compare(a, b))
+	})
+	return out
+}
+
+// index answers GET /api/v1/ (no key needed) with the endpoints, where the answers to
+// unknown paths point.
+func (s *Server) index(endpoints []string) app.HandlerFunc {
+	data := map[string]any{"endpoints": endpoints}
+	return func(_ context.Context, c *app.RequestContext) { s.ok(c, packet.StatusOK, data) }
 }
 
 // guard is the outermost middleware: it counts requests in progress for Shutdown,
@@ -85,7 +115,7 @@ func (s *Server) callCtx() (context.Context, context.CancelFunc) {
 
 func (s *Server) notFound(_ context.Context, c *app.RequestContext) {
 	s.fail(c, &apiError{Code: packet.StatusNotFound,
-		Msg: fmt.Sprintf("no endpoint %s %s (see /api/v1/)", c.Method(), c.Path())})
+		Msg: fmt.Sprintf("no endpoint %s %s (GET /api/v1/ lists the endpoints)", c.Method(), c.Path())})
 }
 
 func (s *Server) methodNotAllowed(_ context.Context, c *app.RequestContext) {

@@ -55,7 +55,7 @@ func startLoop(s *Server, loops int) (*loop, error) {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(16<<10),
 			gnet.WithWriteBufferCap(16<<10),
-			gnet.WithLogLevel(4), // errors only
+			gnet.WithLogger(newLibLogger(s.log, "gnet")), // gnet's own lines in the configured format
 		)
 	}()
 	select {

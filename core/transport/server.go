@@ -105,7 +105,7 @@ func New(opts Options) (*Server, error) {
 	if workers <= 0 {
 		workers = 64 * numCPU()
 	}
-	pool, err := ants.NewPool(workers, ants.WithPreAlloc(false))
+	pool, err := ants.NewPool(workers, ants.WithPreAlloc(false), ants.WithLogger(newLibLogger(opts.Logger, "ants")))
 	if err != nil {
 		return nil, fmt.Errorf("worker pool: %w", err)
 	}
