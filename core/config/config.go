@@ -43,6 +43,8 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// Cluster makes this gateway one node of several (off by default).
 	Cluster Cluster `yaml:"cluster"`
+	// Shutdown configures the drain and the goodbye on SIGTERM and SIGINT.
+	Shutdown Shutdown `yaml:"shutdown"`
 }
 
 // Listener is a dedicated port for one protocol.
@@ -143,6 +145,8 @@ func Defaults() Config {
 		},
 		Log:   Log{Level: "info", Format: "text"},
 		Hooks: DefaultHooks(),
+
+		Shutdown: DefaultShutdown(),
 	}
 }
 
@@ -252,6 +256,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Hooks.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("hooks: %w", err))
+	}
+	if err := c.Shutdown.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -79,6 +79,7 @@ type Gateway struct {
 	store    Storage
 	hooks    hook.Runner
 	presence Presence
+	stopping atomic.Bool // BeginShutdown was called (shutdown.go)
 }
 
 type authBox struct{ a Authenticator }
