@@ -89,10 +89,10 @@ func run(args []string) error {
 			log.Warn("config file changes will not be picked up", "err", err)
 		}
 	}
-	log.Info("timgw ready", "addr", a.Addr().String())
-
-	sig := make(chan os.Signal, 1)
+	// Listen for signals before saying ready: a SIGTERM right after must stop gracefully.
+	sig := make(chan os.Signal, 4) // room for a second signal that ends the drain
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	log.Info("timgw ready", "addr", a.Addr().String())
 	var s os.Signal
 	for s = range sig {
 		if s != syscall.SIGHUP {

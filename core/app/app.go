@@ -290,8 +290,8 @@ func sameCert(x, y *tls.Certificate) bool {
 
 // goodbyeQuiet is how long a connection must have sent nothing, once told the server is
 // going away, before it is closed (shutdown.close_grace bounds the wait): time for the
-// chats it sent before it read the notice to arrive and be answered.
-const goodbyeQuiet = time.Second
+// chats it sent before it read the notice to arrive and be answered (a round trip).
+const goodbyeQuiet = 500 * time.Millisecond
 
 // BeginDrain starts the shutdown's drain: /health answers 503 ("draining") while every
 // client is still served. Shutdown follows it.
