@@ -74,22 +74,24 @@ func TestShutdownDrain(t *testing.T) {
 	default:
 	}
 
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Error(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the gateway did not exit within 60 s of SIGTERM")
-	}
+	awaitExit(t, g, stopped)
 	took := time.Since(sent)
-	if g.waitErr != nil {
-		t.Errorf("exit status after SIGTERM: %v, want 0", g.waitErr)
-	}
 	if took < drain {
 		t.Errorf("the gateway exited %v after SIGTERM, before the %v drain was over", took.Round(time.Millisecond), drain)
 	}
 	t.Logf("exit %d ms after SIGTERM", took.Milliseconds())
+}
+
+// awaitExit waits for the stop that terminate started (stopped is its result) and
+// fails t unless it went well and the process exited with status 0.
+func awaitExit(t *testing.T, g *gateway, stopped <-chan error) {
+	t.Helper()
+	if err := <-stopped; err != nil {
+		t.Error(err)
+	}
+	if g.waitErr != nil {
+		t.Errorf("exit status after SIGTERM: %v, want 0", g.waitErr)
+	}
 }
 
 // noticeCode returns the code of p when it is the shutdown notice (cmd 0), else 0.
@@ -137,12 +139,7 @@ func TestShutdownGoodbye(t *testing.T) {
 			t.Errorf("%s client closed with %v, want the end of the stream", ep, c.Err())
 		}
 	}
-	if err := <-stopped; err != nil {
-		t.Error(err)
-	}
-	if g.waitErr != nil {
-		t.Errorf("exit status after SIGTERM: %v, want 0", g.waitErr)
-	}
+	awaitExit(t, g, stopped)
 }
 
 // TestShutdownInFlightChats has clients send chats to one another as fast as a window
@@ -258,9 +255,7 @@ func TestShutdownInFlightChats(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- g.terminate() }()
 	total.Wait()
-	if err := <-stopped; err != nil {
-		t.Error(err)
-	}
+	awaitExit(t, g, stopped)
 	codes := map[packet.Status]int{}
 	for _, s := range streams {
 		s.mu.Lock()
@@ -353,14 +348,11 @@ func TestHealthCommand(t *testing.T) {
 		return nil
 	})
 	// A second SIGTERM ends the 30 s drain at once.
+	second := time.Now()
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Error(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("a second SIGTERM did not end the 30 s drain")
+	awaitExit(t, g, stopped)
+	if took := time.Since(second); took > 20*time.Second {
+		t.Errorf("the gateway exited %v after a second SIGTERM, want the 30 s drain cut short", took.Round(time.Millisecond))
 	}
 	if !strings.Contains(g.log.From(0), "drain cut short") {
 		t.Error("the gateway log does not say the drain was cut short")

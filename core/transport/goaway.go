@@ -68,11 +68,12 @@ func (s *Server) ShutdownWith(ctx context.Context, g Goodbye) error {
 		_ = s.http.Close()
 	})
 	s.partWith(ctx, g)
-	// Connections a listener handed over while it closed are in the list too now.
-	for _, c := range s.snapshot() {
-		c.closeWith(g.Reason, true)
-	}
 	for s.Connections() > 0 {
+		// Closing is idempotent: each round also closes a connection that was still being
+		// sniffed when the listeners closed.
+		for _, c := range s.snapshot() {
+			c.closeWith(g.Reason, true)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("shutdown: %d connections still open: %w", s.Connections(), ctx.Err())
