@@ -67,7 +67,12 @@ func (s *Server) ShutdownWith(ctx context.Context, g Goodbye) error {
 		s.lnMu.Unlock()
 		_ = s.http.Close()
 	})
-	s.partWith(ctx, g)
+	if g.Quiet > 0 {
+		start, n := time.Now(), s.Connections()
+		s.log.Info("goodbye: telling clients the server is going away", "connections", n, "close_grace", g.Grace)
+		busy := s.partWith(ctx, g)
+		s.log.Info("goodbye over", "closed_when_quiet", n-busy, "closed_still_busy", busy, "took", time.Since(start).Round(time.Millisecond))
+	}
 	for s.Connections() > 0 {
 		// Closing is idempotent: each round also closes a connection that was still being
 		// sniffed when the listeners closed.
@@ -89,10 +94,11 @@ func (s *Server) ShutdownWith(ctx context.Context, g Goodbye) error {
 }
 
 // partWith sends g's notice to the open connections and closes each once it is quiet,
-// until g.Grace, ctx or the last of them ends it.
-func (s *Server) partWith(ctx context.Context, g Goodbye) {
+// until g.Grace, ctx or the last of them ends it. It returns how many it left open (still
+// busy).
+func (s *Server) partWith(ctx context.Context, g Goodbye) int {
 	if g.Quiet <= 0 {
-		return
+		return 0
 	}
 	conns := s.snapshot()
 	for _, c := range conns {
@@ -109,9 +115,9 @@ func (s *Server) partWith(ctx context.Context, g Goodbye) {
 		select {
 		case <-tick.C:
 		case <-grace.C:
-			return
+			return len(conns)
 		case <-ctx.Done():
-			return
+			return len(conns)
 		}
 		conns = slices.DeleteFunc(conns, func(c *Conn) bool {
 			if !c.quiet() {
@@ -121,6 +127,7 @@ func (s *Server) partWith(ctx context.Context, g Goodbye) {
 			return true
 		})
 	}
+	return 0
 }
 
 // protoWSSIndex is the last of the built-in protocols in the interned table (conn.go):

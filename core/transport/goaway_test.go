@@ -55,7 +55,9 @@ func TestGoodbyeClosesWhenQuiet(t *testing.T) {
 	parted := make(chan struct{})
 	go func() {
 		defer close(parted)
-		s.partWith(context.Background(), Goodbye{Reason: "bye", Notice: notice, Quiet: quiet, Grace: grace})
+		if busy := s.partWith(context.Background(), Goodbye{Reason: "bye", Notice: notice, Quiet: quiet, Grace: grace}); busy != 1 {
+			t.Errorf("the goodbye left %d connections open, want 1 (the one still sending)", busy)
+		}
 	}()
 
 	waitFor(t, "the idle connections to close", func() bool { return idle.closeReason() != "" && wsc.closeReason() != "" })
@@ -103,7 +105,9 @@ func TestGoodbyeClosesWhenQuiet(t *testing.T) {
 func TestGoodbyeWithoutQuiet(t *testing.T) {
 	s := testServer(t, newRecorder(), config.Limits{})
 	c := testConn(t, s, ProtoTCP)
-	s.partWith(context.Background(), Goodbye{Reason: "bye", Notice: chatPkt(1)})
+	if busy := s.partWith(context.Background(), Goodbye{Reason: "bye", Notice: chatPkt(1)}); busy != 0 {
+		t.Fatalf("the goodbye reports %d connections busy, want 0 (it waits for none)", busy)
+	}
 	if got, closing := out(c); closing || len(got) != 0 {
 		t.Fatalf("closing=%v output %q, want nothing yet", closing, got)
 	}
