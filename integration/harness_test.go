@@ -187,6 +187,11 @@ type gwConfig struct {
 	MaxContentBytes int
 	// IdleTimeout is limits.idle_timeout (default 5m).
 	IdleTimeout time.Duration
+	// Drain is shutdown.drain (default 0: off, so that stopping a test gateway does not
+	// wait for it).
+	Drain time.Duration
+	// NoHooks turns the Lua hooks off (hooks.enabled: false): no moderation rate limit.
+	NoHooks bool
 }
 
 // Test defaults of gwConfig.
@@ -233,6 +238,10 @@ func (c gwConfig) render(listen string, listeners map[string]string) string {
 	fmt.Fprintf(&b, "limits:\n  max_frame_bytes: %d\n  max_content_bytes: %d\n  idle_timeout: %s\n",
 		frame, content, idle)
 	b.WriteString("log:\n  level: debug\n")
+	fmt.Fprintf(&b, "shutdown:\n  drain: %s\n", c.Drain)
+	if c.NoHooks {
+		b.WriteString("hooks:\n  enabled: false\n")
+	}
 	// Storage is on by default (bolt in ./data): each gateway gets a directory of its own.
 	fmt.Fprintf(&b, "storage:\n  dir: %q\n", filepath.Join(workDir, "data-"+strings.ReplaceAll(listen, ":", "-")))
 	return b.String()
@@ -412,9 +421,17 @@ func (g *gateway) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("timed out after %v: %v", timeout, last)
 }
 
-// stop sends SIGTERM and waits for the process to exit (SIGKILL after 15 s). It reports
-// a process that had to be killed, and race detector reports or panics in the log.
-func (g *gateway) stop() error {
+// stop sends SIGTERM twice (the second ends a configured shutdown.drain at once: the
+// gateways of configuration files that leave it out drain 5 s otherwise) and waits for
+// the process to exit (SIGKILL after 15 s). It reports a process that had to be killed,
+// and race detector reports or panics in the log.
+func (g *gateway) stop() error { return g.signalStop(15*time.Second, syscall.SIGTERM, syscall.SIGTERM) }
+
+// terminate stops the gateway as an orchestrator does, with one SIGTERM (a configured
+// drain runs its course), and otherwise like stop, waiting up to 30 s for the exit.
+func (g *gateway) terminate() error { return g.signalStop(30*time.Second, syscall.SIGTERM) }
+
+func (g *gateway) signalStop(timeout time.Duration, sigs ...os.Signal) error {
 	if !g.stopped.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -423,13 +440,15 @@ func (g *gateway) stop() error {
 	case <-g.exited:
 		errs = append(errs, fmt.Errorf("gateway %s had exited before it was stopped: %v", g.name, g.waitErr))
 	default:
-		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		for _, sig := range sigs {
+			_ = g.cmd.Process.Signal(sig)
+		}
 		select {
 		case <-g.exited:
-		case <-time.After(15 * time.Second):
+		case <-time.After(timeout):
 			_ = g.cmd.Process.Kill()
 			<-g.exited
-			errs = append(errs, fmt.Errorf("gateway %s did not exit within 15s of SIGTERM; killed", g.name))
+			errs = append(errs, fmt.Errorf("gateway %s did not exit within %v of %v; killed", g.name, timeout, sigs))
 		}
 	}
 	if msg := logProblems(g.log.From(0)); msg != "" {

@@ -1,9 +1,13 @@
 // Command timgw runs the timgw instant-messaging gateway.
 //
 //	timgw [-config conf/timgw.yaml] [-listen :8888]
+//	timgw -version
+//	timgw health [ADDR]
 //
 // With no -config and no conf/timgw.yaml, it runs with the embedded default
-// configuration.
+// configuration. SIGTERM and SIGINT stop it gracefully (a drain, then a goodbye to every
+// client; shutdown.* in the configuration); SIGHUP reloads the configuration. `timgw
+// health` checks a running gateway's /health, for container health checks (health.go).
 package main
 
 import (
@@ -29,6 +33,9 @@ const defaultConfig = "conf/timgw.yaml"
 
 func main() {
 	pluginhost.Main() // `timgw __plugin KIND NAME`: a built-in plugin (plugins.go)
+	if len(os.Args) > 1 && os.Args[1] == "health" {
+		os.Exit(health(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "timgw:", err)
 		os.Exit(1)
@@ -42,8 +49,13 @@ func run(args []string) error {
 	fl := flag.NewFlagSet("timgw", flag.ContinueOnError)
 	cfgPath := fl.String("config", defaultConfig, "configuration file (YAML)")
 	listen := fl.String("listen", "", "address of the shared port, overriding the config's listen")
+	showVersion := fl.Bool("version", false, "print the version and exit")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println("timgw", versionString())
+		return nil
 	}
 	explicit := false
 	fl.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
@@ -80,10 +92,10 @@ func run(args []string) error {
 			log.Warn("config file changes will not be picked up", "err", err)
 		}
 	}
-	log.Info("timgw ready", "addr", a.Addr().String())
-
-	sig := make(chan os.Signal, 1)
+	// Listen for signals before saying ready: a SIGTERM right after must stop gracefully.
+	sig := make(chan os.Signal, 4) // room for a second signal that ends the drain
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	log.Info("timgw ready", "addr", a.Addr().String())
 	var s os.Signal
 	for s = range sig {
 		if s != syscall.SIGHUP {
@@ -92,13 +104,42 @@ func run(args []string) error {
 		a.ReloadFromSource("signal")
 	}
 	log.Info("shutting down", "signal", s.String())
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	sh := a.ShutdownSettings()
+	if sh.Drain > 0 {
+		a.BeginDrain()
+		log.Info("draining: /health answers 503 while clients are still served", "drain", sh.Drain)
+		drain(sh.Drain, sig, log)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), sh.CloseGrace+stopBudget)
 	defer cancel()
 	if err := a.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// stopBudget bounds the shutdown after the goodbye (shutdown.close_grace): the HTTP
+// server, the plugins and storage stopping. With the drain, a shutdown takes at most
+// shutdown.drain + shutdown.close_grace + stopBudget.
+const stopBudget = 15 * time.Second
+
+// drain waits d, or until another SIGTERM or SIGINT ends the drain early.
+func drain(d time.Duration, sig <-chan os.Signal, log *slog.Logger) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				continue // no reloads while stopping
+			}
+			log.Info("drain cut short", "signal", s.String())
+			return
+		}
+	}
 }
 
 // loadConfig reads the config file; the default path may be missing, and then the

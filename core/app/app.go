@@ -295,16 +295,38 @@ func sameCert(x, y *tls.Certificate) bool {
 	return true
 }
 
-// Shutdown stops accepting, closes every connection with a notice, and stops the HTTP
-// server, the event loops and the worker pool.
+// goodbyeQuiet is how long a connection must have sent nothing, once told the server is
+// going away, before it is closed (shutdown.close_grace bounds the wait): time for the
+// chats it sent before it read the notice to arrive and be answered (a round trip).
+const goodbyeQuiet = 500 * time.Millisecond
+
+// BeginDrain starts the shutdown's drain: /health answers 503 ("draining") while every
+// client is still served. Shutdown follows it.
+func (a *App) BeginDrain() {
+	if a.api != nil {
+		a.api.BeginShutdown()
+	}
+}
+
+// ShutdownSettings is the running configuration's shutdown section.
+func (a *App) ShutdownSettings() config.Shutdown { return a.currentConfig().Shutdown }
+
+// Shutdown stops accepting, tells every connection the server is going away and closes
+// it once its chats are answered (within shutdown.close_grace), and stops the HTTP
+// server, the event loops, the worker pool, the plugins and storage.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.stopOnce.Do(func() {
 		if a.api != nil {
 			a.api.BeginShutdown() // /health says 503 before clients are told to go
 		}
+		if a.gw != nil {
+			a.gw.BeginShutdown() // chats from now on are answered 10034
+		}
 		if a.srv != nil {
-			errs = append(errs, a.srv.Shutdown(ctx))
+			grace := a.currentConfig().Shutdown.CloseGrace
+			errs = append(errs, a.srv.ShutdownWith(ctx, transport.Goodbye{Reason: "server shutting down",
+				Notice: gateway.ShutdownNotice(), Quiet: min(goodbyeQuiet, grace), Grace: grace}))
 		}
 		if a.codecs != nil {
 			errs = append(errs, a.codecs.Stop(ctx))

@@ -45,6 +45,8 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 	// Groups configures how groups behave as they grow (join/leave notices, listings).
 	Groups Groups `yaml:"groups"`
+	// Shutdown configures the drain and the goodbye on SIGTERM and SIGINT.
+	Shutdown Shutdown `yaml:"shutdown"`
 }
 
 // Listener is a dedicated port for one protocol.
@@ -143,9 +145,10 @@ func Defaults() Config {
 			IdleTimeout:        3 * time.Minute,
 			SniffTimeout:       10 * time.Second,
 		},
-		Log:    Log{Level: "info", Format: "text"},
-		Hooks:  DefaultHooks(),
-		Groups: DefaultGroups(),
+		Log:      Log{Level: "info", Format: "text"},
+		Hooks:    DefaultHooks(),
+		Groups:   DefaultGroups(),
+		Shutdown: DefaultShutdown(),
 	}
 }
 
@@ -257,6 +260,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("hooks: %w", err))
 	}
 	errs = append(errs, c.Groups.validate()...)
+	if err := c.Shutdown.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

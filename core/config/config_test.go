@@ -36,6 +36,19 @@ func TestParse(t *testing.T) {
 		{"content over frame", "limits: {max_frame_bytes: 10, max_content_bytes: 20}", "max_content_bytes", nil},
 		{"bad level", "log: {level: loud}", "log.level", nil},
 		{"several errors at once", "auth: {mode: x}\nlog: {format: xml}", "log.format", nil},
+		{"shutdown defaults", "", "", func(t *testing.T, c *Config) {
+			if c.Shutdown.Drain != 5*time.Second || c.Shutdown.CloseGrace != 5*time.Second {
+				t.Errorf("shutdown defaults: %+v", c.Shutdown)
+			}
+		}},
+		{"drain off", "shutdown: {drain: 0s}", "", func(t *testing.T, c *Config) {
+			if c.Shutdown.Drain != 0 || c.Shutdown.CloseGrace != 5*time.Second {
+				t.Errorf("shutdown: %+v", c.Shutdown)
+			}
+		}},
+		{"negative drain", "shutdown: {drain: -1s}", "shutdown.drain", nil},
+		{"zero close grace", "shutdown: {close_grace: 0s}", "shutdown.close_grace", nil},
+		{"close grace too long", "shutdown: {close_grace: 11m}", "shutdown.close_grace", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

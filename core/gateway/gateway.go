@@ -85,6 +85,7 @@ type Gateway struct {
 	presence Presence
 	// noticeMax is the largest group told of joins and leaves (0: any size).
 	noticeMax atomic.Int64
+	stopping  atomic.Bool // BeginShutdown was called (shutdown.go)
 }
 
 type authBox struct{ a Authenticator }

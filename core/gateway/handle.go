@@ -56,6 +56,9 @@ func (g *Gateway) Packet(c Conn, p packet.Packet) {
 }
 
 func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packet) {
+	if g.stopping.Load() && g.refuseStopping(c, p) {
+		return
+	}
 	switch p.Cmd {
 	case packet.CmdHandshakeReq:
 		var h packet.Handshake

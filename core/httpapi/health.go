@@ -11,7 +11,8 @@ import (
 
 func (s *Server) health(_ context.Context, c *app.RequestContext) {
 	if s.closing.Load() {
-		s.writeJSON(c, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		// From the signal on: the drain, then the goodbye (README "Running in production").
+		s.writeJSON(c, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 		return
 	}
 	if s.opts.Degraded != nil {

@@ -71,7 +71,7 @@ type Conn struct {
 	lastRead atomic.Uint32 // coarse clock, unix seconds
 
 	slot    uint32 // 1 + index in Server.conns while listed, 0 when not; under Server.connsMu
-	oflags  uint8  // flWakePending, flClosing, flAbort; under mu
+	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard; under mu
 	running bool   // a worker drains the inbox; under mu
 	done    bool   // evClosed queued; under mu
 
@@ -85,6 +85,7 @@ const (
 	flWakePending uint8 = 1 << iota // a wake is on its way to the writer
 	flClosing                       // close after writing what is queued
 	flAbort                         // close without flushing (slow consumer)
+	flHeard                         // packets arrived since the goodbye last looked (goaway.go)
 )
 
 func (c *Conn) has(f uint8) bool { return c.oflags&f != 0 }
@@ -247,7 +248,11 @@ func (c *Conn) reply(b []byte) {
 
 // Close flushes what is queued, says goodbye where the protocol has a way to, and closes
 // the connection. reason is logged and handed to the handler's Closed.
-func (c *Conn) Close(reason string) {
+func (c *Conn) Close(reason string) { c.closeWith(reason, false) }
+
+// closeWith is Close; goingAway says the server is shutting down, which a WebSocket
+// close frame tells with status 1001 (going away).
+func (c *Conn) closeWith(reason string, goingAway bool) {
 	c.mu.Lock()
 	if c.has(flClosing) {
 		c.mu.Unlock()
@@ -255,12 +260,12 @@ func (c *Conn) Close(reason string) {
 	}
 	c.set(flClosing, true)
 	c.reason = &reason
-	if g, ok := c.codec.(codec.Goodbyer); ok {
+	if bye := goodbyeOf(c.codec, goingAway); bye != nil {
 		bp := c.out
 		if bp == nil {
 			bp = getBuf()
 		}
-		*bp = g.Goodbye(*bp, reason)
+		*bp = bye(*bp, reason)
 		if len(*bp) > 0 || c.out != nil {
 			c.out = bp
 		} else {
@@ -376,6 +381,9 @@ func (c *Conn) push(evs ...event) {
 		if e.kind == evClosed {
 			c.done = true
 		}
+	}
+	if evs[0].kind == evPacket {
+		c.set(flHeard, true)
 	}
 	if c.inbox == nil {
 		c.inbox = getEvents()

@@ -331,47 +331,6 @@ func (s *Server) reap() {
 	}
 }
 
-// CloseAll closes every connection with reason (shutdown).
-func (s *Server) CloseAll(reason string) {
-	s.connsMu.Lock()
-	all := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		all = append(all, c)
-	}
-	s.connsMu.Unlock()
-	for _, c := range all {
-		c.Close(reason)
-	}
-}
-
-// Shutdown stops accepting, closes connections, waits for their handlers up to ctx, and
-// stops the event loops and the pool.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.closeOnce.Do(func() {
-		close(s.closed)
-		s.lnMu.Lock()
-		for l := range s.listeners {
-			_ = l.ln.Close()
-		}
-		s.lnMu.Unlock()
-		_ = s.http.Close()
-	})
-	s.CloseAll("server shutting down")
-	for s.Connections() > 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("shutdown: %d connections still open: %w", s.Connections(), ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	err := s.loop.stop(ctx)
-	if perr := s.pool.ReleaseTimeout(time.Until(deadline(ctx, 5*time.Second))); perr != nil && err == nil {
-		err = fmt.Errorf("stop worker pool: %w", perr)
-	}
-	s.wg.Wait()
-	return err
-}
-
 func deadline(ctx context.Context, def time.Duration) time.Time {
 	if d, ok := ctx.Deadline(); ok {
 		return d
