@@ -96,6 +96,9 @@ type inboxDoc struct {
 	Cur  int64  `bson:"cur"`  // cursor, increasing per user
 	Conv string `bson:"conv"` //
 	Ref  string `bson:"ref"`  // the message's _id
+	// Seen is set when a read returned the entry: a confirmation removes only entries
+	// read before it (see Confirm).
+	Seen bool `bson:"seen,omitempty"`
 }
 
 func docID(conv string, seq int64) string { return fmt.Sprintf("%s#%019d", conv, seq) }
@@ -466,6 +469,9 @@ func (s *Store) Inbox(ctx context.Context, req *pb.InboxRequest) (*pb.InboxRespo
 	if err != nil {
 		return nil, fmt.Errorf("storage-mongo: inbox of %s: messages: %w", req.User, err)
 	}
+	if err := s.markSeen(ctx, entries); err != nil {
+		return nil, fmt.Errorf("storage-mongo: inbox of %s: %w", req.User, err)
+	}
 	for _, e := range entries {
 		d := msgs[e.Ref]
 		if d == nil {
@@ -474,6 +480,26 @@ func (s *Store) Inbox(ctx context.Context, req *pb.InboxRequest) (*pb.InboxRespo
 		res.Entries = append(res.Entries, &pb.InboxEntry{Cursor: e.Cur, Message: d.message()})
 	}
 	return res, nil
+}
+
+// markSeen records that entries were returned by a read, so that a confirmation may
+// remove them.
+func (s *Store) markSeen(ctx context.Context, entries []*inboxDoc) error {
+	var ids []string
+	for _, e := range entries {
+		if !e.Seen {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.inbox.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "seen", Value: true}}}})
+	if err != nil {
+		return fmt.Errorf("mark read: %w", err)
+	}
+	return nil
 }
 
 // Confirm implements storage.Backend.
@@ -487,7 +513,12 @@ func (s *Store) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.Confir
 	if req.Cursor <= 0 {
 		return &pb.ConfirmResponse{}, nil
 	}
-	filter := bson.D{{Key: "user", Value: req.User}, {Key: "cur", Value: bson.D{{Key: "$lte", Value: req.Cursor}}}}
+	// Only entries a read returned: with several processes on one database, cursors come
+	// from one shared counter reserved before the insert, so an entry can become visible
+	// after a read that returned a higher cursor. Such an entry is not seen yet, and
+	// survives the confirmation of that cursor to be read next time.
+	filter := bson.D{{Key: "user", Value: req.User}, {Key: "cur", Value: bson.D{{Key: "$lte", Value: req.Cursor}}},
+		{Key: "seen", Value: true}}
 	if req.Conv != "" {
 		filter = append(filter, bson.E{Key: "conv", Value: req.Conv})
 	}

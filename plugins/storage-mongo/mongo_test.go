@@ -102,3 +102,60 @@ func TestSharedConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestConfirmKeepsLateEntries: with several processes on one database, inbox cursors are
+// reserved from one counter before the insert, so an entry can become visible after a
+// read that returned a higher cursor. Confirming that cursor must not remove it unread.
+func TestConfirmKeepsLateEntries(t *testing.T) {
+	s := opener(t)(t, "latecursor").(*Store)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msg := func(id string) *pb.Message {
+		return &pb.Message{Conv: storage.PrivateConv("alice", "bob"), Id: id, From: "alice", To: "bob", ChatType: 2, Content: id, CreateTime: 1}
+	}
+	// A reservation by a slow process: cursors taken now, its entry written later.
+	lateCur, err := s.nextSeqs(ctx, "inbox", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, []*pb.AppendRequest{{Message: msg("m1"), Receivers: []string{"bob"}}}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Inbox(ctx, &pb.InboxRequest{User: "bob", Limit: 10})
+	if err != nil || len(page.Entries) != 1 {
+		t.Fatalf("first read: %v entries, err %v", page, err)
+	}
+	cursor := page.Entries[0].Cursor
+	if cursor <= lateCur {
+		t.Fatalf("cursor %d not above the earlier reservation %d", cursor, lateCur)
+	}
+	// The slow process writes its entry now, below the cursor just read.
+	late := msg("m0")
+	if _, err := s.Append(ctx, []*pb.AppendRequest{{Message: late}}); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := s.findByDK(ctx, []string{dedupKey("alice", "m0")})
+	if err != nil || docs[dedupKey("alice", "m0")] == nil {
+		t.Fatalf("m0 not stored: %v", err)
+	}
+	ref := docs[dedupKey("alice", "m0")].ID
+	if _, err := s.inbox.InsertOne(ctx, &inboxDoc{ID: inboxID("bob", ref), User: "bob", Cur: lateCur, Conv: page.Entries[0].Message.Conv, Ref: ref}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Confirm(ctx, &pb.ConfirmRequest{User: "bob", Cursor: cursor}); err != nil {
+		t.Fatal(err)
+	}
+	page, err = s.Inbox(ctx, &pb.InboxRequest{User: "bob", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != 1 || page.Entries[0].Message.Id != "m0" {
+		t.Fatalf("after confirming %d: %d entries, want the late m0 still there", cursor, len(page.Entries))
+	}
+	if _, err := s.Confirm(ctx, &pb.ConfirmRequest{User: "bob", Cursor: page.Entries[0].Cursor}); err != nil {
+		t.Fatal(err)
+	}
+	if page, _ = s.Inbox(ctx, &pb.InboxRequest{User: "bob", Limit: 10}); len(page.Entries) != 0 {
+		t.Fatalf("after reading and confirming m0: %d entries left", len(page.Entries))
+	}
+}
