@@ -131,6 +131,20 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	// The connections have no deadline left from their login: the sender writes and the
+	// members read for longer than -timeout after it.
+	t.Run("fanout/past-login-timeout", func(t *testing.T) {
+		var out, log bytes.Buffer
+		results, err := runFanout(ctx, []string{"-bin", bin, "-members", "5", "-messages", "100", "-rate", "25",
+			"-timeout", "3s"}, &out, &log)
+		if err != nil {
+			t.Fatalf("%v\noutput:\n%s%s", err, out.String(), log.String())
+		}
+		if res := results[0]; res.Delivered != 400 || res.Window < 3*time.Second {
+			t.Errorf("delivered %d in %s: want 400 over more than the 3s login timeout", res.Delivered, res.Window)
+		}
+	})
+
 	// A gateway that refuses the logins makes the bench fail with exit code 1.
 	t.Run("refused", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "jwt.yaml")
