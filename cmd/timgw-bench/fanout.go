@@ -197,6 +197,7 @@ type fanoutRun struct {
 	joinSlots       chan struct{} // a token per join sent and not yet answered
 	joined          atomic.Int64  // join answers (10011)
 	joinedAt        atomic.Int64  // r.now() of the last join answer
+	noticesAtJoined atomic.Int64  // notices counted when the last join answer arrived
 	allJoined       chan struct{}
 	notices, other  atomic.Int64
 	acks, delivered atomic.Int64
@@ -309,7 +310,7 @@ func (r *fanoutRun) join(ctx context.Context, res *fanoutResult, stdout, stderr 
 	}
 	writers.Wait() // every join was answered, so every writer is past its last write
 	res.JoinSetup = time.Duration(r.joinedAt.Load() - begin)
-	res.NoticesSetup = r.notices.Load()
+	res.NoticesSetup = r.noticesAtJoined.Load()
 
 	// Let the notices still queued arrive, so that none is sent during the window: they
 	// have stopped when none came for a second.
@@ -382,9 +383,16 @@ func (r *fanoutRun) send(ctx context.Context, res *fanoutResult, stderr io.Write
 		var body, buf []byte
 		interval := time.Second / time.Duration(o.rate)
 		for i := range o.messages {
-			if err := sleepCtx(ctx, time.Until(s0.t.Add(time.Duration(i)*interval))); err != nil {
-				sendErr <- err
-				return
+			if d := time.Until(s0.t.Add(time.Duration(i) * interval)); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-r.failed:
+					sendErr <- nil // waitFor reports the failure
+					return
+				case <-ctx.Done():
+					sendErr <- ctx.Err()
+					return
+				}
 			}
 			body = append(append(body[:0], `{"cmd":11,"chatType":1,"msgType":0,"groupId":"`...), o.group...)
 			body = appendContent(append(body, `","content":"`...), r.now(), int64(i+1), o.size)
@@ -506,6 +514,7 @@ func (s *memberSink) packet(cmd packet.Cmd, body []byte) {
 		if r.joined.Add(1) == int64(len(r.conns)) {
 			r.joinedAt.Store(r.now())
 			s.flushNotices()
+			r.noticesAtJoined.Store(r.notices.Load())
 			close(r.allJoined)
 		}
 	case packet.CmdChatResp:
