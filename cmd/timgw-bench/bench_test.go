@@ -145,6 +145,22 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	// Heartbeats keep the members of a long run alive through the gateway's idle timeout
+	// (1 s here, 3 min by default: a 10,000-member join setup takes longer).
+	t.Run("fanout/heartbeats", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "idle.yaml")
+		writeFile(t, cfg, "hooks: {enabled: false}\nlimits: {idle_timeout: 1s}\n")
+		var out, log bytes.Buffer
+		results, err := runFanout(ctx, []string{"-bin", bin, "-config", cfg, "-members", "5", "-messages", "60", "-rate", "20",
+			"-heartbeat", "300ms"}, &out, &log)
+		if err != nil {
+			t.Fatalf("%v\noutput:\n%s%s", err, out.String(), log.String())
+		}
+		if res := results[0]; res.Delivered != 240 || res.Window < 2*time.Second {
+			t.Errorf("delivered %d in %s: want 240 over more than the 1s idle timeout", res.Delivered, res.Window)
+		}
+	})
+
 	// A gateway that refuses the logins makes the bench fail with exit code 1.
 	t.Run("refused", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "jwt.yaml")
@@ -219,6 +235,7 @@ func TestFanoutFlags(t *testing.T) {
 		{args: []string{"-notice-max", "-2"}, err: "-notice-max -2"},
 		{args: []string{"-notice-max", "5", "-config", "x.yaml"}, err: "use it without -config"},
 		{args: []string{"-group", `a"b`}, err: "-group"},
+		{args: []string{"-heartbeat", "-1s"}, err: "-heartbeat not negative"},
 	} {
 		o, gf, err := parseFanoutFlags(c.args, io.Discard)
 		if c.err != "" {

@@ -31,6 +31,7 @@ type fanoutOptions struct {
 	timeout      time.Duration
 	setupTimeout time.Duration
 	drain        time.Duration
+	heartbeat    time.Duration // every connection sends cmd 13 this often; 0: never
 	srcs         []net.IP
 }
 
@@ -126,6 +127,7 @@ func parseFanoutFlags(args []string, stderr io.Writer) (o fanoutOptions, gf gate
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "dial and login timeout per connection")
 	fs.DurationVar(&o.setupTimeout, "setup-timeout", 10*time.Minute, "longest wait for every join answer, and then again for the notices to stop")
 	fs.DurationVar(&o.drain, "drain", 30*time.Second, "after the last send, wait at most this long for every delivery")
+	fs.DurationVar(&o.heartbeat, "heartbeat", time.Minute, "every member sends a heartbeat (cmd 13) this often, spread over the interval, so that the gateway's limits.idle_timeout does not close members waiting through a long setup; 0: none")
 	src := fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
 	gogc := fs.Int("gogc", 400, "GOGC of the bench process")
 	fs.Usage = func() {
@@ -147,8 +149,8 @@ func parseFanoutFlags(args []string, stderr io.Writer) (o fanoutOptions, gf gate
 		}
 		o.protos = []string{*proto}
 	}
-	if o.members < 2 || o.messages <= 0 || o.rate <= 0 || o.joinConc <= 0 || o.size < 0 || o.timeout <= 0 || o.setupTimeout <= 0 || o.drain <= 0 {
-		return o, gf, fmt.Errorf("%w: -members must be at least 2; -messages, -rate, -join-conc, -timeout, -setup-timeout and -drain positive; -size not negative", errUsage)
+	if o.members < 2 || o.messages <= 0 || o.rate <= 0 || o.joinConc <= 0 || o.size < 0 || o.timeout <= 0 || o.setupTimeout <= 0 || o.drain <= 0 || o.heartbeat < 0 {
+		return o, gf, fmt.Errorf("%w: -members must be at least 2; -messages, -rate, -join-conc, -timeout, -setup-timeout and -drain positive; -size and -heartbeat not negative", errUsage)
 	}
 	if o.group == "" || strings.ContainsAny(o.group, "\"\\") {
 		return o, gf, fmt.Errorf("%w: -group %q: want a non-empty id without quotes or backslashes", errUsage, o.group)
@@ -193,6 +195,8 @@ type fanoutRun struct {
 	sinks    []*memberSink
 	readers  sync.WaitGroup
 	closing  atomic.Bool
+	stop     chan struct{} // closed by close: stops the heartbeats
+	beats    sync.WaitGroup
 
 	joinSlots       chan struct{} // a token per join sent and not yet answered
 	joined          atomic.Int64  // join answers (10011)
@@ -232,9 +236,10 @@ func fanout(ctx context.Context, gw *gateway, proto string, o fanoutOptions, std
 
 	r := &fanoutRun{runErr: newRunErr(), o: o, proto: proto, gw: gw, conns: conns, epoch: time.Now(),
 		expected: res.Expected, joinSlots: make(chan struct{}, o.joinConc),
-		allJoined: make(chan struct{}), allDelivered: make(chan struct{})}
+		allJoined: make(chan struct{}), allDelivered: make(chan struct{}), stop: make(chan struct{})}
 	defer r.close()
 	r.start(rests)
+	r.heartbeats()
 
 	if err := r.join(ctx, res, stdout, stderr); err != nil {
 		return nil, err
@@ -264,11 +269,48 @@ func (r *fanoutRun) start(rests [][]byte) {
 	}
 }
 
-// close closes every connection and waits for the readers.
+// close stops the heartbeats, closes every connection and waits for the readers.
 func (r *fanoutRun) close() {
 	r.closing.Store(true)
+	close(r.stop)
 	closeAll(r.conns)
+	r.beats.Wait()
 	r.readers.Wait()
+}
+
+// heartbeats has every connection send cmd 13 once per -heartbeat until the run closes:
+// every 100 ms the next share of the connections, round robin, so that they do not all
+// come at once.
+func (r *fanoutRun) heartbeats() {
+	if r.o.heartbeat <= 0 {
+		return
+	}
+	const tick = 100 * time.Millisecond
+	frame := appendFrame(nil, r.proto, packet.CmdHeartbeatReq, []byte(`{"cmd":13,"hbbyte":1}`))
+	per := int((int64(len(r.conns))*int64(tick) + int64(r.o.heartbeat) - 1) / int64(r.o.heartbeat)) // rounded up
+	r.beats.Add(1)
+	go func() {
+		defer r.beats.Done()
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		next := 0
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-t.C:
+			}
+			for range min(per, len(r.conns)) {
+				if _, err := r.conns[next].Write(frame); err != nil {
+					if !r.closing.Load() {
+						r.fail(fmt.Errorf("member %s: send heartbeat: %w", memberName(next), err))
+					}
+					return
+				}
+				next = (next + 1) % len(r.conns)
+			}
+		}
+	}()
 }
 
 // join has every member join the group, with at most -join-conc joins unanswered, and
@@ -478,8 +520,8 @@ func (r *fanoutRun) verdict(res *fanoutResult) error {
 }
 
 // memberSink reads one member's connection: it counts the join answer, notices, chats
-// (recording their latency) and, for the sender, the chat acks. Counters are batched
-// until flush.
+// (recording their latency) and, for the sender, the chat acks; heartbeat answers are
+// dropped. Counters are batched until flush.
 type memberSink struct {
 	r                    *fanoutRun
 	got                  atomic.Int64 // chats delivered to this member
@@ -517,6 +559,7 @@ func (s *memberSink) packet(cmd packet.Cmd, body []byte) {
 			r.noticesAtJoined.Store(r.notices.Load())
 			close(r.allJoined)
 		}
+	case packet.CmdHeartbeatReq: // the answer to the bench's heartbeat
 	case packet.CmdChatResp:
 		if code, _ := jsonInt(body, "code"); packet.Status(code) != packet.StatusOK {
 			r.fail(fmt.Errorf("the gateway refused a group chat: %s", body))
