@@ -356,7 +356,7 @@ func (r *fanoutRun) join(ctx context.Context, res *fanoutResult, stdout, stderr 
 
 	// Let the notices still queued arrive, so that none is sent during the window: they
 	// have stopped when none came for a second.
-	last, quietSince := r.notices.Load(), time.Now()
+	last, quietSince := r.notices.Load(), r.epoch.Add(time.Duration(r.joinedAt.Load()))
 	deadline := time.Now().Add(r.o.setupTimeout)
 	for time.Since(quietSince) < time.Second {
 		if time.Now().After(deadline) {
