@@ -68,10 +68,9 @@ is the time from the first join sent to the last cmd 8 answer (10011) received; 
 notices the members receive meanwhile are counted (every join is announced to the members
 in the group when the notice goes out: members*(members-1)/2 to members*(members-1)
 notices, unless the gateway's groups.notice_max_members suppresses them; -notice-max
-writes that key). Once notices
-stop, member m0 sends -messages group chats at -rate per second (open loop, paced), each
-carrying its send time; the others count the deliveries and record send-to-receipt
-latency. Over the send window (first send until every delivery arrived) the bench reads
+writes that key). Once notices stop, member m0 sends -messages group chats at -rate per
+second (open loop, paced), each carrying its send time; the others count the deliveries
+and record send-to-receipt latency. Members send a heartbeat every -heartbeat. Over the send window (first send until every delivery arrived) the bench reads
 the gateway's CPU time (/proc, plugin processes included) and prints it per delivery,
 with the latency p50/p99/max, the bench's own CPU and the machine's busy share.
 
