@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +90,76 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	// A group of 50 over both protocols, each on a fresh gateway: every member joins and
+	// gets every chat, and the numbers are printed.
+	t.Run("fanout", func(t *testing.T) {
+		var out, log bytes.Buffer
+		results, err := runFanout(ctx, []string{"-bin", bin, "-proto", "both", "-members", "50", "-messages", "5",
+			"-rate", "50", "-join-conc", "8"}, &out, &log)
+		t.Logf("output:\n%s%s", out.String(), log.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(results) != 2 || results[0].Proto != protoTCP || results[1].Proto != protoWS {
+			t.Fatalf("%d results: want tcp then ws", len(results))
+		}
+		lo, hi := noticeBounds(50)
+		for _, res := range results {
+			if res.Expected != 5*49 || res.Delivered != res.Expected || res.Samples != uint64(res.Delivered) || res.Short != 0 {
+				t.Errorf("%s: delivered %d of %d, %d latency samples, %d members short: want all 245, none short",
+					res.Proto, res.Delivered, res.Expected, res.Samples, res.Short)
+			}
+			if res.Sent != 5 || res.Acks != 5 {
+				t.Errorf("%s: sent %d, acked %d: want 5 and 5", res.Proto, res.Sent, res.Acks)
+			}
+			if res.JoinSetup <= 0 || res.NoticesTotal < lo || res.NoticesTotal > hi || res.NoticesSetup > res.NoticesTotal {
+				t.Errorf("%s: join setup %s, notices %d during it and %d in all: want a setup time and %d..%d notices",
+					res.Proto, res.JoinSetup, res.NoticesSetup, res.NoticesTotal, lo, hi)
+			}
+			if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 || res.Window <= 0 {
+				t.Errorf("%s: latency p50=%s p99=%s max=%s, window %s: not ordered", res.Proto, res.P50, res.P99, res.Max, res.Window)
+			}
+			line := "fanout proto=" + res.Proto + " members=50 join_setup="
+			if !strings.Contains(out.String(), line) {
+				t.Errorf("no summary line %q in the output", line)
+			}
+		}
+		for _, want := range []string{"deliveries=245/245 server_cpu_per_delivery=", "join setup: 50 joins answered in "} {
+			if strings.Count(out.String(), want) != 2 {
+				t.Errorf("output does not say %q once per protocol", want)
+			}
+		}
+	})
+
+	// Runs longer than a connection's limits: 5 members, 4 deliveries per chat.
+	idleCfg := filepath.Join(t.TempDir(), "idle.yaml")
+	writeFile(t, idleCfg, "hooks: {enabled: false}\nlimits: {idle_timeout: 1s}\n")
+	for _, c := range []struct {
+		name   string
+		args   []string
+		chats  int64
+		longer time.Duration
+		why    string
+	}{
+		// The connections have no deadline left from their login: the sender writes and
+		// the members read for longer than -timeout after it.
+		{"fanout/past-login-timeout", []string{"-messages", "100", "-rate", "25", "-timeout", "3s"}, 100, 3 * time.Second, "the 3s login timeout"},
+		// Heartbeats keep the members alive through the gateway's idle timeout (1 s here,
+		// 3 min by default: a 10,000-member join setup takes longer).
+		{"fanout/heartbeats", []string{"-config", idleCfg, "-messages", "60", "-rate", "20", "-heartbeat", "300ms"}, 60, 2 * time.Second, "the 1s idle timeout"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, log bytes.Buffer
+			results, err := runFanout(ctx, append([]string{"-bin", bin, "-members", "5"}, c.args...), &out, &log)
+			if err != nil {
+				t.Fatalf("%v\noutput:\n%s%s", err, out.String(), log.String())
+			}
+			if res := results[0]; res.Delivered != 4*c.chats || res.Window < c.longer {
+				t.Errorf("delivered %d in %s: want %d over more than %s", res.Delivered, res.Window, 4*c.chats, c.why)
+			}
+		})
+	}
+
 	// A gateway that refuses the logins makes the bench fail with exit code 1.
 	t.Run("refused", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "jwt.yaml")
@@ -142,5 +215,64 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFanoutFlags(t *testing.T) {
+	for _, c := range []struct {
+		args   []string
+		protos []string
+		extra  string
+		err    string
+	}{
+		{args: nil, protos: []string{protoTCP}},
+		{args: []string{"-proto", "both", "-notice-max", "200"}, protos: []string{protoTCP, protoWS}, extra: "groups: {notice_max_members: 200}\n"},
+		{args: []string{"-proto", "ws", "-notice-max", "0"}, protos: []string{protoWS}, extra: "groups: {notice_max_members: 0}\n"},
+		{args: []string{"-proto", "udp"}, err: `-proto "udp": want tcp or ws (or both)`},
+		{args: []string{"-members", "1"}, err: "-members must be at least 2"},
+		{args: []string{"-rate", "0"}, err: "-rate"},
+		{args: []string{"-notice-max", "-2"}, err: "-notice-max -2"},
+		{args: []string{"-notice-max", "5", "-config", "x.yaml"}, err: "use it without -config"},
+		{args: []string{"-group", `a"b`}, err: "-group"},
+		{args: []string{"-heartbeat", "-1s"}, err: "-heartbeat not negative"},
+	} {
+		o, gf, err := parseFanoutFlags(c.args, io.Discard)
+		if c.err != "" {
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want a usage error with %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(o.protos, c.protos) || gf.extra != c.extra || o.members != 10000 || o.messages != 200 || o.rate != 20 {
+			t.Errorf("%q: %v, protos %v, extra config %q, members %d messages %d rate %d: want %v, %q and the defaults 10000, 200, 20",
+				c.args, err, o.protos, gf.extra, o.members, o.messages, o.rate, c.protos, c.extra)
+		}
+	}
+}
+
+// TestFanoutNoticeMaxUnknown runs -notice-max against a stand-in gateway that refuses the
+// groups config key as a gateway without it does: the run fails and says why.
+func TestFanoutNoticeMaxUnknown(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "old-timgw")
+	writeFile(t, bin, "#!/bin/sh\necho 'timgw: config bench.yaml: parse: yaml: unmarshal errors:' >&2\n"+
+		"echo '  line 9: field groups not found in type config.Config' >&2\nexit 1\n")
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-notice-max", "200"}, "this gateway binary does not know the config key groups.notice_max_members"},
+		{nil, "gateway exited before it was ready"}, // without -notice-max the refusal is not blamed on it
+	} {
+		var out, log bytes.Buffer
+		code := run(context.Background(), append([]string{"fanout", "-bin", bin, "-members", "2"}, c.args...), &out, &log)
+		if code != 1 || !strings.Contains(log.String(), c.want) {
+			t.Errorf("%q: exit code %d, stderr %q: want 1 and %q", c.args, code, log.String(), c.want)
+		}
+		if c.args == nil && strings.Contains(log.String(), "notice_max_members") {
+			t.Errorf("without -notice-max: stderr %q names notice_max_members", log.String())
+		}
 	}
 }

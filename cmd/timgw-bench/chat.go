@@ -73,14 +73,15 @@ func (o *chatOptions) register(fs *flag.FlagSet, rate int, rateHelp string) *str
 	return fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
 }
 
-// enoughFiles raises the open-file limit and checks it covers pairs sender/receiver pairs.
-func enoughFiles(pairs int) error {
+// enoughFiles raises the open-file limit and checks it covers conns client connections;
+// lower names the flag to lower when it does not.
+func enoughFiles(conns int, lower string) error {
 	nofile, err := raiseNoFile()
 	if err != nil {
 		return err
 	}
-	if need := uint64(2*pairs) + 64; nofile < need {
-		return fmt.Errorf("open-file limit %d is below the %d this run needs (lower -pairs)", nofile, need)
+	if need := uint64(conns) + 64; nofile < need {
+		return fmt.Errorf("open-file limit %d is below the %d this run needs (lower %s)", nofile, need, lower)
 	}
 	return nil
 }
@@ -92,7 +93,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) (*cha
 	if err != nil {
 		return nil, err
 	}
-	if err := enoughFiles(o.pairs); err != nil {
+	if err := enoughFiles(2*o.pairs, "-pairs"); err != nil {
 		return nil, err
 	}
 
@@ -191,15 +192,38 @@ type chatRun struct {
 	wakes            []chan struct{} // a sender goroutine's wake-up, by goroutine
 	senders, readers sync.WaitGroup
 
-	errOnce  sync.Once
-	firstErr error
-	failed   chan struct{}
-	ackOnce  sync.Once
-	ackErr   string // body of the first refused chat
+	*runErr
+	ackOnce sync.Once
+	ackErr  string // body of the first refused chat
 }
 
-func (r *chatRun) fail(err error) {
-	r.errOnce.Do(func() { r.firstErr = err; close(r.failed) })
+// runErr keeps the first failure of a run (a lost connection, a refused request) and
+// signals it by closing failed.
+type runErr struct {
+	once     sync.Once
+	firstErr error
+	failed   chan struct{}
+}
+
+func newRunErr() *runErr { return &runErr{failed: make(chan struct{})} }
+
+func (e *runErr) fail(err error) {
+	e.once.Do(func() { e.firstErr = err; close(e.failed) })
+}
+
+// check returns the first failure: a recorded one, a dead gateway, a cancelled run.
+func (e *runErr) check(ctx context.Context, gw *gateway) error {
+	select {
+	case <-e.failed:
+		return withGateway(gw, e.firstErr)
+	default:
+	}
+	if gw != nil {
+		if err := gw.alive(); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 func (r *chatRun) now() int64 { return int64(time.Since(r.epoch)) }
@@ -263,7 +287,7 @@ func connectChat(ctx context.Context, gw *gateway, addr string, o chatOptions, s
 	}
 	fmt.Fprintf(stdout, "connected: %d connections logged in in %s\n", 2*o.pairs, time.Since(start).Round(time.Millisecond))
 
-	r = &chatRun{o: o, gw: gw, epoch: time.Now(), stop: make(chan struct{}), failed: make(chan struct{}),
+	r = &chatRun{o: o, gw: gw, epoch: time.Now(), stop: make(chan struct{}), runErr: newRunErr(),
 		send: send, recv: recv, wakes: make([]chan struct{}, o.senders)}
 	for i := range r.wakes {
 		r.wakes[i] = make(chan struct{}, 1)
@@ -349,16 +373,32 @@ type chatSnap struct {
 }
 
 func (r *chatRun) snapshot() chatSnap {
-	s := chatSnap{t: time.Now(), delivered: r.delivered.Load(), acks: r.acks.Load(), bench: selfCPU()}
+	s := cpuSnapshot(r.gw)
+	s.delivered, s.acks = r.delivered.Load(), r.acks.Load()
+	return s
+}
+
+// cpuSnapshot reads the CPU times used so far by the gateway (unless gw is nil; its plugin
+// processes included), by the bench and by the whole machine.
+func cpuSnapshot(gw *gateway) chatSnap {
+	s := chatSnap{t: time.Now(), bench: selfCPU()}
 	s.busy, s.total, _ = machineCPU()
-	if r.gw != nil {
+	if gw != nil {
 		var err error
-		s.server, err = r.gw.cpu()
+		s.server, err = gw.cpu()
 		s.serverOK = err == nil
-		s.plugins = r.gw.pluginCPU()
+		s.plugins = gw.pluginCPU()
 		s.server += s.plugins
 	}
 	return s
+}
+
+// machineCores is how many cores the whole machine kept busy, on average, from s0 to s1.
+func machineCores(s0, s1 chatSnap) float64 {
+	if s1.total <= s0.total {
+		return 0
+	}
+	return float64(runtime.NumCPU()) * float64(s1.busy-s0.busy) / float64(s1.total-s0.total)
 }
 
 // result computes the run's numbers over the window from s0 to s1.
@@ -371,10 +411,7 @@ func (r *chatRun) result(s0, s1 chatSnap) *chatResult {
 		ServerCPU: -1, BenchCPU: (s1.bench - s0.bench).Seconds() / el,
 	}
 	res.Rate = float64(res.Delivered) / el
-	if s1.total > s0.total {
-		// Busy share of the whole machine, in cores.
-		res.MachineCPU = float64(runtime.NumCPU()) * float64(s1.busy-s0.busy) / float64(s1.total-s0.total)
-	}
+	res.MachineCPU = machineCores(s0, s1)
 	if r.gw != nil && s0.serverOK && s1.serverOK {
 		res.ServerCPU = max(0, (s1.server-s0.server).Seconds()/el)
 		res.PluginCPU = max(0, (s1.plugins-s0.plugins).Seconds()/el)
@@ -466,21 +503,6 @@ func (r *chatRun) readErr(role string, i int, err error) {
 		return
 	}
 	r.fail(fmt.Errorf("%s %d: connection lost: %w", role, i, err))
-}
-
-// check returns the first failure: a lost connection, a dead gateway, a cancelled run.
-func (r *chatRun) check(ctx context.Context, gw *gateway) error {
-	select {
-	case <-r.failed:
-		return withGateway(gw, r.firstErr)
-	default:
-	}
-	if gw != nil {
-		if err := gw.alive(); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
 }
 
 // watch waits for d, printing the rates of each second to log, with the CPU split of that
@@ -622,8 +644,15 @@ var contentKey = []byte(`"content":"t=`)
 func appendChat(dst []byte, to string, sentNs, seq int64, size int) []byte {
 	dst = append(dst, `{"cmd":11,"chatType":2,"msgType":0,"to":"`...)
 	dst = append(dst, to...)
-	dst = append(dst, `","content":"t=`...)
-	start := len(dst) - 2
+	dst = append(dst, `","content":"`...)
+	return appendContent(dst, sentNs, seq, size)
+}
+
+// appendContent appends a timed chat content, "t=<sentNs> n=<seq> " padded with x to size
+// bytes, then the closing quote and brace of the body.
+func appendContent(dst []byte, sentNs, seq int64, size int) []byte {
+	start := len(dst)
+	dst = append(dst, "t="...)
 	dst = strconv.AppendInt(dst, sentNs, 10)
 	dst = append(dst, " n="...)
 	dst = strconv.AppendInt(dst, seq, 10)
@@ -651,16 +680,21 @@ func (s *recvSink) packet(cmd packet.Cmd, body []byte) {
 	if !s.r.measuring.Load() {
 		return
 	}
-	i := bytes.Index(body, contentKey)
-	if i < 0 {
-		return
-	}
-	if t, ok := parseDigits(body[i+len(contentKey):]); ok {
+	if t, ok := sentTime(body); ok {
 		if s.now == 0 {
 			s.now = s.r.now()
 		}
 		s.r.hist.Record(time.Duration(s.now - t))
 	}
+}
+
+// sentTime reads the send time from a delivered chat whose content appendContent wrote.
+func sentTime(body []byte) (int64, bool) {
+	i := bytes.Index(body, contentKey)
+	if i < 0 {
+		return 0, false
+	}
+	return parseDigits(body[i+len(contentKey):])
 }
 
 func (s *recvSink) flush() {

@@ -110,6 +110,12 @@ func (d *dialer) login(ctx context.Context, user string) (c net.Conn, rest []byt
 		tc.NetConn().Close()
 		return nil, nil, fmt.Errorf("login %s: %w", user, err)
 	}
+	// The client's login leaves its read and write deadlines set: the bench's own
+	// reading and writing have none.
+	if err := tc.NetConn().SetDeadline(time.Time{}); err != nil {
+		tc.NetConn().Close()
+		return nil, nil, fmt.Errorf("login %s: clear deadlines: %w", user, err)
+	}
 	return tc.NetConn(), tc.Buffered(), nil
 }
 

@@ -51,7 +51,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := enoughFiles(o.pairs); err != nil {
+	if err := enoughFiles(2*o.pairs, "-pairs"); err != nil {
 		return nil, err
 	}
 	bin, cleanup, err := resolveBin(ctx, gf, stderr)
@@ -352,7 +352,7 @@ func clusterRun(ctx context.Context, nodes []*gateway, o clusterOptions, phase s
 	}
 	fmt.Fprintf(stdout, "phase %s: %d connections logged in and seen by both nodes in %s\n", phase, 2*n, time.Since(start).Round(time.Millisecond))
 
-	r := &chatRun{o: o.chatOptions, epoch: time.Now(), stop: make(chan struct{}), failed: make(chan struct{}),
+	r := &chatRun{o: o.chatOptions, epoch: time.Now(), stop: make(chan struct{}), runErr: newRunErr(),
 		send: send, recv: recv, wakes: make([]chan struct{}, o.senders)}
 	for i := range r.wakes {
 		r.wakes[i] = make(chan struct{}, 1)

@@ -31,6 +31,7 @@ type gatewayFlags struct {
 	storage string
 	hooks   string
 	logFile string
+	extra   string // more config a subcommand writes after -storage's and -hooks' (YAML)
 
 	hooksSet bool // -hooks was given explicitly
 }
@@ -93,7 +94,7 @@ func (f *gatewayFlags) configText() string {
 	if f.config != "" {
 		return ""
 	}
-	return storageConfigs[f.storage] + hookConfigs[f.hooks]
+	return storageConfigs[f.storage] + hookConfigs[f.hooks] + f.extra
 }
 
 // gateway is a timgw subprocess.

@@ -3,6 +3,7 @@
 //	timgw-bench idle [flags]   server RSS per idle, logged-in connection (TCP or WebSocket)
 //	timgw-bench chat [flags]   private-chat throughput and latency between pairs of users
 //	timgw-bench cluster [flags] gateway CPU per chat and latency, same node vs across 2 nodes
+//	timgw-bench fanout [flags]  gateway CPU per delivery of a large group chat, and the join setup time
 //
 // All start the gateway as a subprocess (flag -bin; without it the gateway is built from
 // the current module), wait for its "timgw ready" log line, drive it over real sockets and
@@ -38,6 +39,7 @@ Usage:
   timgw-bench idle [flags]   server RSS per idle logged-in connection
   timgw-bench chat [flags]   private-chat throughput and latency between user pairs
   timgw-bench cluster [flags] CPU per chat and latency within and across 2 cluster nodes
+  timgw-bench fanout [flags]  CPU per delivery of a large group chat, and its join setup time
 
 Run "timgw-bench <command> -h" for the flags of a command.
 `
@@ -57,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_, err = runChat(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		_, err = runCluster(ctx, args[1:], stdout, stderr)
+	case "fanout":
+		_, err = runFanout(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
