@@ -3,16 +3,12 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Config is the whole gateway configuration.
@@ -128,24 +124,6 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Defaults returns the configuration used for every key a file leaves out.
-func Defaults() Config {
-	return Config{
-		Listen: ":8888",
-		Auth:   Auth{Mode: "open"},
-		API:    API{SystemUser: "system"},
-		Limits: Limits{
-			MaxFrameBytes:      1 << 20,
-			MaxContentBytes:    64 << 10,
-			OutboundQueueBytes: 4 << 20,
-			IdleTimeout:        3 * time.Minute,
-			SniffTimeout:       10 * time.Second,
-		},
-		Log:   Log{Level: "info", Format: "text"},
-		Hooks: DefaultHooks(),
-	}
-}
-
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // expandEnv replaces ${NAME} and ${NAME:-default} with environment values.
@@ -159,13 +137,16 @@ func expandEnv(b []byte) []byte {
 	})
 }
 
-// Parse reads a configuration from YAML over the defaults, expanding ${ENV} references,
-// and validates it. Errors name the offending line or key.
+// Parse reads a configuration from YAML over the defaults (Defaults: the embedded
+// conf/timgw.yaml), expanding ${ENV} references, and validates it. Defaults apply key by
+// key: the file overrides only the keys it sets, and a list or map it sets replaces the
+// default one as a whole. Errors name the offending line or key.
 func Parse(data []byte) (*Config, error) {
-	cfg := Defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(expandEnv(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	cfg, err := defaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := decodeOver(&cfg, expandEnv(data)); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
