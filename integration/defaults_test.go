@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
@@ -61,5 +64,87 @@ func TestConfigKeyByKeyDefaults(t *testing.T) {
 	c := mustRecvChat(t, tc, bob)
 	if c.Content != "hello over MQTT" || c.ChatType != packet.ChatTypePrivate {
 		t.Errorf("bob got %+v", c)
+	}
+}
+
+// nonLoopbackIP returns an IPv4 address of this machine that is not loopback, or skips t.
+func nonLoopbackIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skipf("interface addresses: %v", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("this machine has no non-loopback IPv4 address")
+	return ""
+}
+
+// TestSafeDefaults starts the gateway with the shipped defaults and an extra HTTP port on
+// all interfaces: it warns once per risk (development API key, development admin key,
+// open auth beyond loopback); the development keys work from 127.0.0.1 and are refused,
+// with the reason, from the machine's own non-loopback address.
+func TestSafeDefaults(t *testing.T) {
+	t.Parallel()
+	free, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(free)
+	g := startTestGateway(t, "safe", gwConfig{File: writeConfig(t,
+		"storage: {plugin: none}\nlisteners: [{protocol: http, address: \"0.0.0.0:"+port+"\"}]\n")})
+
+	log := g.log.From(0)
+	for _, w := range []string{
+		`msg="api.keys holds a development key`,
+		`msg="admin.keys holds a development key`,
+		`msg="auth.mode is open on addresses beyond loopback`,
+	} {
+		if n := strings.Count(log, w); n != 1 {
+			t.Errorf("log has %d lines with %s, want 1 (level WARN); log:\n%s", n, w, log)
+		}
+	}
+	if !strings.Contains(log, "level=WARN msg=\"auth.mode is open") || !strings.Contains(log, "0.0.0.0:"+port) {
+		t.Errorf("the open-auth warning is not a WARN naming 0.0.0.0:%s", port)
+	}
+
+	ip := nonLoopbackIP(t)
+	for _, tc := range []struct {
+		host   string
+		status int
+	}{{"127.0.0.1", http.StatusOK}, {ip, http.StatusUnauthorized}} {
+		api := timclient.NewAPI("http://"+net.JoinHostPort(tc.host, port), "dev-api-key", nil)
+		r, err := api.Get("/api/v1/users")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != tc.status {
+			t.Errorf("API with dev-api-key from %s: %s, want %d", tc.host, r, tc.status)
+		}
+		api.Key = ""
+		a, err := api.Do(http.MethodGet, "/admin/status", nil, "X-Admin-Key", "dev-admin-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Status != tc.status {
+			t.Errorf("admin with dev-admin-key from %s: %s, want %d", tc.host, a, tc.status)
+		}
+		api.CloseIdle()
+		if tc.status == http.StatusOK {
+			continue
+		}
+		for _, res := range []*timclient.APIResult{r, a} {
+			var body struct {
+				Code int    `json:"code"`
+				Msg  string `json:"msg"`
+			}
+			if err := json.Unmarshal(res.Body, &body); err != nil || body.Code != int(packet.StatusAuthFailed) ||
+				!strings.Contains(body.Msg, "accepted only from loopback clients, not from "+ip) {
+				t.Errorf("refusal %s: want code 10010 saying development keys are loopback-only (%v)", res, err)
+			}
+		}
 	}
 }
