@@ -148,3 +148,65 @@ func TestSafeDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorTextsAndShape checks that a bad t-im body is answered in the client's terms
+// (the field at fault, no Go type name), and that the HTTP API and the admin endpoints
+// refuse in one JSON shape, {"code","msg","data"}, with one status scheme.
+func TestErrorTextsAndShape(t *testing.T) {
+	t.Parallel()
+	g := mainGateway(t)
+
+	for _, ep := range []endpoint{epTCP, epWS} {
+		c := g.dial(t, ep)
+		r, err := c.Request(packet.CmdLoginReq, `{"userId":{},"password":"x"}`, wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Code != packet.StatusInvalidBody || !strings.Contains(r.Msg, `field "userId"`) ||
+			strings.Contains(r.Msg, "packet.") || strings.Contains(r.Msg, "*") {
+			t.Errorf("%s: bad login body answered %d %q, want 10020 naming the field, no Go type", ep, r.Code, r.Msg)
+		}
+	}
+
+	api := timclient.NewAPI("http://"+g.Addr, "", nil)
+	defer api.CloseIdle()
+	shape := func(what string, r *timclient.APIResult, status int, code packet.Status) {
+		t.Helper()
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Errorf("%s: not JSON: %s", what, r)
+			return
+		}
+		var c packet.Status
+		_ = json.Unmarshal(body["code"], &c)
+		if r.Status != status || c != code || len(body) != 3 || body["msg"] == nil || string(body["data"]) != "null" {
+			t.Errorf("%s: %s, want HTTP %d {\"code\":%d,\"msg\":...,\"data\":null}", what, r, status, code)
+		}
+		if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") || r.Header.Get("WWW-Authenticate") == "" && status == 401 {
+			t.Errorf("%s: headers %v", what, r.Header)
+		}
+	}
+	r, err := api.Get("/api/v1/users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape("API without a key", r, http.StatusUnauthorized, packet.StatusAuthFailed)
+	for _, p := range []struct{ method, path string }{{http.MethodGet, "/admin/status"}, {http.MethodPost, "/admin/reload"}, {http.MethodGet, "/metrics"}} {
+		if r, err = api.Do(p.method, p.path, nil); err != nil {
+			t.Fatal(err)
+		}
+		shape("admin "+p.path+" without a key", r, http.StatusUnauthorized, packet.StatusAuthFailed)
+		if r, err = api.Do(p.method, p.path, nil, "X-Admin-Key", "wrong"); err != nil {
+			t.Fatal(err)
+		}
+		shape("admin "+p.path+" with a wrong key", r, http.StatusUnauthorized, packet.StatusAuthFailed)
+	}
+	api.Key = testAPIKey
+	if r, err = api.Post("/api/v1/messages", `{"from":"a","to":"b","chatType":2,"content":5}`); err != nil {
+		t.Fatal(err)
+	}
+	shape("API bad body", r, http.StatusBadRequest, packet.StatusInvalidBody)
+	if !strings.Contains(string(r.Body), `field \"content\": expected a string`) {
+		t.Errorf("API bad body: %s, want the field at fault", r)
+	}
+}
