@@ -210,3 +210,95 @@ func TestErrorTextsAndShape(t *testing.T) {
 		t.Errorf("API bad body: %s, want the field at fault", r)
 	}
 }
+
+// TestPerIPConnectionLimits opens more connections from 127.0.0.1 than
+// limits.max_connections_per_ip allows: the extra one is closed while the others keep
+// chatting, the refusal is counted in timgw_connections_refused_total, a reload raises
+// the cap, a closed connection makes room; then limits.connection_rate_per_ip, set by a
+// reload, closes connections beyond its burst.
+func TestPerIPConnectionLimits(t *testing.T) {
+	t.Parallel()
+	cfg := newLiveConfig(t, "perip", gwConfig{})
+	cfg.Set("storage.plugin", "none")
+	cfg.Set("limits.max_connections_per_ip", 3)
+	cfg.Write(t, byRename)
+	g := startTestGateway(t, "perip", gwConfig{File: cfg.Path})
+	adm := newAdminClient(t, g)
+
+	refusedAt := func(reason string) float64 {
+		t.Helper()
+		m, err := adm.metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := m[`timgw_connections_refused_total{reason="`+reason+`"}`]
+		if !ok {
+			t.Fatalf("no timgw_connections_refused_total{reason=%q} in /metrics", reason)
+		}
+		return v
+	}
+	mustBeRefused := func(what string) {
+		t.Helper()
+		c := g.dial(t, epTCP)
+		_ = c.Send(packet.CmdLoginReq, packet.Login{UserID: packet.Str(uid("extra")), Password: "x"})
+		got, err := c.ExpectClosed(wait)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("%s: want the connection closed unanswered; got %s, %v", what, timclient.Describe(got), err)
+		}
+	}
+
+	users := make([]string, 3)
+	conns := make([]*timclient.Conn, 3)
+	for i := range users {
+		users[i] = uid("perip")
+		conns[i] = g.login(t, epTCP, users[i])
+	}
+	before := refusedAt("max_connections_per_ip")
+	mustBeRefused("a 4th connection with max_connections_per_ip 3")
+	if after := refusedAt("max_connections_per_ip"); after != before+1 {
+		t.Errorf("refusals counted %v, want %v", after, before+1)
+	}
+	r, err := conns[0].ChatTo(users[1], "still here", wait)
+	mustCode(t, "chat between connections under the cap", r, err, packet.StatusOK)
+	checkChat(t, mustRecvChat(t, conns[1], users[1]), users[0], "still here", packet.ChatTypePrivate)
+
+	cfg.Set("limits.max_connections_per_ip", 5)
+	if r := cfg.ApplyByAPI(t, adm, byRename); !r.hasChange("limits") {
+		t.Fatalf("reload: %s, want limits changed", r)
+	}
+	g.login(t, epTCP, uid("perip"))
+	g.login(t, epTCP, uid("perip"))
+	mustBeRefused("a 6th connection after raising the cap to 5")
+	conns[2].Close()
+	eventually(t, "a closed connection makes room", func() error {
+		c, err := timclient.Dial("tcp://"+g.Addr, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Login(uid("perip"), "x", wait)
+		return err
+	})
+
+	// The rate: after this reload, at most 5 new connections (the burst; the admin
+	// client's own requests may take some) until a token comes back in 1000 s.
+	cfg.Set("limits.max_connections_per_ip", 0)
+	cfg.Set("limits.connection_rate_per_ip", 0.001)
+	cfg.Set("limits.connection_burst_per_ip", 5)
+	cfg.ApplyByAPI(t, adm, byRename)
+	opened := 0
+	for ; opened <= 5; opened++ {
+		c := g.dial(t, epTCP)
+		if _, err := c.Login(uid("rate"), "x", wait); err != nil {
+			if _, err := c.ExpectClosed(wait); err != nil {
+				t.Fatalf("connection %d failed to log in but stays open: %v", opened+1, err)
+			}
+			break
+		}
+	}
+	if opened > 5 {
+		t.Fatalf("%d connections opened within the burst of 5 at 0.001/s", opened)
+	}
+	r, err = conns[0].ChatTo(users[1], "after the rate refusals", wait)
+	mustCode(t, "chat after the rate refusals", r, err, packet.StatusOK)
+}

@@ -113,6 +113,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.srv.SetCertificate(cert)
+	a.metrics.Registry.MustRegister(newRefusalsCollector(a.srv.ConnectionsRefused))
 	if err := a.startCodecs(cfg); err != nil {
 		a.Shutdown(context.Background())
 		return nil, err

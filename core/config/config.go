@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -106,6 +107,24 @@ type Limits struct {
 	SniffTimeout time.Duration `yaml:"sniff_timeout"`
 	// MaxConnections caps concurrent connections (0: no cap).
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps the concurrent connections of one client address (an
+	// IPv4 address, or an IPv6 /64): t-im TCP, WebSocket, TLS and codec plugin
+	// connections (0: no cap). More are closed as soon as they are accepted.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ConnectionRatePerIP is how many new connections per second one client address may
+	// open, every protocol and HTTP included (0: no limit); more are closed at once.
+	ConnectionRatePerIP float64 `yaml:"connection_rate_per_ip"`
+	// ConnectionBurstPerIP is how many connections one client address may open at once
+	// over ConnectionRatePerIP (0: the rate rounded up, at least 1).
+	ConnectionBurstPerIP int `yaml:"connection_burst_per_ip"`
+}
+
+// ConnectionBurst returns the effective ConnectionBurstPerIP.
+func (l Limits) ConnectionBurst() int {
+	if l.ConnectionBurstPerIP > 0 {
+		return l.ConnectionBurstPerIP
+	}
+	return max(1, int(math.Ceil(l.ConnectionRatePerIP)))
 }
 
 // Runtime sizes the concurrency machinery.
@@ -221,6 +240,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout < 0 || c.Limits.SniffTimeout <= 0 {
 		errs = append(errs, errors.New("limits: idle_timeout must be >= 0 and sniff_timeout > 0"))
+	}
+	if c.Limits.MaxConnections < 0 || c.Limits.MaxConnectionsPerIP < 0 {
+		errs = append(errs, errors.New("limits: max_connections and max_connections_per_ip must be >= 0 (0: no cap)"))
+	}
+	if r := c.Limits.ConnectionRatePerIP; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		errs = append(errs, fmt.Errorf("limits.connection_rate_per_ip: %v must be a number >= 0 (0: no limit)", r))
+	}
+	switch b := c.Limits.ConnectionBurstPerIP; {
+	case b < 0:
+		errs = append(errs, fmt.Errorf("limits.connection_burst_per_ip: %d must be >= 0", b))
+	case b > 0 && c.Limits.ConnectionRatePerIP == 0:
+		errs = append(errs, errors.New("limits.connection_burst_per_ip: set, but connection_rate_per_ip is 0 (no limit): set the rate too"))
 	}
 	if err := c.Storage.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))
