@@ -1,8 +1,9 @@
 // Package admin serves the operator's side of the gateway: /admin/status (what the
 // gateway is doing), /admin/reload (apply conf/ now), /metrics (Prometheus), and the
 // pages /dashboard and /chat. It is plain net/http; the HTTP API mounts it. Every admin
-// endpoint needs an admin key; the pages themselves are public (the dashboard asks for
-// the key, the chat client logs in over WebSocket like any client).
+// endpoint needs an admin key (the development key dev-admin-key only from loopback
+// clients), and refuses in the HTTP API's error shape; the pages themselves are public
+// (the dashboard asks for the key, the chat client logs in over WebSocket like any client).
 package admin
 
 import (

@@ -1,5 +1,6 @@
 // Package config is timgw's configuration: the YAML schema of conf/timgw.yaml, its
-// defaults, environment expansion for secrets, and validation. Unknown keys are errors.
+// defaults (that file as embedded in the binary, applied key by key: defaults.go),
+// environment expansion for secrets, and validation. Unknown keys are errors.
 package config
 
 import (
