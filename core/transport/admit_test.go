@@ -144,3 +144,28 @@ func TestAdmissionSweep(t *testing.T) {
 		t.Errorf("%d buckets in the shard after a sweep, want only the new one", len(sh.buckets))
 	}
 }
+
+// BenchmarkAdmission measures what the per-IP limits add to a connection's life: a
+// token taken at accept, and the count kept at open and close, from many addresses.
+func BenchmarkAdmission(b *testing.B) {
+	lim := &config.Limits{MaxConnectionsPerIP: 1000, ConnectionRatePerIP: 1e9}
+	addrs := make([]net.Addr, 1024)
+	for i := range addrs {
+		addrs[i] = tcpAddr(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 9).String())
+	}
+	var ad admission
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			a := addrs[i%len(addrs)]
+			i++
+			ad.accept(a, lim, now)
+			ip := a.(*net.TCPAddr).AddrPort().Addr()
+			if ad.open(ip, lim.MaxConnectionsPerIP) {
+				ad.close(ip)
+			}
+		}
+	})
+}
