@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -176,4 +178,15 @@ func (s *Server) ConnectionsRefused() map[string]uint64 {
 		out[r] = s.adm.refused[i].Load()
 	}
 	return out
+}
+
+// refused logs a connection closed by a limit: a warning for the gateway-wide cap, debug
+// for the per-address limits (a client that hammers them must not flood the log; the
+// metric counts them).
+func (s *Server) refused(nc net.Conn, reason string) {
+	lvl := slog.LevelDebug
+	if reason == RefusedMaxConnections {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), lvl, "connection refused: "+reason+" reached", "remote", nc.RemoteAddr().String())
 }

@@ -86,7 +86,7 @@ func (l *Listener) accept() {
 		}
 		delay = 0
 		if reason := l.srv.adm.accept(nc.RemoteAddr(), l.srv.limits(), time.Now()); reason != "" {
-			l.srv.log.Debug("connection refused", "remote", nc.RemoteAddr().String(), "reason", reason)
+			l.srv.refused(nc, reason)
 			_ = nc.Close()
 			continue
 		}
@@ -148,7 +148,7 @@ func (s *Server) toLoop(proto string, ext codec.Protocol, nc net.Conn) {
 	_ = nc.SetReadDeadline(time.Time{})
 	c, refused := s.newConn(proto, ext, nc.RemoteAddr())
 	if c == nil {
-		s.log.Warn("connection refused: "+refused+" reached", "remote", nc.RemoteAddr().String())
+		s.refused(nc, refused)
 		_ = nc.Close()
 		return
 	}

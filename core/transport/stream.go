@@ -30,7 +30,7 @@ const writeTimeout = 10 * time.Second
 func (s *Server) serveStream(proto string, ext codec.Protocol, nc net.Conn, r *bufio.Reader) {
 	c, refused := s.newConn(proto, ext, nc.RemoteAddr())
 	if c == nil {
-		s.log.Warn("connection refused: "+refused+" reached", "remote", nc.RemoteAddr().String())
+		s.refused(nc, refused)
 		_ = nc.Close()
 		return
 	}
