@@ -192,6 +192,9 @@ type gwConfig struct {
 	Drain time.Duration
 	// NoHooks turns the Lua hooks off (hooks.enabled: false): no moderation rate limit.
 	NoHooks bool
+	// Env are NAME=value variables added to the gateway's environment (which otherwise
+	// has no TIMGW_* variables).
+	Env []string
 }
 
 // Test defaults of gwConfig.
@@ -347,7 +350,7 @@ func startGatewayOnce(name string, cfg gwConfig) (*gateway, error) {
 	g.cmd.Dir = dir
 	g.cmd.Stdout = g.log
 	g.cmd.Stderr = g.log
-	g.cmd.Env = gatewayEnv()
+	g.cmd.Env = append(gatewayEnv(), cfg.Env...)
 	setPdeathsig(g.cmd)
 	if err := g.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start gateway %s: %w", name, err)

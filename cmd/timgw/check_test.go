@@ -25,6 +25,7 @@ func TestSharedProtocols(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Defaults()
+			cfg.Codecs.Plugins = nil // the defaults run the MQTT plugin; each case sets its own
 			tc.edit(&cfg)
 			if got := sharedProtocols(&cfg); !slices.Equal(got, tc.want) {
 				t.Errorf("got %q, want %q", got, tc.want)

@@ -1,8 +1,9 @@
 // Package admin serves the operator's side of the gateway: /admin/status (what the
 // gateway is doing), /admin/reload (apply conf/ now), /metrics (Prometheus), and the
 // pages /dashboard and /chat. It is plain net/http; the HTTP API mounts it. Every admin
-// endpoint needs an admin key; the pages themselves are public (the dashboard asks for
-// the key, the chat client logs in over WebSocket like any client).
+// endpoint needs an admin key (the development key dev-admin-key only from loopback
+// clients), and refuses in the HTTP API's error shape; the pages themselves are public
+// (the dashboard asks for the key, the chat client logs in over WebSocket like any client).
 package admin
 
 import (
@@ -10,6 +11,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/timgw/timgw/core/httpapi"
+	"github.com/timgw/timgw/core/packet"
 )
 
 // Options wire the admin endpoints to the gateway. Funcs are called from many
@@ -53,19 +57,27 @@ var Paths = []struct{ Method, Path string }{
 }
 
 // guard refuses requests without an admin key: "Authorization: Bearer KEY" or
-// "X-Admin-Key: KEY".
+// "X-Admin-Key: KEY". A development key (dev-admin-key) is accepted only from loopback
+// clients. Refusals have the API's error shape (httpapi.WriteError): 401, code 10010.
 func (o Options) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("X-Admin-Key")
 		if key == "" {
 			key, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		}
-		if key == "" || !validKey(o.Keys(), key) {
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 10029,
-				"msg": "admin key required: header X-Admin-Key or Authorization: Bearer (admin.keys in the config)"})
+		var msg string
+		switch {
+		case key == "":
+			msg = "missing admin key: send header \"X-Admin-Key: <key>\" or \"Authorization: Bearer <key>\" (admin.keys in the config)"
+		case !validKey(o.Keys(), key):
+			msg = "invalid admin key (admin.keys in the config)"
+		case httpapi.RefuseDevelopmentKey(key, r.RemoteAddr):
+			msg = httpapi.DevelopmentKeyRefusal("admin.keys (or TIMGW_ADMIN_KEY)", r.RemoteAddr)
+		default:
+			h.ServeHTTP(w, r)
 			return
 		}
-		h.ServeHTTP(w, r)
+		httpapi.WriteError(w, packet.StatusAuthFailed, msg)
 	})
 }
 

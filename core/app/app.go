@@ -119,6 +119,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.srv.SetCertificate(cert)
+	a.metrics.Registry.MustRegister(newRefusalsCollector(a.srv.ConnectionsRefused))
 	if err := a.startCodecs(cfg); err != nil {
 		a.Shutdown(context.Background())
 		return nil, err
@@ -161,9 +162,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return CommitFunc(func() []string { return []string{"hooks"} }), nil
 	}))
 	a.record(ReloadResult{Trigger: "startup", Changed: []string{"all"}})
-	if len(cfg.API.Keys) == 1 && cfg.API.Keys[0] == "dev-api-key" {
-		log.Warn("the HTTP API accepts the development key dev-api-key: set TIMGW_API_KEY or api.keys for production")
-	}
+	warnRisks(log, cfg)
 	return a, nil
 }
 

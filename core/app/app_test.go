@@ -25,6 +25,7 @@ func testConfig(t *testing.T) *config.Config {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Storage.Plugin = config.StorageNone
 	cfg.Hooks.Enabled = false
+	cfg.Codecs.Plugins = nil // built-in plugins run the timgw binary, not this test binary
 	cfg.Runtime.Workers = 8
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test configuration: %v", err)

@@ -1,18 +1,16 @@
 // Package config is timgw's configuration: the YAML schema of conf/timgw.yaml, its
-// defaults, environment expansion for secrets, and validation. Unknown keys are errors.
+// defaults (that file as embedded in the binary, applied key by key: defaults.go),
+// environment expansion for secrets, and validation. Unknown keys are errors.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"os"
 	"regexp"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Config is the whole gateway configuration.
@@ -114,6 +112,24 @@ type Limits struct {
 	SniffTimeout time.Duration `yaml:"sniff_timeout"`
 	// MaxConnections caps concurrent connections (0: no cap).
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps the concurrent connections of one client address (an
+	// IPv4 address, or an IPv6 /64): t-im TCP, WebSocket, TLS and codec plugin
+	// connections (0: no cap). More are closed as soon as they are accepted.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ConnectionRatePerIP is how many new connections per second one client address may
+	// open, every protocol and HTTP included (0: no limit); more are closed at once.
+	ConnectionRatePerIP float64 `yaml:"connection_rate_per_ip"`
+	// ConnectionBurstPerIP is how many connections one client address may open at once
+	// over ConnectionRatePerIP (0: the rate rounded up, at least 1).
+	ConnectionBurstPerIP int `yaml:"connection_burst_per_ip"`
+}
+
+// ConnectionBurst returns the effective ConnectionBurstPerIP.
+func (l Limits) ConnectionBurst() int {
+	if l.ConnectionBurstPerIP > 0 {
+		return l.ConnectionBurstPerIP
+	}
+	return max(1, int(math.Ceil(l.ConnectionRatePerIP)))
 }
 
 // Runtime sizes the concurrency machinery.
@@ -132,26 +148,6 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Defaults returns the configuration used for every key a file leaves out.
-func Defaults() Config {
-	return Config{
-		Listen: ":8888",
-		Auth:   Auth{Mode: "open"},
-		API:    API{SystemUser: "system"},
-		Limits: Limits{
-			MaxFrameBytes:      1 << 20,
-			MaxContentBytes:    64 << 10,
-			OutboundQueueBytes: 4 << 20,
-			IdleTimeout:        3 * time.Minute,
-			SniffTimeout:       10 * time.Second,
-		},
-		Log:      Log{Level: "info", Format: "text"},
-		Hooks:    DefaultHooks(),
-		Groups:   DefaultGroups(),
-		Shutdown: DefaultShutdown(),
-	}
-}
-
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // expandEnv replaces ${NAME} and ${NAME:-default} with environment values.
@@ -165,13 +161,16 @@ func expandEnv(b []byte) []byte {
 	})
 }
 
-// Parse reads a configuration from YAML over the defaults, expanding ${ENV} references,
-// and validates it. Errors name the offending line or key.
+// Parse reads a configuration from YAML over the defaults (Defaults: the embedded
+// conf/timgw.yaml), expanding ${ENV} references, and validates it. Defaults apply key by
+// key: the file overrides only the keys it sets, and a list or map it sets replaces the
+// default one as a whole. Errors name the offending line or key.
 func Parse(data []byte) (*Config, error) {
-	cfg := Defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(expandEnv(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	cfg, err := defaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := decodeOver(&cfg, expandEnv(data)); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -246,6 +245,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout < 0 || c.Limits.SniffTimeout <= 0 {
 		errs = append(errs, errors.New("limits: idle_timeout must be >= 0 and sniff_timeout > 0"))
+	}
+	if c.Limits.MaxConnections < 0 || c.Limits.MaxConnectionsPerIP < 0 {
+		errs = append(errs, errors.New("limits: max_connections and max_connections_per_ip must be >= 0 (0: no cap)"))
+	}
+	if r := c.Limits.ConnectionRatePerIP; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		errs = append(errs, fmt.Errorf("limits.connection_rate_per_ip: %v must be a number >= 0 (0: no limit)", r))
+	}
+	switch b := c.Limits.ConnectionBurstPerIP; {
+	case b < 0:
+		errs = append(errs, fmt.Errorf("limits.connection_burst_per_ip: %d must be >= 0", b))
+	case b > 0 && c.Limits.ConnectionRatePerIP == 0:
+		errs = append(errs, errors.New("limits.connection_burst_per_ip: set, but connection_rate_per_ip is 0 (no limit): set the rate too"))
 	}
 	if err := c.Storage.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))

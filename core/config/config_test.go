@@ -49,6 +49,20 @@ func TestParse(t *testing.T) {
 		{"negative drain", "shutdown: {drain: -1s}", "shutdown.drain", nil},
 		{"zero close grace", "shutdown: {close_grace: 0s}", "shutdown.close_grace", nil},
 		{"close grace too long", "shutdown: {close_grace: 11m}", "shutdown.close_grace", nil},
+		{"per-IP limits", "limits: {max_connections_per_ip: 20, connection_rate_per_ip: 0.5, connection_burst_per_ip: 4}", "", func(t *testing.T, c *Config) {
+			if c.Limits.MaxConnectionsPerIP != 20 || c.Limits.ConnectionRatePerIP != 0.5 || c.Limits.ConnectionBurst() != 4 {
+				t.Errorf("limits = %+v", c.Limits)
+			}
+		}},
+		{"burst defaults to the rate", "limits: {connection_rate_per_ip: 2.5}", "", func(t *testing.T, c *Config) {
+			if c.Limits.ConnectionBurst() != 3 {
+				t.Errorf("burst = %d, want 3", c.Limits.ConnectionBurst())
+			}
+		}},
+		{"negative per-IP cap", "limits: {max_connections_per_ip: -1}", "max_connections_per_ip must be >= 0", nil},
+		{"negative rate", "limits: {connection_rate_per_ip: -2}", "limits.connection_rate_per_ip: -2 must be", nil},
+		{"burst without rate", "limits: {connection_burst_per_ip: 5}", "connection_rate_per_ip is 0", nil},
+		{"negative burst", "limits: {connection_rate_per_ip: 1, connection_burst_per_ip: -1}", "limits.connection_burst_per_ip: -1", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

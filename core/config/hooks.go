@@ -56,33 +56,10 @@ type HookPoint struct {
 	Policy string `yaml:"policy"`
 }
 
-// DefaultHooks returns the hooks configuration of a file that leaves `hooks:` out: hooks
-// on, the shipped moderation script with a small word list, fail-closed auth.
-func DefaultHooks() Hooks {
-	return Hooks{
-		Enabled:    true,
-		Dir:        "scripts",
-		Watch:      true,
-		Timeout:    50 * time.Millisecond,
-		Scripts:    []string{"moderation.lua"},
-		Connect:    HookPoint{Policy: PolicyFailOpen},
-		Auth:       HookPoint{Policy: PolicyFailClosed},
-		Message:    HookPoint{Policy: PolicyFailOpen},
-		Join:       HookPoint{Policy: PolicyFailOpen},
-		Disconnect: HookPoint{Policy: PolicyFailOpen},
-		Vars: map[string]any{
-			"moderation": map[string]any{
-				"action":       "mask",
-				"words":        []any{"badword", "spamword", "scamlink"},
-				"whole_words":  true,
-				"rate_limit":   20,
-				"rate_window":  10,
-				"flood_max":    5,
-				"flood_window": 30,
-			},
-		},
-	}
-}
+// DefaultHooks returns the hooks configuration of a file that leaves `hooks:` out (the
+// section of the embedded conf/timgw.yaml): hooks on, the shipped moderation script with
+// a small word list, fail-closed auth.
+func DefaultHooks() Hooks { return Defaults().Hooks }
 
 // Points returns the hook points by name, for code that treats them alike.
 func (h *Hooks) Points() map[string]*HookPoint {

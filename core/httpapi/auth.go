@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/cloudwego/hertz/pkg/app"
@@ -73,6 +75,8 @@ func (s *Server) requireKey(allowQuery bool) app.HandlerFunc {
 			msg = "missing API key: send header \"X-API-Key: <key>\" or \"Authorization: Bearer <key>\""
 		case !ks.match(key):
 			msg = "invalid API key"
+		case RefuseDevelopmentKey(key, c.RemoteAddr().String()):
+			msg = DevelopmentKeyRefusal("api.keys (or TIMGW_API_KEY)", c.RemoteAddr().String())
 		default:
 			c.Next(ctx)
 			return
@@ -81,4 +85,46 @@ func (s *Server) requireKey(allowQuery bool) app.HandlerFunc {
 		s.fail(c, &apiError{Code: packet.StatusAuthFailed, Msg: msg})
 		c.Abort()
 	}
+}
+
+// developmentKeys are the keys of the shipped configuration (conf/timgw.yaml), printed in
+// the README for everyone to read. They are accepted only from loopback clients.
+var developmentKeys = []string{"dev-api-key", "dev-admin-key"}
+
+// IsDevelopmentKey reports whether key is one of the shipped development keys
+// (dev-api-key, dev-admin-key), whichever setting it is configured in.
+func IsDevelopmentKey(key string) bool {
+	for _, k := range developmentKeys {
+		if key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// IsLoopback reports whether remote, an address as host:port or an IP, is a loopback
+// address (127.0.0.0/8, ::1, or IPv4-mapped 127.x). What does not parse is not.
+func IsLoopback(remote string) bool {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap().IsLoopback()
+	}
+	a, err := netip.ParseAddr(remote)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// RefuseDevelopmentKey reports whether a request from remote that presents a valid key
+// must still be refused: the key is a development key and remote is not loopback.
+func RefuseDevelopmentKey(key, remote string) bool {
+	return IsDevelopmentKey(key) && !IsLoopback(remote)
+}
+
+// DevelopmentKeyRefusal is the message of a development key refused from remote; setting
+// names where the operator configures a key of their own.
+func DevelopmentKeyRefusal(setting, remote string) string {
+	host := remote
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		host = ap.Addr().Unmap().String()
+	}
+	return fmt.Sprintf("development keys (dev-api-key, dev-admin-key) are accepted only from loopback clients, "+
+		"not from %s: configure %s with a key of your own", host, setting)
 }

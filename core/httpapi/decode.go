@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/timgw/timgw/core/packet"
 )
@@ -53,7 +51,7 @@ func decodeMessage(body []byte, mode decodeMode) (*packet.Chat, error) {
 		return nil, badBody("empty body: expected a JSON object (a chat message)")
 	}
 	if body[0] != '{' {
-		return nil, badBody("expected a JSON object (a chat message), got %s", jsonKind(body))
+		return nil, badBody("expected a JSON object (a chat message), got %s", packet.JSONKind(body))
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if mode == modeV1 {
@@ -72,7 +70,7 @@ func decodeMessage(body []byte, mode decodeMode) (*packet.Chat, error) {
 		case len(e) == 0 || bytes.Equal(e, []byte("null")):
 			chat.Extras = nil
 		case e[0] != '{':
-			return nil, badBody("field \"extras\": expected a JSON object, got %s", jsonKind(e))
+			return nil, badBody("field \"extras\": expected a JSON object, got %s", packet.JSONKind(e))
 		}
 	}
 	if chat.Cmd != 0 && chat.Cmd != packet.Int(packet.CmdChatReq) {
@@ -104,119 +102,8 @@ func checkReceiver(chat *packet.Chat) *apiError {
 	return nil
 }
 
-// describeJSONError turns a decoding error into a message that names the byte offset
-// or the field at fault.
+// describeJSONError turns a decoding error of a chat-shaped body into a 10020 answer
+// that names the byte offset or the field at fault (packet.DescribeDecodeError).
 func describeJSONError(body []byte, err error) *apiError {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		// Offset counts the bytes read, the bad one included.
-		at := max(syn.Offset-1, 0)
-		line, col := position(body, at)
-		return badBody("invalid JSON at byte %d (line %d, column %d): %s",
-			at, line, col, strings.TrimPrefix(syn.Error(), "json: "))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badBody("invalid JSON: unexpected end of body at byte %d", len(body))
-	case errors.As(err, &typ) && typ.Field != "":
-		return badBody("field %q: expected %s, got JSON %s", typ.Field, typeName(typ.Type.Kind().String()), typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return badBody("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	// An error from a field's own decoder (packet.Int, packet.Str) does not say which
-	// field it was: find it by decoding the members one at a time.
-	if field := failingField(body); field != "" {
-		return badBody("field %q: %v", field, err)
-	}
-	return badBody("invalid chat message: %v", err)
-}
-
-// chatFields are the JSON names of packet.Chat's members, lower-cased (encoding/json
-// matches names case-insensitively).
-var chatFields = map[string]bool{
-	"id": true, "from": true, "to": true, "cmd": true, "createtime": true, "msgtype": true,
-	"chattype": true, "groupid": true, "content": true, "extras": true, "seq": true, "recalled": true,
-}
-
-// failingField returns the first member of the JSON object body (in key order) that
-// packet.Chat cannot decode on its own, or "".
-func failingField(body []byte) string {
-	var members map[string]json.RawMessage
-	if json.Unmarshal(body, &members) != nil {
-		return ""
-	}
-	keys := make([]string, 0, len(chatFields))
-	for k := range members {
-		if chatFields[strings.ToLower(k)] {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		one, err := json.Marshal(map[string]json.RawMessage{k: members[k]})
-		if err != nil {
-			continue
-		}
-		var c packet.Chat
-		if json.Unmarshal(one, &c) != nil {
-			return k
-		}
-	}
-	return ""
-}
-
-// position converts a 0-based byte offset of body to a 1-based line and column.
-func position(body []byte, offset int64) (line, col int) {
-	if offset > int64(len(body)) {
-		offset = int64(len(body))
-	}
-	if offset < 0 {
-		offset = 0
-	}
-	before := body[:offset]
-	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(offset) - bytes.LastIndexByte(before, '\n')
-	return line, col
-}
-
-// jsonKind names the kind of JSON value that b starts with.
-func jsonKind(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return "nothing"
-	}
-	switch c := b[0]; {
-	case c == '[':
-		return "an array"
-	case c == '"':
-		return "a string"
-	case c == 't' || c == 'f':
-		return "a boolean"
-	case c == 'n':
-		return "null"
-	case c == '-' || (c >= '0' && c <= '9'):
-		return "a number"
-	case c == '{':
-		return "an object"
-	}
-	return fmt.Sprintf("invalid JSON (starts with %q)", b[:1])
-}
-
-// typeName translates a Go kind into the JSON type a user expects to read.
-func typeName(kind string) string {
-	switch kind {
-	case "string":
-		return "a string"
-	case "bool":
-		return "a boolean"
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
-		return "an integer"
-	case "float32", "float64":
-		return "a number"
-	case "slice", "array":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	}
-	return kind
+	return badBody("%s", packet.DescribeDecodeError(body, &packet.Chat{}, err))
 }

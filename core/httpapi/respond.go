@@ -37,6 +37,20 @@ func (s *Server) writeJSON(c *app.RequestContext, status int, v any) {
 	c.Data(status, contentTypeJSON, b)
 }
 
+// WriteError answers a net/http request (the admin endpoints) with an error in the
+// shape of every API error: {"code":CODE,"msg":MSG,"data":null} with the HTTP status of
+// code (HTTPStatus). A 401 carries WWW-Authenticate.
+func WriteError(w http.ResponseWriter, code packet.Status, msg string) {
+	b, _ := json.Marshal(envelope{Code: code, Msg: msg}) // strings and a number: cannot fail
+	status := HTTPStatus(code)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="timgw"`)
+	}
+	w.Header().Set("Content-Type", contentTypeJSON)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
 // ok answers a /api/v1 request that succeeded.
 func (s *Server) ok(c *app.RequestContext, code packet.Status, data any) {
 	s.writeJSON(c, http.StatusOK, envelope{Code: code, Msg: code.Text(), Data: data})
@@ -73,7 +87,11 @@ func jimStatus(code packet.Status) int {
 	return http.StatusOK
 }
 
-// httpStatus is the HTTP status of a /api/v1 answer with the given t-im code.
+// HTTPStatus is the HTTP status of an API or admin answer with the given t-im code: the
+// one status scheme of core/httpapi/README.md, "Answers".
+func HTTPStatus(code packet.Status) int { return httpStatus(code) }
+
+// httpStatus is HTTPStatus.
 func httpStatus(code packet.Status) int {
 	switch code {
 	case packet.StatusOK, packet.StatusOffline, packet.StatusGetUserOK, packet.StatusGetOnlineOK,

@@ -175,15 +175,21 @@ type testServer struct {
 
 func startServer(t *testing.T, gw Gateway, opts Options) *testServer {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServerOn(t, ln, gw, opts)
+}
+
+// startServerOn is startServer on a listener of the caller's.
+func startServerOn(t *testing.T, ln net.Listener, gw Gateway, opts Options) *testServer {
+	t.Helper()
 	if opts.Keys == nil {
 		opts.Keys = []string{testKey}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	s := New(gw, opts)
 	ts := &testServer{

@@ -3,6 +3,7 @@ package packet
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -254,10 +255,11 @@ func ErrorPacket(cmd Cmd, code Status, msg string) Packet {
 	return ResponsePacket(r)
 }
 
-// Decode unmarshals a packet body into v, leniently (see Int and Str).
+// Decode unmarshals a packet body into v, leniently (see Int and Str). Its error says
+// what is wrong in the client's terms (DescribeDecodeError).
 func Decode(body []byte, v any) error {
 	if err := Unmarshal(body, v); err != nil {
-		return fmt.Errorf("invalid %T body: %w", v, err)
+		return errors.New("invalid body: " + DescribeDecodeError(body, v, err))
 	}
 	return nil
 }

@@ -118,9 +118,9 @@ func testServer(t *testing.T, h Handler, lim config.Limits) *Server {
 
 func testConn(t *testing.T, s *Server, proto string) *Conn {
 	t.Helper()
-	c := s.newConn(proto, nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000})
+	c, refused := s.newConn(proto, nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000})
 	if c == nil {
-		t.Fatal("newConn refused the connection")
+		t.Fatalf("newConn refused the connection: %s", refused)
 	}
 	return c
 }

@@ -85,6 +85,11 @@ func (l *Listener) accept() {
 			continue
 		}
 		delay = 0
+		if reason := l.srv.adm.accept(nc.RemoteAddr(), l.srv.limits(), time.Now()); reason != "" {
+			l.srv.refused(nc, reason)
+			_ = nc.Close()
+			continue
+		}
 		go l.srv.dispatch(l.mode, nc)
 	}
 }
@@ -141,9 +146,9 @@ func (s *Server) dispatch(mode Mode, nc net.Conn) {
 // toLoop moves a plain connection into the event loop.
 func (s *Server) toLoop(proto string, ext codec.Protocol, nc net.Conn) {
 	_ = nc.SetReadDeadline(time.Time{})
-	c := s.newConn(proto, ext, nc.RemoteAddr())
+	c, refused := s.newConn(proto, ext, nc.RemoteAddr())
 	if c == nil {
-		s.log.Warn("connection refused: max_connections reached", "remote", nc.RemoteAddr().String())
+		s.refused(nc, refused)
 		_ = nc.Close()
 		return
 	}

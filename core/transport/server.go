@@ -84,6 +84,8 @@ type Server struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	adm admission // per-client-address limits (admit.go)
 }
 
 // New starts the event loops and the worker pool. Listeners are added with Listen.
@@ -211,13 +213,20 @@ type sharedTCP struct {
 }
 
 // newConn creates and registers a connection of a built-in protocol (ext nil) or of ext;
-// it returns nil when the connection cap is reached.
-func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) *Conn {
-	if max := s.limits().MaxConnections; max > 0 && s.count.Load() >= int64(max) {
-		return nil
+// it returns nil and the reason (Refused*) when a connection cap is reached.
+func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) (*Conn, string) {
+	lim := s.limits()
+	if max := lim.MaxConnections; max > 0 && s.count.Load() >= int64(max) {
+		s.adm.refuse(RefusedMaxConnections)
+		return nil, RefusedMaxConnections
+	}
+	ap := addrPort(remote)
+	if !s.adm.open(ap.Addr(), lim.MaxConnectionsPerIP) {
+		s.adm.refuse(RefusedPerIP)
+		return nil, RefusedPerIP
 	}
 	c := &Conn{id: s.nextID.Add(1), proto: protoIndex(proto), srv: s, codec: s.newCodec(proto, ext)}
-	c.setRemote(addrPort(remote))
+	c.setRemote(ap)
 	if a, ok := c.codec.(codec.Attacher); ok {
 		a.Attach(c)
 	}
@@ -228,7 +237,7 @@ func (s *Server) newConn(proto string, ext codec.Protocol, remote net.Addr) *Con
 	c.slot = uint32(len(s.conns))
 	s.connsMu.Unlock()
 	c.push(event{kind: evOpen})
-	return c
+	return c, ""
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -245,6 +254,7 @@ func (s *Server) finished(c *Conn, reason string) {
 		return
 	}
 	s.count.Add(-1)
+	s.adm.close(c.remoteAddrPort().Addr())
 	s.log.Debug("connection closed", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", reason)
 	if d, ok := c.codec.(codec.Drainer); ok {
 		// An asynchronous codec may still inject packets the peer sent before it left.

@@ -28,9 +28,9 @@ const writeTimeout = 10 * time.Second
 // serveStream runs a connection that the event loop cannot take (TLS): a reader goroutine
 // and a writer goroutine, with the same codec, queues and handler as the loop.
 func (s *Server) serveStream(proto string, ext codec.Protocol, nc net.Conn, r *bufio.Reader) {
-	c := s.newConn(proto, ext, nc.RemoteAddr())
+	c, refused := s.newConn(proto, ext, nc.RemoteAddr())
 	if c == nil {
-		s.log.Warn("connection refused: max_connections reached", "remote", nc.RemoteAddr().String())
+		s.refused(nc, refused)
 		_ = nc.Close()
 		return
 	}
