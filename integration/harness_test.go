@@ -187,6 +187,10 @@ type gwConfig struct {
 	MaxContentBytes int
 	// IdleTimeout is limits.idle_timeout (default 5m).
 	IdleTimeout time.Duration
+	// BodyTimeout is limits.body_timeout (default: the shipped default).
+	BodyTimeout time.Duration
+	// FrameTimeout is limits.frame_timeout (default: the shipped default).
+	FrameTimeout time.Duration
 }
 
 // Test defaults of gwConfig.
@@ -232,6 +236,12 @@ func (c gwConfig) render(listen string, listeners map[string]string) string {
 	}
 	fmt.Fprintf(&b, "limits:\n  max_frame_bytes: %d\n  max_content_bytes: %d\n  idle_timeout: %s\n",
 		frame, content, idle)
+	if c.BodyTimeout > 0 {
+		fmt.Fprintf(&b, "  body_timeout: %s\n", c.BodyTimeout)
+	}
+	if c.FrameTimeout > 0 {
+		fmt.Fprintf(&b, "  frame_timeout: %s\n", c.FrameTimeout)
+	}
 	b.WriteString("log:\n  level: debug\n")
 	// Storage is on by default (bolt in ./data): each gateway gets a directory of its own.
 	fmt.Fprintf(&b, "storage:\n  dir: %q\n", filepath.Join(workDir, "data-"+strings.ReplaceAll(listen, ":", "-")))

@@ -110,6 +110,11 @@ type Limits struct {
 	SniffTimeout time.Duration `yaml:"sniff_timeout"`
 	// MaxConnections caps concurrent connections (0: no cap).
 	MaxConnections int `yaml:"max_connections"`
+	// BodyTimeout bounds reading an HTTP request body, from the end of its headers.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// FrameTimeout bounds the time from a frame's first byte to its last (t-im TCP,
+	// WebSocket); a connection with a frame incomplete longer is closed (code 10037).
+	FrameTimeout time.Duration `yaml:"frame_timeout"`
 }
 
 // Runtime sizes the concurrency machinery.
@@ -140,6 +145,8 @@ func Defaults() Config {
 			OutboundQueueBytes: 4 << 20,
 			IdleTimeout:        3 * time.Minute,
 			SniffTimeout:       10 * time.Second,
+			BodyTimeout:        10 * time.Second,
+			FrameTimeout:       10 * time.Second,
 		},
 		Log:   Log{Level: "info", Format: "text"},
 		Hooks: DefaultHooks(),
@@ -240,6 +247,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout < 0 || c.Limits.SniffTimeout <= 0 {
 		errs = append(errs, errors.New("limits: idle_timeout must be >= 0 and sniff_timeout > 0"))
+	}
+	if c.Limits.BodyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("limits.body_timeout: must be > 0, got %s", c.Limits.BodyTimeout))
+	}
+	if c.Limits.FrameTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("limits.frame_timeout: must be > 0, got %s", c.Limits.FrameTimeout))
 	}
 	if err := c.Storage.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,9 @@ func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 	b, err := io.ReadAll(io.LimitReader(c.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
 		c.SetConnectionClose()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, badBody("request body incomplete after %s (limits.body_timeout): %d bytes read", s.opts.BodyTimeout, len(b))
+		}
 		return nil, badBody("cannot read the request body: %v", err)
 	}
 	if len(b) > limit {

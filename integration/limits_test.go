@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/timgw/timgw/core/packet"
+)
+
+// Untrusted input limits: slow HTTP bodies (limits.body_timeout), declared over-limit
+// bodies, frames trickled a byte at a time (limits.frame_timeout), invalid UTF-8.
+
+// rawHTTP is an HTTP/1.1 client over a plain socket, for requests no well-behaved
+// client sends: bodies that arrive slowly or never.
+type rawHTTP struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialRawHTTP(t *testing.T, addr string) *rawHTTP {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawHTTP{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// head writes the request line and headers of a POST to path with the given
+// Content-Length, and the first bytes of its body.
+func (c *rawHTTP) head(path string, contentLength int, body string) {
+	c.t.Helper()
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: timgw\r\nX-API-Key: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		path, testAPIKey, contentLength, body)
+	if _, err := io.WriteString(c.nc, req); err != nil {
+		c.t.Fatalf("write request: %v", err)
+	}
+}
+
+// trickle writes one byte of filler every interval until the connection fails or stop
+// is closed: a client sending its body slowly.
+func (c *rawHTTP) trickle(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := c.nc.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// response reads one response within wait; body is nil when it is not JSON.
+func (c *rawHTTP) response() (*http.Response, map[string]any) {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+	r, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.t.Fatalf("no response within %s: %v", wait, err)
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		c.t.Fatalf("read response body: %v", err)
+	}
+	var body map[string]any
+	_ = json.Unmarshal(b, &body)
+	return r, body
+}
+
+// mustClosed fails unless the server closes the connection within wait.
+func (c *rawHTTP) mustClosed() {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+	if n, err := c.br.Read(make([]byte, 1)); err == nil {
+		c.t.Fatalf("connection still open: read %d more bytes", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.t.Fatalf("connection still open %s after the answer", wait)
+	}
+}
+
+// TestHTTPOverLimitBodyRefusedAtOnce sends the headers of a 100 MB send request, then
+// its body a byte at a time: the 413 (code 10026) comes at once, not after the body or
+// the 30 s read timeout, and the connection is closed.
+func TestHTTPOverLimitBodyRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	g := mainGateway(t)
+	for _, path := range []string{"/api/v1/messages", "/api/message/send"} {
+		t.Run(path, func(t *testing.T) {
+			c := dialRawHTTP(t, g.Addr)
+			c.head(path, 100<<20, `{"from":"a","to":"b","chatType":2,"content":"`)
+			defer c.trickle(200 * time.Millisecond)()
+			r, body := c.response()
+			if r.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %s, want 413; body %v", r.Status, body)
+			}
+			if code, _ := body["code"].(float64); packet.Status(code) != packet.StatusTooLarge {
+				t.Errorf("code %v, want %d; body %v", body["code"], packet.StatusTooLarge, body)
+			}
+			c.mustClosed()
+		})
+	}
+}
+
+// TestHTTPSlowBodyTimesOut sends bodies under the size limit too slowly: with
+// limits.body_timeout 1s, each is refused and its connection closed well before the
+// 30 s request read timeout, whether hertz is still reading the body's start (408) or
+// the handler is (400, code 10020). A connection whose body arrived in time stays
+// usable past body_timeout.
+func TestHTTPSlowBodyTimesOut(t *testing.T) {
+	t.Parallel()
+	g := startTestGateway(t, "bodytimeout", gwConfig{BodyTimeout: time.Second, MaxFrameBytes: 64 << 10})
+	cases := []struct {
+		name   string
+		sent   int // body bytes sent at once; the rest trickles
+		status int
+		code   packet.Status // 0: not a JSON answer (hertz's own)
+	}{
+		{name: "start of the body slow", sent: 10, status: http.StatusRequestTimeout},
+		{name: "end of the body slow", sent: 9000, status: http.StatusBadRequest, code: packet.StatusInvalidBody},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := dialRawHTTP(t, g.Addr)
+			c.head("/api/v1/messages", 20000, strings.Repeat(" ", tc.sent))
+			defer c.trickle(300 * time.Millisecond)()
+			r, body := c.response()
+			if r.StatusCode != tc.status {
+				t.Fatalf("status %s, want %d; body %v", r.Status, tc.status, body)
+			}
+			if tc.code != 0 {
+				code, _ := body["code"].(float64)
+				msg, _ := body["msg"].(string)
+				if packet.Status(code) != tc.code || !strings.Contains(msg, "body_timeout") {
+					t.Errorf("answer %v, want code %d naming body_timeout", body, tc.code)
+				}
+			}
+			c.mustClosed()
+		})
+	}
+	t.Run("keep-alive after a body", func(t *testing.T) {
+		t.Parallel()
+		c := dialRawHTTP(t, g.Addr)
+		send := fmt.Sprintf(`{"from":%q,"to":%q,"chatType":2,"content":"x"}`, uid("ka-from"), uid("ka-to"))
+		for i := range 2 {
+			c.head("/api/v1/messages", len(send), send)
+			r, body := c.response()
+			if r.StatusCode != http.StatusOK {
+				t.Fatalf("request %d: status %s, body %v", i+1, r.Status, body)
+			}
+			time.Sleep(1500 * time.Millisecond) // past body_timeout, within the idle timeout
+		}
+	})
+}
