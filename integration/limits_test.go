@@ -169,3 +169,83 @@ func TestHTTPSlowBodyTimesOut(t *testing.T) {
 		}
 	})
 }
+
+// invalidUTF8 is chat content with a byte that is not UTF-8 (a JSON decoder would turn
+// it into U+FFFD).
+const invalidUTF8 = "caf\xe9 au lait"
+
+// TestInvalidUTF8Refused sends a chat whose content is not valid UTF-8 over t-im TCP,
+// WebSocket and the HTTP API (v1 and J-IM): each is refused with code 10036 and
+// delivers nothing; the same connection then sends valid multi-byte content, which
+// arrives exactly as sent.
+func TestInvalidUTF8Refused(t *testing.T) {
+	t.Parallel()
+	g := mainGateway(t)
+	bad := func(to string) string {
+		return `{"cmd":11,"to":"` + to + `","chatType":2,"msgType":0,"content":"` + invalidUTF8 + `"}`
+	}
+	for _, ep := range []endpoint{epTCP, epWS} {
+		t.Run(string(ep), func(t *testing.T) {
+			t.Parallel()
+			from, to := uid("utf8-from"), uid("utf8-to")
+			rc := g.login(t, epTCP, to)
+			sc := g.login(t, ep, from)
+			r, err := sc.Request(packet.CmdChatReq, bad(to), wait)
+			mustCode(t, "invalid UTF-8 chat", r, err, packet.StatusInvalidUTF8)
+			if !strings.Contains(r.Msg, "0xe9") {
+				t.Errorf("answer %q does not name the bad byte 0xe9", r.Msg)
+			}
+			mustNotGet(t, rc, packet.CmdChatReq, "receiver of the refused chat")
+			r, err = sc.Request(packet.CmdChatReq, chatBody(ep, to, "café ✓"), wait)
+			mustAccepted(t, r, err)
+			checkDelivered(t, mustRecvChat(t, rc, "receiver"), from, to, "café ✓")
+		})
+	}
+	t.Run("http", func(t *testing.T) {
+		t.Parallel()
+		from, to := uid("utf8-from"), uid("utf8-to")
+		rc := g.login(t, epTCP, to)
+		api := g.api(t, epHTTP)
+		for _, tc := range []struct {
+			path   string
+			status int
+		}{
+			{path: "/api/v1/messages", status: http.StatusBadRequest},
+			{path: "/api/message/send", status: http.StatusOK}, // J-IM answers 200, the code says
+		} {
+			body := `{"from":"` + from + `","to":"` + to + `","chatType":2,"content":"` + invalidUTF8 + `"}`
+			r, err := api.Post(tc.path, body)
+			if err != nil {
+				t.Fatalf("POST %s: %v", tc.path, err)
+			}
+			if code, _ := apiCode(r); r.Status != tc.status || code != packet.StatusInvalidUTF8 {
+				t.Errorf("POST %s: %s, want HTTP %d code %d", tc.path, r, tc.status, packet.StatusInvalidUTF8)
+			}
+		}
+		mustNotGet(t, rc, packet.CmdChatReq, "receiver of the refused chats")
+		mustAPISend(t, api, map[string]any{"from": from, "to": to, "chatType": 2, "content": "café ✓"}, packet.StatusOK)
+		checkDelivered(t, mustRecvChat(t, rc, "receiver"), from, to, "café ✓")
+	})
+}
+
+// TestMQTTInvalidUTF8Refused publishes payloads that are not valid UTF-8 (text and a
+// JSON chat body): the gateway refuses them with 10036 (the plugin logs the refusal:
+// MQTT 3.1.1 has no negative PUBACK) and the receiver gets only the valid message sent
+// after them, exactly as sent.
+func TestMQTTInvalidUTF8Refused(t *testing.T) {
+	needMosquitto(t)
+	g := mqttGateway(t)
+	to, mq := uid("utf8-tcp"), uid("utf8-mq")
+	rc := g.login(t, epTCP, to)
+	off := g.log.Len()
+	for _, payload := range []string{invalidUTF8, `{"content":"` + invalidUTF8 + `"}`} {
+		mustPub(t, g.Addr, mq, "chat/user/"+to, payload, 1)
+	}
+	mustPub(t, g.Addr, mq, "chat/user/"+to, "café ✓", 1)
+	m := mustRecvChat(t, rc, "receiver")
+	checkChat(t, m, mq, "café ✓", packet.ChatTypePrivate)
+	mustNotGet(t, rc, packet.CmdChatReq, "receiver")
+	if got := strings.Count(g.log.From(off), "code=10036"); got < 2 {
+		t.Errorf("the gateway log shows %d chats refused with code=10036, want 2", got)
+	}
+}

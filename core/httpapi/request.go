@@ -20,7 +20,8 @@ import (
 const drainLimit = 256 << 10
 
 // readBody returns the request body, at most MaxBodyBytes of it (413, code 10026, when
-// there is more).
+// there is more), and valid UTF-8 (400, code 10036, when it is not: every API body is
+// JSON).
 func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 	limit := s.opts.MaxBodyBytes
 	tooLarge := &apiError{Code: packet.StatusTooLarge,
@@ -35,6 +36,9 @@ func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 		if len(b) > limit {
 			return nil, tooLarge
 		}
+		if e := checkUTF8(b); e != nil {
+			return nil, e
+		}
 		return b, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(c.RequestBodyStream(), int64(limit)+1))
@@ -48,6 +52,9 @@ func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 	if len(b) > limit {
 		s.abandonBody(c, false)
 		return nil, tooLarge
+	}
+	if e := checkUTF8(b); e != nil {
+		return nil, e
 	}
 	return b, nil
 }
