@@ -66,7 +66,7 @@ var statusText = map[Status]string{
 	StatusRateLimited: "rate limited", StatusForbidden: "forbidden",
 	StatusStorageUnavailable: "storage unavailable", StatusNotFound: "not found",
 	StatusRecallWindowExpired: "recall window expired", StatusMalformedFrame: "malformed frame",
-	StatusServerBusy: "server busy",
+	StatusServerBusy:  "server busy",
 	StatusInvalidUTF8: "invalid UTF-8", StatusFrameTimeout: "frame timeout",
 }
 
