@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/integration/timclient"
 )
 
 // Untrusted input limits: slow HTTP bodies (limits.body_timeout), declared over-limit
@@ -245,7 +246,75 @@ func TestMQTTInvalidUTF8Refused(t *testing.T) {
 	m := mustRecvChat(t, rc, "receiver")
 	checkChat(t, m, mq, "café ✓", packet.ChatTypePrivate)
 	mustNotGet(t, rc, packet.CmdChatReq, "receiver")
-	if got := strings.Count(g.log.From(off), "code=10036"); got < 2 {
-		t.Errorf("the gateway log shows %d chats refused with code=10036, want 2", got)
+	waitLogCount(t, g.gateway, off, "code=10036", 2)
+}
+
+// waitLogCount waits until g's log from offset off holds sub at least n times (the log
+// arrives through a pipe), failing t after wait, or when it holds more.
+func waitLogCount(t *testing.T, g *gateway, off int, sub string, n int) {
+	t.Helper()
+	count := func() int { return strings.Count(g.log.From(off), sub) }
+	for end := time.Now().Add(wait); count() < n && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
 	}
+	if got := count(); got != n {
+		t.Errorf("the gateway logged %q %d times, want %d", sub, got, n)
+	}
+}
+
+// TestFrameTimeout trickles one valid frame a byte every 300 ms (it would take more
+// than 10 s to complete) over t-im TCP and WebSocket, plain and TLS, with
+// limits.frame_timeout 1s: each connection gets cmd 0 with code 10037 and is closed,
+// though every byte resets its idle timeout; a connection that sends whole frames
+// stays open.
+func TestFrameTimeout(t *testing.T) {
+	t.Parallel()
+	g := startTestGateway(t, "frametimeout", gwConfig{TLS: true, FrameTimeout: time.Second})
+	t.Cleanup(func() { waitLogCount(t, g, 0, "connection closed: frame timeout", 4) }) // after the subtests
+	body := []byte(`{"cmd":13,"hbbyte":1,"padding":"` + strings.Repeat("x", 40) + `"}`)
+	for _, ep := range []endpoint{epTCP, epWS, epTLS, epWSS} {
+		t.Run(string(ep), func(t *testing.T) {
+			t.Parallel()
+			c := g.dial(t, ep)
+			frame := timclient.TCPFrame(packet.CmdHeartbeatReq, body)
+			if ep == epWS || ep == epWSS {
+				frame = timclient.WSText(body)
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				for _, b := range frame {
+					select {
+					case <-stop:
+						return
+					case <-time.After(300 * time.Millisecond):
+					}
+					if c.WriteRaw([]byte{b}) != nil {
+						return
+					}
+				}
+			}()
+			got, err := c.ExpectClosed(wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found bool
+			for _, p := range got {
+				if r, err := timclient.DecodeResponse(p); err == nil && p.Cmd == packet.CmdError && r.Code == packet.StatusFrameTimeout {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("received %s before the close, want cmd 0 with code %d", timclient.Describe(got), packet.StatusFrameTimeout)
+			}
+		})
+	}
+	t.Run("whole frames", func(t *testing.T) {
+		t.Parallel()
+		c := g.dial(t, epTCP)
+		for range 3 {
+			mustSync(t, c, "client sending whole frames")
+			time.Sleep(700 * time.Millisecond)
+		}
+	})
 }

@@ -251,8 +251,8 @@ func (c *Config) Validate() error {
 	if c.Limits.BodyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("limits.body_timeout: must be > 0, got %s", c.Limits.BodyTimeout))
 	}
-	if c.Limits.FrameTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("limits.frame_timeout: must be > 0, got %s", c.Limits.FrameTimeout))
+	if c.Limits.FrameTimeout < time.Second || c.Limits.FrameTimeout > 200*time.Second {
+		errs = append(errs, fmt.Errorf("limits.frame_timeout: must be from 1s to 200s, got %s", c.Limits.FrameTimeout))
 	}
 	if err := c.Storage.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -306,9 +307,9 @@ func (l *trackingListener) Close() error {
 // would block its answer forever), and bounds request bodies: it follows the requests
 // it reads (bodyWatch) and, while a body is being read, reads with the earlier of
 // hertz's deadline and the body's (BodyTimeout from the end of the headers). Headers
-// declaring a body over MaxBodyBytes end reading at once: hertz then hands the request
-// to its handler with what it has, and readBody answers 413 without waiting for the
-// body.
+// declaring a body over MaxBodyBytes by more than readBody would drain end reading at
+// once: hertz then hands the request to its handler with what it has, readBody answers
+// 413 without waiting for the body, and the connection closes (lingering: see linger).
 type trackedConn struct {
 	net.Conn
 	s     *Server
@@ -326,7 +327,10 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		ev := c.watch.feed(p[:n])
-		over := ev.declared > int64(c.s.opts.MaxBodyBytes)
+		// A body over the limit by no more than readBody drains is read (within
+		// BodyTimeout) so that the client, writing it, gets to read the 413 and may
+		// reuse the connection; beyond that, nothing more is read.
+		over := ev.declared > int64(c.s.opts.MaxBodyBytes)+drainLimit
 		if over || ev.bodyStarted || ev.bodyEnded {
 			c.dlMu.Lock()
 			switch {
@@ -380,7 +384,29 @@ func (c *trackedConn) Close() error {
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
+		c.linger()
 		err = c.Conn.Close()
 	})
 	return err
+}
+
+// Lingering close of a connection whose body was refused unread.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 256 << 10
+)
+
+// linger reads and discards what a client refused for an over-limit body is still
+// sending, for a moment, before the connection closes: closing a socket with unread
+// data resets it, and the client could lose the 413 it has not read yet.
+func (c *trackedConn) linger() {
+	c.dlMu.Lock()
+	refused := c.refused
+	c.bodyDL = time.Time{}
+	c.dlMu.Unlock()
+	if !refused {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
 }
