@@ -52,3 +52,27 @@ func TestBodyWatch(t *testing.T) {
 		})
 	}
 }
+
+// FuzzBodyWatch checks that bodyWatch reaches the same state however the bytes are
+// split across reads (a client chooses the split), and never panics.
+func FuzzBodyWatch(f *testing.F) {
+	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n"), uint8(1))
+	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), uint8(2))
+	f.Add([]byte("\nPOST / HTTP/1.1\nContent-Length: 99999999999999999999\n\n"), uint8(7))
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		var whole, split bodyWatch
+		a := whole.feed(in)
+		var b watchEvents
+		b.declared = -1
+		n := max(int(step), 1)
+		for i := 0; i < len(in); i += n {
+			ev := split.feed(in[i:min(i+n, len(in))])
+			b.bodyStarted = b.bodyStarted || ev.bodyStarted
+			b.bodyEnded = b.bodyEnded || ev.bodyEnded
+			b.declared = max(b.declared, ev.declared)
+		}
+		if whole.state != split.state || whole.left != split.left || whole.inBody() != split.inBody() || a != b {
+			t.Fatalf("step %d: whole %+v %+v, split %+v %+v", n, whole, a, split, b)
+		}
+	})
+}

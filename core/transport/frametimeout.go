@@ -29,14 +29,19 @@ func frameStamp(sec int64) uint8 { return uint8(sec%255) + 1 }
 func frameAge(now, then uint8) int64 { return (int64(now) - int64(then) + 255) % 255 }
 
 // trackFrame records, after a decode, whether bytes of an incomplete frame remain
-// buffered. Only the connection's reader calls it, so it may read c.frame without the
-// lock; it writes under the lock, which the reaper reads under.
-func (c *Conn) trackFrame(partial bool) {
+// buffered; progressed says the decode consumed whole frames, so that what remains is
+// a frame begun now (a client streaming frames back to back may never leave the
+// buffer empty). Only the connection's reader calls it, so it may read c.frame without
+// the lock; it writes under the lock, which the reaper reads under, at most once a
+// second while frames keep completing.
+func (c *Conn) trackFrame(partial, progressed bool) {
 	switch {
-	case partial && c.frame == 0:
-		c.mu.Lock()
-		c.frame = frameStamp(c.srv.clock.Load())
-		c.mu.Unlock()
+	case partial && (c.frame == 0 || progressed):
+		if now := frameStamp(c.srv.clock.Load()); now != c.frame {
+			c.mu.Lock()
+			c.frame = now
+			c.mu.Unlock()
+		}
 	case !partial && c.frame != 0:
 		c.mu.Lock()
 		c.frame = 0

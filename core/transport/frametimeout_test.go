@@ -22,15 +22,25 @@ func TestFrameAge(t *testing.T) {
 	for _, tc := range tests {
 		c := &Conn{srv: &Server{}}
 		c.srv.clock.Store(tc.then)
-		c.trackFrame(true)
-		c.trackFrame(true) // a later partial read keeps the first stamp
+		c.trackFrame(true, false)
 		c.srv.clock.Store(tc.then + 1)
+		c.trackFrame(true, false) // more bytes of the same frame keep its stamp
 		if got := c.frameOverdue(frameStamp(tc.now), tc.timeout); got != tc.overdue {
 			t.Errorf("frame begun at %d, now %d, timeout %s: overdue %v, want %v", tc.then, tc.now, tc.timeout, got, tc.overdue)
 		}
-		c.trackFrame(false)
+		c.trackFrame(false, true)
 		if c.frameOverdue(frameStamp(tc.now), tc.timeout) {
 			t.Errorf("frame begun at %d: overdue after it completed", tc.then)
+		}
+	}
+	// Frames completing back to back, each read ending inside the next frame: the stamp
+	// follows the newest frame, so the connection is never overdue.
+	c := &Conn{srv: &Server{}}
+	for sec := int64(100); sec < 130; sec++ {
+		c.srv.clock.Store(sec)
+		c.trackFrame(true, true)
+		if c.frameOverdue(frameStamp(sec+1), time.Second) {
+			t.Fatalf("streaming connection overdue at %d", sec)
 		}
 	}
 	for sec := int64(0); sec < 600; sec++ {
