@@ -626,6 +626,18 @@ func dialURL(t *testing.T, url string) *timclient.Conn {
 	return c
 }
 
+// dialRaw opens a plain TCP connection to addr, closed when t ends: for clients that
+// write bytes no timclient would.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
 // dial connects to the shared port with ep.
 func (g *gateway) dial(t *testing.T, ep endpoint) *timclient.Conn {
 	t.Helper()

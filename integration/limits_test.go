@@ -28,11 +28,7 @@ type rawHTTP struct {
 
 func dialRawHTTP(t *testing.T, addr string) *rawHTTP {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
+	nc := dialRaw(t, addr)
 	return &rawHTTP{t: t, nc: nc, br: bufio.NewReader(nc)}
 }
 
