@@ -259,33 +259,56 @@ func waitLogCount(t *testing.T, g *gateway, off int, sub string, n int) {
 }
 
 // TestFrameTimeout trickles one valid frame a byte every 300 ms (it would take more
-// than 10 s to complete) over t-im TCP and WebSocket, plain and TLS, with
-// limits.frame_timeout 1s: each connection gets cmd 0 with code 10037 and is closed,
-// though every byte resets its idle timeout; a connection that sends whole frames
-// stays open.
+// than 10 s to complete) over t-im TCP and WebSocket, plain and TLS, and a WebSocket
+// message as whole one-byte fragments, with limits.frame_timeout 1s: each connection
+// gets cmd 0 with code 10037 and is closed, though every byte resets its idle timeout;
+// a connection that sends whole frames stays open.
 func TestFrameTimeout(t *testing.T) {
 	t.Parallel()
 	g := startTestGateway(t, "frametimeout", gwConfig{TLS: true, FrameTimeout: time.Second})
-	t.Cleanup(func() { waitLogCount(t, g, 0, "connection closed: frame timeout", 4) }) // after the subtests
 	body := []byte(`{"cmd":13,"hbbyte":1,"padding":"` + strings.Repeat("x", 40) + `"}`)
-	for _, ep := range []endpoint{epTCP, epWS, epTLS, epWSS} {
-		t.Run(string(ep), func(t *testing.T) {
+	bytewise := func(frame []byte) (chunks [][]byte) {
+		for i := range frame {
+			chunks = append(chunks, frame[i:i+1])
+		}
+		return chunks
+	}
+	var fragments [][]byte // a text message as non-final one-byte fragments
+	for i, b := range body {
+		op := byte(0x0) // continuation
+		if i == 0 {
+			op = 0x1 // text
+		}
+		f := timclient.WSFrame(op, []byte{b})
+		f[0] &^= 0x80 // not the final fragment
+		fragments = append(fragments, f)
+	}
+	cases := []struct {
+		name   string
+		ep     endpoint
+		chunks [][]byte // written one every 300 ms
+	}{
+		{name: "tcp", ep: epTCP, chunks: bytewise(timclient.TCPFrame(packet.CmdHeartbeatReq, body))},
+		{name: "tls", ep: epTLS, chunks: bytewise(timclient.TCPFrame(packet.CmdHeartbeatReq, body))},
+		{name: "ws", ep: epWS, chunks: bytewise(timclient.WSText(body))},
+		{name: "wss", ep: epWSS, chunks: bytewise(timclient.WSText(body))},
+		{name: "ws fragments", ep: epWS, chunks: fragments},
+	}
+	t.Cleanup(func() { waitLogCount(t, g, 0, "connection closed: frame timeout", len(cases)) }) // after the subtests
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := g.dial(t, ep)
-			frame := timclient.TCPFrame(packet.CmdHeartbeatReq, body)
-			if ep == epWS || ep == epWSS {
-				frame = timclient.WSText(body)
-			}
+			c := g.dial(t, tc.ep)
 			stop := make(chan struct{})
 			defer close(stop)
 			go func() {
-				for _, b := range frame {
+				for _, b := range tc.chunks {
 					select {
 					case <-stop:
 						return
 					case <-time.After(300 * time.Millisecond):
 					}
-					if c.WriteRaw([]byte{b}) != nil {
+					if c.WriteRaw(b) != nil {
 						return
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/timgw/timgw/core/codec/ws"
 	"github.com/timgw/timgw/core/packet"
 )
 
@@ -19,6 +20,25 @@ import (
 // stamp is one byte, the coarse clock's seconds modulo 255 plus one, so that Conn
 // stays in its size class; timeouts are therefore bounded by maxFrameTimeout.
 
+// partialCodec is a codec that holds part of a message itself, between whole frames
+// (a WebSocket message arriving in fragments): the message counts as an incomplete
+// frame until it completes.
+type partialCodec interface {
+	Partial() bool
+}
+
+var _ partialCodec = (*ws.Codec)(nil)
+
+// incomplete reports whether, after a decode, part of a frame or message is held:
+// buffered bytes (buffered > 0) or a message the codec is assembling.
+func (c *Conn) incomplete(buffered int) bool {
+	if buffered > 0 {
+		return true
+	}
+	p, ok := c.codec.(partialCodec)
+	return ok && p.Partial()
+}
+
 // maxFrameTimeout is the longest frame timeout the one-byte stamp can measure.
 const maxFrameTimeout = 200 * time.Second
 
@@ -28,8 +48,8 @@ func frameStamp(sec int64) uint8 { return uint8(sec%255) + 1 }
 // frameAge is how many seconds passed from stamp then to stamp now (modulo 255).
 func frameAge(now, then uint8) int64 { return (int64(now) - int64(then) + 255) % 255 }
 
-// trackFrame records, after a decode, whether bytes of an incomplete frame remain
-// buffered; progressed says the decode consumed whole frames, so that what remains is
+// trackFrame records, after a decode, whether part of a frame or message is held
+// (incomplete); progressed says the decode completed packets, so that what remains is
 // a frame begun now (a client streaming frames back to back may never leave the
 // buffer empty). Only the connection's reader calls it, so it may read c.frame without
 // the lock; it writes under the lock, which the reaper reads under, at most once a
