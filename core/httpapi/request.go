@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/protocol"
@@ -45,7 +46,8 @@ func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 	if err != nil {
 		c.SetConnectionClose()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, badBody("request body incomplete after %s (limits.body_timeout): %d bytes read", s.opts.BodyTimeout, len(b))
+			return nil, badBody("request body incomplete after %s (limits.body_timeout): %d bytes read",
+				time.Duration(s.bodyTimeout.Load()), len(b))
 		}
 		return nil, badBody("cannot read the request body: %v", err)
 	}

@@ -59,7 +59,7 @@ type Options struct {
 	// BodyTimeout bounds reading one request body, from the end of its headers: a body
 	// still incomplete then is answered 408 (or 400, code 10020, once a handler reads
 	// it) and the connection is closed. ReadTimeout still bounds the whole request.
-	// Default 10s.
+	// Default 10s; replaceable with SetBodyTimeout.
 	BodyTimeout time.Duration
 	// Extra are more routes served beside the API (the admin endpoints and pages),
 	// as net/http handlers. They do their own authorization.
@@ -94,6 +94,8 @@ type Server struct {
 	// gives up waiting.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
+
+	bodyTimeout atomic.Int64 // Options.BodyTimeout, replaceable with SetBodyTimeout
 
 	inflight atomic.Int64 // requests inside a handler
 	closing  atomic.Bool
@@ -138,7 +140,18 @@ func New(gw Gateway, opts Options) *Server {
 	s.recal, _ = gw.(Recaller)
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.SetKeys(opts.Keys)
+	s.SetBodyTimeout(opts.BodyTimeout)
 	return s
+}
+
+// SetBodyTimeout replaces Options.BodyTimeout for bodies whose headers end from now on
+// (a configuration reload); a non-positive d means DefaultBodyTimeout. Safe for
+// concurrent use.
+func (s *Server) SetBodyTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultBodyTimeout
+	}
+	s.bodyTimeout.Store(int64(d))
 }
 
 // SetKeys replaces the accepted API keys (on a configuration reload). Requests in
@@ -338,7 +351,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 				c.refused = true
 				c.bodyDL = time.Unix(1, 0) // in the past: the next read fails at once
 			case c.watch.inBody() && ev.bodyStarted:
-				c.bodyDL = time.Now().Add(c.s.opts.BodyTimeout)
+				c.bodyDL = time.Now().Add(time.Duration(c.s.bodyTimeout.Load()))
 			case !c.watch.inBody() && !c.refused:
 				c.bodyDL = time.Time{}
 			}
