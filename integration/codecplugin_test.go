@@ -173,11 +173,7 @@ type lineClient struct {
 
 func dialLine(t *testing.T, addr string) *lineClient {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
+	nc := dialRaw(t, addr)
 	_ = nc.SetDeadline(time.Now().Add(wait))
 	return &lineClient{t: t, nc: nc, lines: bufio.NewScanner(nc)}
 }

@@ -195,6 +195,10 @@ type gwConfig struct {
 	// Env are NAME=value variables added to the gateway's environment (which otherwise
 	// has no TIMGW_* variables).
 	Env []string
+	// BodyTimeout is limits.body_timeout (default: the shipped default).
+	BodyTimeout time.Duration
+	// FrameTimeout is limits.frame_timeout (default: the shipped default).
+	FrameTimeout time.Duration
 }
 
 // Test defaults of gwConfig.
@@ -240,6 +244,12 @@ func (c gwConfig) render(listen string, listeners map[string]string) string {
 	}
 	fmt.Fprintf(&b, "limits:\n  max_frame_bytes: %d\n  max_content_bytes: %d\n  idle_timeout: %s\n",
 		frame, content, idle)
+	if c.BodyTimeout > 0 {
+		fmt.Fprintf(&b, "  body_timeout: %s\n", c.BodyTimeout)
+	}
+	if c.FrameTimeout > 0 {
+		fmt.Fprintf(&b, "  frame_timeout: %s\n", c.FrameTimeout)
+	}
 	b.WriteString("log:\n  level: debug\n")
 	fmt.Fprintf(&b, "shutdown:\n  drain: %s\n", c.Drain)
 	if c.NoHooks {
@@ -636,6 +646,18 @@ func dialURL(t *testing.T, url string) *timclient.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// dialRaw opens a plain TCP connection to addr, closed when t ends: for clients that
+// write bytes no timclient would.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
 }
 
 // dial connects to the shared port with ep.

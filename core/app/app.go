@@ -127,7 +127,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	httpapi.SetHertzLogger(log)
 	a.api = httpapi.New(apiGateway{gw: a.gw, reg: a.reg, dir: a.dir, stats: a.apiStats,
 		pageSize: func() int { return int(a.membersPage.Load()) }}, httpapi.Options{Keys: cfg.API.Keys, SystemUser: cfg.API.SystemUser,
-		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes(), Degraded: a.degraded})
+		MaxBodyBytes: cfg.Limits.MaxFrameBytes, Logger: log, Extra: a.adminRoutes(), Degraded: a.degraded,
+		BodyTimeout: cfg.Limits.BodyTimeout})
 	go func() { a.httpDone <- a.api.Serve(a.srv.HTTPListener()) }()
 
 	if err := a.listen(transport.ModeShared, cfg.Listen); err != nil {

@@ -292,6 +292,7 @@ func (a *App) coreSteps() {
 			a.srv.SetLimits(cur.Limits)
 			a.srv.SetWorkers(cur.Runtime.Workers)
 			a.router.SetMaxContentBytes(cur.Limits.MaxContentBytes)
+			a.api.SetBodyTimeout(cur.Limits.BodyTimeout)
 			if a.level != nil {
 				_ = a.level.UnmarshalText([]byte(cur.Log.Level))
 			}

@@ -122,6 +122,11 @@ type Limits struct {
 	// ConnectionBurstPerIP is how many connections one client address may open at once
 	// over ConnectionRatePerIP (0: the rate rounded up, at least 1).
 	ConnectionBurstPerIP int `yaml:"connection_burst_per_ip"`
+	// BodyTimeout bounds reading an HTTP request body, from the end of its headers.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// FrameTimeout bounds the time from a frame's first byte to its last (t-im TCP,
+	// WebSocket); a connection with a frame incomplete longer is closed (code 10037).
+	FrameTimeout time.Duration `yaml:"frame_timeout"`
 }
 
 // ConnectionBurst returns the effective ConnectionBurstPerIP.
@@ -257,6 +262,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("limits.connection_burst_per_ip: %d must be >= 0", b))
 	case b > 0 && c.Limits.ConnectionRatePerIP == 0:
 		errs = append(errs, errors.New("limits.connection_burst_per_ip: set, but connection_rate_per_ip is 0 (no limit): set the rate too"))
+	}
+	if c.Limits.BodyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("limits.body_timeout: must be > 0, got %s", c.Limits.BodyTimeout))
+	}
+	if c.Limits.FrameTimeout < time.Second || c.Limits.FrameTimeout > 200*time.Second {
+		errs = append(errs, fmt.Errorf("limits.frame_timeout: must be from 1s to 200s, got %s", c.Limits.FrameTimeout))
 	}
 	if err := c.Storage.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: %w", err))

@@ -133,10 +133,10 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 	}
 }
 
-// decode unmarshals a body, answering 10020 on failure.
+// decode unmarshals a body, answering 10020 on failure (10036 for invalid UTF-8).
 func (g *Gateway) decode(c Conn, p packet.Packet, v any) bool {
 	if err := packet.Decode(p.Body, v); err != nil {
-		g.fail(c, p.Cmd.Response(), packet.StatusInvalidBody, err.Error())
+		g.fail(c, p.Cmd.Response(), packet.DecodeStatus(err), err.Error())
 		return false
 	}
 	return true

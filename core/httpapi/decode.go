@@ -42,13 +42,17 @@ const (
 // decodeMessage reads the JSON body of a send request: a chat message as in
 // docs/protocol.md section 2, with the sender in "from". Numbers are accepted as numeric
 // strings and ids as numbers (packet.Chat decodes leniently). It returns an *apiError
-// with code 10020 for a body that is not a well-formed chat object, and in modeV1 code
+// with code 10036 for a body that is not valid UTF-8 (encoding/json would replace the
+// bad bytes), 10020 for a body that is not a well-formed chat object, and in modeV1 code
 // 10024 when it names no receiver. The returned chat has Cmd 11; From is whatever the
 // body said (possibly empty: the caller decides who sends).
 func decodeMessage(body []byte, mode decodeMode) (*packet.Chat, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, badBody("empty body: expected a JSON object (a chat message)")
+	}
+	if e := checkUTF8(body); e != nil {
+		return nil, e
 	}
 	if body[0] != '{' {
 		return nil, badBody("expected a JSON object (a chat message), got %s", packet.JSONKind(body))
@@ -83,6 +87,14 @@ func decodeMessage(body []byte, mode decodeMode) (*packet.Chat, error) {
 		}
 	}
 	return &chat, nil
+}
+
+// checkUTF8 refuses a body that is not valid UTF-8 (code 10036).
+func checkUTF8(body []byte) *apiError {
+	if err := packet.CheckUTF8(body); err != nil {
+		return &apiError{Code: packet.StatusInvalidUTF8, Msg: fmt.Sprintf("request body is %v", err)}
+	}
+	return nil
 }
 
 // checkReceiver verifies that a chat names its receiver the way its chatType says.

@@ -61,6 +61,14 @@ func TestDecodeMessage(t *testing.T) {
 		{name: "v1 chatType 3", mode: modeV1, body: `{"to":"b","chatType":3}`, code: packet.StatusNoReceiver, msg: "got 3"},
 		{name: "v1 private no to", mode: modeV1, body: `{"groupId":"g","chatType":2}`, code: packet.StatusNoReceiver, msg: `"to"`},
 		{name: "v1 group no groupId", mode: modeV1, body: `{"to":"b","chatType":"1"}`, code: packet.StatusNoReceiver, msg: `"groupId"`},
+		{name: "invalid UTF-8 in from", mode: modeJIM, body: "{\"from\":\"\xd3\"}", code: packet.StatusInvalidUTF8,
+			msg: "byte 0xd3 at offset 9"},
+		{name: "invalid UTF-8 in content", mode: modeV1, body: "{\"to\":\"b\",\"chatType\":2,\"content\":\"h\xffi\"}",
+			code: packet.StatusInvalidUTF8, msg: "not valid UTF-8"},
+		{name: "truncated multi-byte rune", mode: modeV1, body: "{\"to\":\"b\",\"chatType\":2,\"content\":\"\xe4\xb8\"}",
+			code: packet.StatusInvalidUTF8, msg: "0xe4"},
+		{name: "valid multi-byte runes kept", mode: modeV1, body: `{"to":"b","chatType":2,"content":"世界 🎉"}`,
+			want: packet.Chat{To: "b", ChatType: 2, Cmd: 11, Content: "世界 🎉"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/protocol"
@@ -19,7 +21,8 @@ import (
 const drainLimit = 256 << 10
 
 // readBody returns the request body, at most MaxBodyBytes of it (413, code 10026, when
-// there is more).
+// there is more), and valid UTF-8 (400, code 10036, when it is not: every API body is
+// JSON).
 func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 	limit := s.opts.MaxBodyBytes
 	tooLarge := &apiError{Code: packet.StatusTooLarge,
@@ -34,16 +37,26 @@ func (s *Server) readBody(c *app.RequestContext) ([]byte, *apiError) {
 		if len(b) > limit {
 			return nil, tooLarge
 		}
+		if e := checkUTF8(b); e != nil {
+			return nil, e
+		}
 		return b, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(c.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
 		c.SetConnectionClose()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, badBody("request body incomplete after %s (limits.body_timeout): %d bytes read",
+				time.Duration(s.bodyTimeout.Load()), len(b))
+		}
 		return nil, badBody("cannot read the request body: %v", err)
 	}
 	if len(b) > limit {
 		s.abandonBody(c, false)
 		return nil, tooLarge
+	}
+	if e := checkUTF8(b); e != nil {
+		return nil, e
 	}
 	return b, nil
 }

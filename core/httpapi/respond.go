@@ -101,7 +101,7 @@ func httpStatus(code packet.Status) int {
 		return http.StatusOK
 	case packet.StatusInvalidBody, packet.StatusNoReceiver, packet.StatusUnsupportedCmd,
 		packet.StatusUnknownCmd, packet.StatusVersionMismatch, packet.StatusGetMessageFailed,
-		packet.StatusMalformedFrame:
+		packet.StatusMalformedFrame, packet.StatusInvalidUTF8:
 		return http.StatusBadRequest
 	case packet.StatusAuthFailed, packet.StatusNotLoggedIn:
 		return http.StatusUnauthorized

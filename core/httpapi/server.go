@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ const (
 	DefaultReadTimeout    = 30 * time.Second
 	DefaultIdleTimeout    = 2 * time.Minute
 	DefaultHandlerTimeout = 10 * time.Second
+	DefaultBodyTimeout    = 10 * time.Second
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -54,6 +56,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// HandlerTimeout bounds each Gateway call (the context it gets). Default 10s.
 	HandlerTimeout time.Duration
+	// BodyTimeout bounds reading one request body, from the end of its headers: a body
+	// still incomplete then is answered 408 (or 400, code 10020, once a handler reads
+	// it) and the connection is closed. ReadTimeout still bounds the whole request.
+	// Default 10s; replaceable with SetBodyTimeout.
+	BodyTimeout time.Duration
 	// Extra are more routes served beside the API (the admin endpoints and pages),
 	// as net/http handlers. They do their own authorization.
 	Extra []Route
@@ -88,6 +95,8 @@ type Server struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 
+	bodyTimeout atomic.Int64 // Options.BodyTimeout, replaceable with SetBodyTimeout
+
 	inflight atomic.Int64 // requests inside a handler
 	closing  atomic.Bool
 
@@ -114,6 +123,9 @@ func New(gw Gateway, opts Options) *Server {
 	if opts.HandlerTimeout <= 0 {
 		opts.HandlerTimeout = DefaultHandlerTimeout
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -128,7 +140,18 @@ func New(gw Gateway, opts Options) *Server {
 	s.recal, _ = gw.(Recaller)
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.SetKeys(opts.Keys)
+	s.SetBodyTimeout(opts.BodyTimeout)
 	return s
+}
+
+// SetBodyTimeout replaces Options.BodyTimeout for bodies whose headers end from now on
+// (a configuration reload); a non-positive d means DefaultBodyTimeout. Safe for
+// concurrent use.
+func (s *Server) SetBodyTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultBodyTimeout
+	}
+	s.bodyTimeout.Store(int64(d))
 }
 
 // SetKeys replaces the accepted API keys (on a configuration reload). Requests in
@@ -256,10 +279,10 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			tc := &trackedConn{Conn: c, s: l.s}
 			// hertz's standard transport sets no deadline for a connection's first
 			// request: a client trickling its headers would hold it forever.
-			_ = c.SetReadDeadline(time.Now().Add(l.s.opts.ReadTimeout))
-			tc := &trackedConn{Conn: c, s: l.s}
+			_ = tc.SetReadDeadline(time.Now().Add(l.s.opts.ReadTimeout))
 			l.s.mu.Lock()
 			closed := l.s.closed
 			if !closed {
@@ -292,13 +315,73 @@ func (l *trackingListener) Close() error {
 	return l.Listener.Close()
 }
 
-// trackedConn removes itself from the server's set when closed, and bounds each write
+// trackedConn removes itself from the server's set when closed, bounds each write
 // (hertz's standard transport sets no write deadline: a client that does not read
-// would block its answer forever).
+// would block its answer forever), and bounds request bodies: it follows the requests
+// it reads (bodyWatch) and, while a body is being read, reads with the earlier of
+// hertz's deadline and the body's (BodyTimeout from the end of the headers). Headers
+// declaring a body over MaxBodyBytes by more than readBody would drain end reading at
+// once: hertz then hands the request to its handler with what it has, readBody answers
+// 413 without waiting for the body, and the connection closes (lingering: see linger).
 type trackedConn struct {
 	net.Conn
-	s    *Server
-	once sync.Once
+	s     *Server
+	once  sync.Once
+	watch bodyWatch // used by Read only (one reader: hertz's connection goroutine)
+
+	dlMu    sync.Mutex
+	readDL  time.Time // the read deadline hertz asked for
+	bodyDL  time.Time // the deadline of the body being read; zero when none
+	refused bool      // headers declared an over-limit body: reads fail from now on
+}
+
+// Read implements net.Conn.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		ev := c.watch.feed(p[:n])
+		// A body over the limit by no more than readBody drains is read (within
+		// BodyTimeout) so that the client, writing it, gets to read the 413 and may
+		// reuse the connection; beyond that, nothing more is read.
+		over := ev.declared > int64(c.s.opts.MaxBodyBytes)+drainLimit
+		if over || ev.bodyStarted || ev.bodyEnded {
+			c.dlMu.Lock()
+			switch {
+			case over:
+				c.refused = true
+				c.bodyDL = time.Unix(1, 0) // in the past: the next read fails at once
+			case c.watch.inBody() && ev.bodyStarted:
+				c.bodyDL = time.Now().Add(time.Duration(c.s.bodyTimeout.Load()))
+			case !c.watch.inBody() && !c.refused:
+				c.bodyDL = time.Time{}
+			}
+			c.applyReadDeadline()
+			c.dlMu.Unlock()
+		}
+	}
+	return n, err
+}
+
+// SetReadDeadline implements net.Conn: t applies, or the body's deadline when earlier.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.readDL = t
+	return c.applyReadDeadline()
+}
+
+// SetDeadline implements net.Conn.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.Conn.SetWriteDeadline(t), c.SetReadDeadline(t))
+}
+
+// applyReadDeadline sets the earlier of readDL and bodyDL; dlMu is held.
+func (c *trackedConn) applyReadDeadline() error {
+	dl := c.readDL
+	if !c.bodyDL.IsZero() && (dl.IsZero() || c.bodyDL.Before(dl)) {
+		dl = c.bodyDL
+	}
+	return c.Conn.SetReadDeadline(dl)
 }
 
 // Write implements net.Conn.
@@ -314,7 +397,29 @@ func (c *trackedConn) Close() error {
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
+		c.linger()
 		err = c.Conn.Close()
 	})
 	return err
+}
+
+// Lingering close of a connection whose body was refused unread.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 256 << 10
+)
+
+// linger reads and discards what a client refused for an over-limit body is still
+// sending, for a moment, before the connection closes: closing a socket with unread
+// data resets it, and the client could lose the 413 it has not read yet.
+func (c *trackedConn) linger() {
+	c.dlMu.Lock()
+	refused := c.refused
+	c.bodyDL = time.Time{}
+	c.dlMu.Unlock()
+	if !refused {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
 }

@@ -259,6 +259,9 @@ func ErrorPacket(cmd Cmd, code Status, msg string) Packet {
 // what is wrong in the client's terms (DescribeDecodeError).
 func Decode(body []byte, v any) error {
 	if err := Unmarshal(body, v); err != nil {
+		if errors.Is(err, ErrInvalidUTF8) { // already names the byte and its offset
+			return fmt.Errorf("invalid body: %w", err)
+		}
 		return errors.New("invalid body: " + DescribeDecodeError(body, v, err))
 	}
 	return nil

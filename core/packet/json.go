@@ -11,5 +11,12 @@ var jsonAPI = sonic.ConfigStd
 // Marshal encodes v as JSON.
 func Marshal(v any) ([]byte, error) { return jsonAPI.Marshal(v) }
 
-// Unmarshal decodes JSON into v.
-func Unmarshal(b []byte, v any) error { return jsonAPI.Unmarshal(b, v) }
+// Unmarshal decodes JSON into v. JSON that is not valid UTF-8 is refused with an error
+// wrapping ErrInvalidUTF8 (a JSON decoder would replace the bad bytes with U+FFFD,
+// and the receiver would get something other than what was sent).
+func Unmarshal(b []byte, v any) error {
+	if err := CheckUTF8(b); err != nil {
+		return err
+	}
+	return jsonAPI.Unmarshal(b, v)
+}

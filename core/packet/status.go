@@ -45,6 +45,8 @@ const (
 	StatusRecallWindowExpired Status = 10032 // recall asked after the configured window
 	StatusMalformedFrame      Status = 10033 // bytes that are not a frame of the protocol
 	StatusServerBusy          Status = 10034 // the gateway is shutting down or overloaded
+	StatusInvalidUTF8         Status = 10036 // a body (a chat's content, an id) that is not valid UTF-8
+	StatusFrameTimeout        Status = 10037 // a frame started was not completed within limits.frame_timeout
 )
 
 var statusText = map[Status]string{
@@ -64,7 +66,8 @@ var statusText = map[Status]string{
 	StatusRateLimited: "rate limited", StatusForbidden: "forbidden",
 	StatusStorageUnavailable: "storage unavailable", StatusNotFound: "not found",
 	StatusRecallWindowExpired: "recall window expired", StatusMalformedFrame: "malformed frame",
-	StatusServerBusy: "server busy",
+	StatusServerBusy:  "server busy",
+	StatusInvalidUTF8: "invalid UTF-8", StatusFrameTimeout: "frame timeout",
 }
 
 // Text returns the default message for a status.

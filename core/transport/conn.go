@@ -74,6 +74,7 @@ type Conn struct {
 	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard; under mu
 	running bool   // a worker drains the inbox; under mu
 	done    bool   // evClosed queued; under mu
+	frame   uint8  // when the incomplete frame buffered began (frameStamp), 0: none; written under mu by the reader
 
 	// mu guards the output side (out, reason, oflags, w) and the input side (inbox,
 	// running, done): one lock rather than two keeps Conn in the 128-byte size class,

@@ -127,6 +127,7 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 		if consumed > 0 { // gnet's Discard(0) would drop the whole buffer
 			_, _ = gc.Discard(consumed)
 		}
+		c.trackFrame(c.incomplete(gc.InboundBuffered()), len(d.Packets) > 0)
 		if len(d.Reply) > 0 {
 			c.reply(d.Reply)
 		}

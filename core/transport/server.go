@@ -309,33 +309,38 @@ func (s *Server) ConnectionsByProtocol() map[string]int {
 // Connections returns the number of open TCP and WebSocket connections (HTTP excluded).
 func (s *Server) Connections() int { return int(s.count.Load()) }
 
-// reap closes idle connections and keeps the coarse clock.
+// reap closes idle connections and connections with a frame incomplete for too long
+// (frametimeout.go), and keeps the coarse clock.
 func (s *Server) reap() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var idle []*Conn
+	var idle, slow []*Conn
 	for {
 		select {
 		case <-s.closed:
 			return
 		case now := <-t.C:
 			s.clock.Store(now.Unix())
-			timeout := s.limits().IdleTimeout
-			if timeout <= 0 {
-				continue
-			}
+			timeout, frameTimeout := s.limits().IdleTimeout, s.limits().FrameTimeout
 			cutoff := now.Add(-timeout).Unix() // compared with Conn.lastRead, unix seconds
-			idle = idle[:0]
+			stamp := frameStamp(now.Unix())
+			idle, slow = idle[:0], slow[:0]
 			s.connsMu.Lock()
 			for _, c := range s.conns {
-				if int64(c.lastRead.Load()) < cutoff {
+				switch {
+				case timeout > 0 && int64(c.lastRead.Load()) < cutoff:
 					idle = append(idle, c)
+				case frameTimeout > 0 && c.frameOverdue(stamp, frameTimeout):
+					slow = append(slow, c)
 				}
 			}
 			s.connsMu.Unlock()
 			for _, c := range idle {
 				c.Close(fmt.Sprintf("idle timeout: nothing received for %s", timeout))
+			}
+			for _, c := range slow {
+				c.frameTimedOut(frameTimeout)
 			}
 		}
 	}

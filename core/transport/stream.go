@@ -85,6 +85,7 @@ func (s *Server) readStream(c *Conn, nc net.Conn, r *bufio.Reader, w streamWaker
 			s.stats.BytesIn.Add(uint64(n))
 			consumed, derr := c.codec.Decode(buf, &d)
 			buf = buf[:copy(buf, buf[consumed:])]
+			c.trackFrame(c.incomplete(len(buf)), len(d.Packets) > 0)
 			if len(d.Reply) > 0 {
 				c.reply(d.Reply)
 				w.wake()

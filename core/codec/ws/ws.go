@@ -119,6 +119,11 @@ func New(opts codec.Options) *Codec {
 // bound the time a connection spends before it.
 func (c *Codec) Upgraded() bool { return c.upgraded.Load() }
 
+// Partial reports whether a fragmented message is in progress: its frames so far were
+// consumed, but the message is not complete. Call it only where Decode is called (the
+// connection's reader), after Decode.
+func (c *Codec) Partial() bool { return c.fragged }
+
 // Decode implements codec.Codec. Before the upgrade it waits for the whole request header
 // block, answers it in out.Reply (101, or an HTTP error together with a returned error)
 // and, for a request with login query parameters, emits a synthetic login packet. After

@@ -720,3 +720,27 @@ func TestConcurrentEncodeGoodbye(t *testing.T) {
 		t.Errorf("%d close frames between Goodbye and the echo, want exactly 1", closes)
 	}
 }
+
+func TestPartialMessage(t *testing.T) {
+	c := New(codec.Options{})
+	steps := []struct {
+		in      []byte
+		partial bool
+	}{
+		{in: upgradeReq("/"), partial: false},
+		{in: clientFrame(ws.OpText, false, `{"cmd":13,`), partial: true},
+		{in: clientFrame(ws.OpPing, true, "p"), partial: true}, // a control frame between fragments
+		{in: clientFrame(ws.OpContinuation, false, `"hbbyte"`), partial: true},
+		{in: clientFrame(ws.OpContinuation, true, `:1}`), partial: false},
+		{in: text(`{"cmd":13}`), partial: false},
+	}
+	for i, s := range steps {
+		var d codec.Decoded
+		if n, err := c.Decode(s.in, &d); err != nil || n != len(s.in) {
+			t.Fatalf("step %d: consumed %d of %d, err %v", i, n, len(s.in), err)
+		}
+		if c.Partial() != s.partial {
+			t.Errorf("step %d: Partial %v, want %v", i, c.Partial(), s.partial)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+// appendJSONString appends s as a JSON string. Invalid UTF-8 is copied as it is: the
+// gateway refuses a body that is not valid UTF-8 (code 10036), as it does for every
+// protocol, rather than deliver U+FFFD in place of what the client sent.
 func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -36,10 +38,7 @@ func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 		r, size := utf8.DecodeRune(rb[:copy(rb[:], s[i:])])
 		switch {
 		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
 			i++
-			start = i
 		case r == '\u2028' || r == '\u2029':
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])

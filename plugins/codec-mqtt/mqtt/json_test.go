@@ -19,6 +19,10 @@ func TestAppendJSONString(t *testing.T) {
 		if back != want {
 			t.Fatalf("%q → %s → %q, want %q", s, b, back, want)
 		}
+		// Invalid UTF-8 is kept, for the gateway to refuse (10036).
+		if got, inner := utf8.Valid(b), b[1:len(b)-1]; got != utf8.ValidString(s) || (!got && !strings.Contains(string(inner), "\xff")) {
+			t.Fatalf("%q → %s: invalid UTF-8 not kept as it is", s, b)
+		}
 	}
 }
 
