@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The test binary doubles as the plugin executable, through the one entry point.
@@ -68,12 +71,25 @@ func TestPolicyDelay(t *testing.T) {
 	}
 }
 
-// proc is a test plugin process.
+// proc is a test plugin process; it answers pings unless hung.
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+	hung atomic.Bool
 }
+
+var _ Pinger = (*proc)(nil)
+
+func (p *proc) Ping(ctx context.Context) error {
+	if p.hung.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (p *proc) Pid() int { return p.cmd.Process.Pid }
 
 func (p *proc) Done() <-chan struct{} { return p.done }
 func (p *proc) Err() error            { <-p.done; return p.err }
@@ -87,7 +103,8 @@ func (p *proc) Stop(ctx context.Context) {
 
 // harness supervises test plugin name and records what the supervisor did.
 type harness struct {
-	sup *Supervisor
+	sup     *Supervisor
+	metrics *Metrics
 
 	mu       sync.Mutex
 	procs    []*proc
@@ -103,8 +120,8 @@ func newHarness(t *testing.T, name string, pol Policy) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{}
-	h.sup = New(Config{What: "test plugin", Policy: func() Policy { return pol },
+	h := &harness{metrics: NewMetrics()}
+	h.sup = New(Config{What: "test plugin", Kind: "test", Name: name, Metrics: h.metrics, Policy: func() Policy { return pol },
 		Launch: func() (Process, error) {
 			cmd := Command(exe, "test", name)
 			Tie(cmd)
@@ -270,5 +287,101 @@ func TestSocketDir(t *testing.T) {
 	_ = remove()
 	if _, err := os.Stat(kept); err != nil {
 		t.Errorf("configured socket dir removed: %v", err)
+	}
+}
+
+// metric returns the value of metric name{kind="test",name=plugin} (absent: -99).
+func (h *harness) metric(t *testing.T, name, plugin string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.metrics)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == "test" && labels["name"] == plugin {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -99
+}
+
+// A process that stops answering pings is killed (its process group, SIGKILL), counted
+// as a hang and a crash, and restarted.
+func TestSupervisorKillsHungProcess(t *testing.T) {
+	h := newHarness(t, "sleep", Policy{BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Window: time.Minute,
+		PingInterval: 20 * time.Millisecond, PingMisses: 3})
+	h.sup.Go(nil)
+	waitStats(t, h.sup, "running", func(s Stats) bool { return s.State == Running })
+	if got := h.metric(t, "timgw_plugin_state", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_state running = %v, want 1", got)
+	}
+	h.mu.Lock()
+	first := h.procs[0]
+	h.mu.Unlock()
+	first.hung.Store(true)
+	st := waitStats(t, h.sup, "restarted after the hang", func(s Stats) bool { return s.State == Running && h.launches() == 2 })
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hung process was not killed")
+	}
+	if ws, ok := first.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("hung process ended with %v, want SIGKILL", first.cmd.ProcessState)
+	}
+	if st.Hangs != 1 || st.RecentCrashes != 1 || !strings.Contains(st.LastError, "3 pings in a row unanswered") {
+		t.Errorf("stats after a hang: %+v", st)
+	}
+	if got := h.metric(t, "timgw_plugin_hangs_total", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_hangs_total = %v, want 1", got)
+	}
+	if got := h.metric(t, "timgw_plugin_restarts_total", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_restarts_total = %v, want 1", got)
+	}
+	h.sup.Stop(context.Background())
+	if got := h.metric(t, "timgw_plugin_state", "sleep"); got != -99 {
+		t.Errorf("timgw_plugin_state after Stop = %v, want no series", got)
+	}
+}
+
+// Once quiesced (the gateway got SIGTERM), a process that dies is not restarted.
+func TestSupervisorQuiesceNoRestart(t *testing.T) {
+	h := newHarness(t, "sleep", Policy{BackoffMax: time.Millisecond, Window: time.Minute})
+	first, err := h.sup.Launch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sup.Go(first)
+	h.sup.Quiesce()
+	if err := syscall.Kill(first.(*proc).cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-first.Done()
+	h.sup.Stop(context.Background())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.crashed != 0 || len(h.procs) != 1 || h.sup.Stats().State != Stopped {
+		t.Fatalf("after quiesce and the process's death: crashed %d, launches %d, state %s", h.crashed, len(h.procs), h.sup.Stats().State)
+	}
+}
+
+func TestStateValue(t *testing.T) {
+	for st, want := range map[State]float64{Running: 1, Starting: 0, Restarting: 0, Failed: -1} {
+		if got := stateValue(st); got != want {
+			t.Errorf("stateValue(%s) = %v, want %v", st, got, want)
+		}
 	}
 }

@@ -35,11 +35,17 @@ const (
 // within Window, the next start waits BackoffMin·2^(n-1), at most BackoffMax (nothing
 // when no crash is counted); MaxCrashes crashes within Window mark the plugin Failed
 // (0: never). A start that fails counts as a crash.
+//
+// A running process that is a Pinger is pinged every PingInterval (0: never), each ping
+// waiting at most PingInterval; PingMisses pings in a row unanswered (default 3) mark it
+// hung: it is logged, its process group killed with SIGKILL, and it counts as a crash.
 type Policy struct {
-	BackoffMin time.Duration
-	BackoffMax time.Duration
-	MaxCrashes int
-	Window     time.Duration
+	BackoffMin   time.Duration
+	BackoffMax   time.Duration
+	MaxCrashes   int
+	Window       time.Duration
+	PingInterval time.Duration
+	PingMisses   int
 }
 
 // Delay is the wait before a start after n recent crashes.
@@ -58,6 +64,10 @@ func (p Policy) Delay(n int) time.Duration {
 type Config struct {
 	// What names the plugin in log messages: "codec plugin", "storage plugin".
 	What string
+	// Kind (Storage, Codec) and Name (as configured) label the plugin's metrics.
+	Kind, Name string
+	// Metrics, when set, count the plugin's restarts and hangs and show its state.
+	Metrics *Metrics
 	// Log receives the supervisor's lines (with the plugin's name attached).
 	Log *slog.Logger
 	// Policy returns the restart rule; it is read at each decision, so it may change.
@@ -81,10 +91,12 @@ type Supervisor struct {
 	cfg Config
 	log *slog.Logger
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     chan struct{} // closed when Run ended
-	started  bool          // Go was called (mu)
+	stopOnce  sync.Once
+	stop      chan struct{}
+	quiesce   chan struct{} // closed by Quiesce: nothing is started any more
+	quiesceMu sync.Once
+	done      chan struct{} // closed when Run ended
+	started   bool          // Go was called (mu)
 
 	mu        sync.Mutex
 	state     State
@@ -93,6 +105,7 @@ type Supervisor struct {
 	crashes   []time.Time
 	lastErr   error
 	lastCrash time.Time
+	hangs     int
 }
 
 // New returns a supervisor that has started nothing yet (state Starting).
@@ -109,8 +122,10 @@ func New(cfg Config) *Supervisor {
 	if cfg.Failed == nil {
 		cfg.Failed = func() {}
 	}
-	return &Supervisor{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), done: make(chan struct{}),
-		state: Starting, since: time.Now()}
+	s := &Supervisor{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), quiesce: make(chan struct{}),
+		done: make(chan struct{}), state: Starting, since: time.Now()}
+	cfg.Metrics.add(s)
+	return s
 }
 
 // Launch starts one process now, without supervising it (Go does): Starting, then
@@ -137,15 +152,7 @@ func (s *Supervisor) run(p Process) {
 	defer close(s.done)
 	for {
 		if p != nil {
-			select {
-			case <-p.Done():
-				if s.stopping() {
-					s.retire(p)
-					return
-				}
-				s.crashed(p)
-			case <-s.stop:
-				s.retire(p)
+			if !s.watch(p) {
 				return
 			}
 		}
@@ -164,8 +171,12 @@ func (s *Supervisor) run(p Process) {
 			t.Stop()
 			s.SetState(Stopped)
 			return
+		case <-s.quiesce:
+			t.Stop()
+			s.SetState(Stopped)
+			return
 		}
-		if s.stopping() {
+		if s.stopping() || s.quiescing() {
 			s.SetState(Stopped)
 			return
 		}
@@ -177,8 +188,71 @@ func (s *Supervisor) run(p Process) {
 		}
 		s.mu.Lock()
 		s.restarts++
+		again := s.lastErr != nil // not the first start of a Go(nil)
 		s.mu.Unlock()
+		if again {
+			s.cfg.Metrics.restarted(s)
+		}
 	}
+}
+
+// watch waits for the running process p to end, hang, or be stopped, and reports
+// whether a restart is due (false: supervision is over). A process that ends while the
+// supervisor is stopping or quiescing is retired, not restarted.
+func (s *Supervisor) watch(p Process) bool {
+	hung := make(chan error, 1)
+	quit := make(chan struct{})
+	defer close(quit)
+	go s.watchHealth(p, hung, quit)
+	select {
+	case <-p.Done():
+		if s.stopping() || s.quiescing() {
+			s.retire(p)
+			return false
+		}
+		err := p.Err()
+		if err == nil {
+			err = errors.New("process ended")
+		}
+		s.crashed(p, err)
+	case err := <-hung:
+		if s.stopping() || s.quiescing() {
+			s.retire(p)
+			return false
+		}
+		s.hang(p, err)
+	case <-s.stop:
+		s.retire(p)
+		return false
+	case <-s.quiesce:
+		// The gateway is shutting down: the process runs until Stop, but if it ends
+		// before (a signal to every process of the service), it is not restarted.
+		select {
+		case <-p.Done():
+		case <-s.stop:
+		}
+		s.retire(p)
+		return false
+	}
+	return true
+}
+
+// hang kills a process that stopped answering (its whole process group, SIGKILL) and
+// handles it as a crash.
+func (s *Supervisor) hang(p Process, err error) {
+	pid := 0
+	if pp, ok := p.(Pinger); ok {
+		pid = pp.Pid()
+	}
+	s.log.Warn(s.cfg.What+" hung: killing its process group with SIGKILL and restarting it", "pid", pid, "err", err)
+	if kerr := killGroup(pid); kerr != nil {
+		s.log.Warn(s.cfg.What+" hung: kill failed", "pid", pid, "err", kerr)
+	}
+	s.mu.Lock()
+	s.hangs++
+	s.mu.Unlock()
+	s.cfg.Metrics.hung(s)
+	s.crashed(p, err)
 }
 
 // Policy is the restart rule now.
@@ -193,15 +267,26 @@ func (s *Supervisor) stopping() bool {
 	}
 }
 
+func (s *Supervisor) quiescing() bool {
+	select {
+	case <-s.quiesce:
+		return true
+	default:
+		return false
+	}
+}
+
+// Quiesce tells the supervisor that its owner is shutting down (call it first thing on
+// SIGTERM): from now on no process is started, and a process that ends (say, from a
+// signal sent to every process of the service) is not restarted and not counted as a
+// crash. The running process keeps running until Stop.
+func (s *Supervisor) Quiesce() { s.quiesceMu.Do(func() { close(s.quiesce) }) }
+
 // Stopping is closed once Stop was called.
 func (s *Supervisor) Stopping() <-chan struct{} { return s.stop }
 
 // crashed handles the end of a process that was not asked to stop.
-func (s *Supervisor) crashed(p Process) {
-	err := p.Err()
-	if err == nil {
-		err = errors.New("process ended")
-	}
+func (s *Supervisor) crashed(p Process, err error) {
 	s.SetState(Restarting)
 	s.RecordCrash(err)
 	s.cfg.Crashed(p, err)
@@ -259,6 +344,9 @@ func (s *Supervisor) SetState(st State) {
 		s.state, s.since = st, time.Now()
 	}
 	s.mu.Unlock()
+	if st == Stopped {
+		s.cfg.Metrics.remove(s)
+	}
 }
 
 // State is where the plugin is now.
@@ -281,6 +369,7 @@ type Stats struct {
 	Since         time.Time // when it entered State
 	Restarts      int       // processes started by the supervisor after the first
 	RecentCrashes int       // within the policy's window
+	Hangs         int       // processes killed for not answering pings
 	LastError     string
 	LastCrash     time.Time
 }
@@ -290,7 +379,7 @@ func (s *Supervisor) Stats() Stats {
 	n := s.RecentCrashes()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{State: s.state, Since: s.since, Restarts: s.restarts, RecentCrashes: n, LastCrash: s.lastCrash}
+	st := Stats{State: s.state, Since: s.since, Restarts: s.restarts, RecentCrashes: n, LastCrash: s.lastCrash, Hangs: s.hangs}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()
 	}
