@@ -23,6 +23,7 @@ import (
 	"github.com/timgw/timgw/core/lua"
 	"github.com/timgw/timgw/core/metrics"
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/pluginhost"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
 	"github.com/timgw/timgw/core/store"
@@ -52,6 +53,7 @@ type App struct {
 	metrics   *metrics.Metrics
 	level     *slog.LevelVar
 	stopOnce  sync.Once
+	plugins   *pluginhost.Metrics // timgw_plugin_*: every plugin supervisor's
 }
 
 // Authenticator builds the authenticator the configuration asks for.
@@ -95,6 +97,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		Packets:     func() (uint64, uint64) { st := a.srv.Stats(); return st.PacketsIn.Load(), st.PacketsOut.Load() },
 		Bytes:       func() (uint64, uint64) { st := a.srv.Stats(); return st.BytesIn.Load(), st.BytesOut.Load() },
 	})
+	a.plugins = pluginhost.NewMetrics()
+	a.metrics.Registry.MustRegister(a.plugins)
 	deliver, storage, err := a.startStorage(cfg)
 	if err != nil {
 		return nil, err
@@ -196,7 +200,8 @@ func (a *App) startStorage(cfg *config.Config) (router.Deliverer, gateway.Storag
 		inner, err := a.startCluster(cfg, local)
 		return inner, nil, err
 	}
-	sup, err := store.Start(context.Background(), store.Options{Storage: cfg.Storage, Logger: a.log})
+	sup, err := store.Start(context.Background(), store.Options{Storage: cfg.Storage, Logger: a.log,
+		Registerer: a.metrics.Registry, PluginMetrics: a.plugins})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -293,6 +298,14 @@ func sameCert(x, y *tls.Certificate) bool {
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.stopOnce.Do(func() {
+		// First: plugins that die from now on (a SIGTERM sent to every process of the
+		// service) are not restarted.
+		if a.codecs != nil {
+			a.codecs.Quiesce()
+		}
+		if a.storage != nil {
+			a.storage.Quiesce()
+		}
 		if a.api != nil {
 			a.api.BeginShutdown() // /health says 503 before clients are told to go
 		}

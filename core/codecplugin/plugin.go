@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/pluginhost"
 	sdk "github.com/timgw/timgw/plugins/codec"
@@ -47,15 +49,26 @@ type plugin struct {
 
 	whyOnce sync.Once
 	stopWhy string // why the plugin is being stopped; set before host.Stop
+
+	// timgw_codec_plugin_packets_total of this plugin (nil: no metrics): packets the
+	// plugin decoded from clients, and packets handed to it to encode.
+	packetsIn, packetsOut prometheus.Counter
 }
 
 func newPlugin(m *Manager, cfg config.CodecPlugin) *plugin {
 	p := &plugin{m: m, cfg: cfg}
 	p.proto = &protocol{pl: p}
+	if m.packets != nil {
+		p.packetsIn = m.packets.WithLabelValues(cfg.Name, "in")
+		p.packetsOut = m.packets.WithLabelValues(cfg.Name, "out")
+	}
 	p.host = pluginhost.New(pluginhost.Config{
-		What:   "codec plugin",
-		Log:    m.log.With("plugin", cfg.Name),
-		Policy: m.restartPolicy,
+		What:    "codec plugin",
+		Kind:    pluginhost.Codec,
+		Name:    cfg.Name,
+		Metrics: m.pluginMetrics,
+		Log:     m.log.With("plugin", cfg.Name),
+		Policy:  m.restartPolicy,
 		Launch: func() (pluginhost.Process, error) {
 			g, err := p.launch()
 			if err != nil {
@@ -208,6 +221,14 @@ func (g *generation) Done() <-chan struct{} { return g.client.Done() }
 
 // Err implements pluginhost.Process.
 func (g *generation) Err() error { return g.client.Err() }
+
+var _ pluginhost.Pinger = (*generation)(nil)
+
+// Ping implements pluginhost.Pinger.
+func (g *generation) Ping(ctx context.Context) error { return g.client.Ping(ctx) }
+
+// Pid implements pluginhost.Pinger.
+func (g *generation) Pid() int { return g.client.Pid() }
 
 // Stop implements pluginhost.Process: the process is stopped (gracefully, then by
 // force) and reaped.

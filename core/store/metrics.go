@@ -17,14 +17,14 @@ type metrics struct {
 
 // Operations of timgw_storage_errors_total.
 const (
-	opAppend   = "append"
-	opInbox    = "inbox"
-	opConfirm  = "confirm"
-	opHistory  = "history"
-	opRecall   = "recall"
-	opJoin     = "join"
-	opLeave    = "leave"
-	opPutUser  = "put_user"
+	opAppend  = "append"
+	opInbox   = "inbox"
+	opConfirm = "confirm"
+	opHistory = "history"
+	opRecall  = "recall"
+	opJoin    = "join"
+	opLeave   = "leave"
+	opPutUser = "put_user"
 )
 
 // newMetrics registers the storage metrics on reg (nil: none are kept).
