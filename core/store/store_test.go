@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -199,14 +201,23 @@ func TestSupervisorRestartsKilledPlugin(t *testing.T) {
 	}
 }
 
+// A second plugin on a locked bolt directory fails at once (no retries until
+// start_timeout), naming the process that holds the lock: the gateway, this test.
 func TestStartFailsOnLockedDirectory(t *testing.T) {
 	dir := t.TempDir()
 	startBolt(t, dir, nil)
 	exe, _ := os.Executable()
+	start := time.Now()
 	_, err := Start(context.Background(), Options{Executable: exe, Logger: quietLogger(), Storage: config.Storage{
-		Plugin: config.StorageBolt, Dir: dir, StartTimeout: 3 * time.Second}})
+		Plugin: config.StorageBolt, Dir: dir, StartTimeout: 30 * time.Second}})
 	if err == nil {
 		t.Fatal("a second plugin on the same data directory started")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Start gave up after %v, want at once (not start_timeout)", took)
+	}
+	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), fmt.Sprintf("locked by pid %d", os.Getpid())) {
+		t.Errorf("Start on a locked directory: %v; want ErrInUse naming pid %d", err, os.Getpid())
 	}
 }
 

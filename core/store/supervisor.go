@@ -72,6 +72,7 @@ type Supervisor struct {
 	host      *pluginhost.Supervisor
 	metrics   *metrics
 	kick      chan struct{} // wakes the running instance's watch to check the plugin now
+	fatal     chan error    // a start failed in a way no retry mends (storage.ErrInUse)
 
 	mu        sync.Mutex
 	cur       *instance     // nil while down
@@ -148,7 +149,7 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 		}
 	}
 	s := &Supervisor{opts: o, cfg: cfg, openCfg: openCfg, log: o.Logger.With("component", "storage", "plugin", cfg.Plugin),
-		up: make(chan struct{}), downSince: time.Now(), kick: make(chan struct{}, 1)}
+		up: make(chan struct{}), downSince: time.Now(), kick: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	if s.metrics, err = newMetrics(o.Registerer); err != nil {
 		return nil, err
 	}
@@ -172,6 +173,12 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 		Launch: func() (pluginhost.Process, error) {
 			inst, err := s.launch()
 			if err != nil {
+				if errors.Is(err, storage.ErrInUse) {
+					select {
+					case s.fatal <- err:
+					default:
+					}
+				}
 				return nil, err
 			}
 			s.setUp(inst)
@@ -186,7 +193,18 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 	s.host.Go(nil)
 	start, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	if _, err := s.get(start, cfg.StartTimeout); err != nil {
+	ready := make(chan error, 1)
+	go func() {
+		_, err := s.get(start, cfg.StartTimeout)
+		ready <- err
+	}()
+	select {
+	case err = <-ready:
+	case err = <-s.fatal: // no use retrying until start_timeout
+		s.Stop()
+		return nil, fmt.Errorf("storage plugin %s did not start: %w", cfg.Plugin, err)
+	}
+	if err != nil {
 		last := s.host.LastErr()
 		s.Stop()
 		if last != nil {
