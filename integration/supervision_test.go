@@ -48,13 +48,36 @@ func waitReplaced(t *testing.T, g *gateway, substr string, old int) int {
 	}
 }
 
-// adminMetrics returns g's /metrics samples (the default admin key of the generated
-// configurations).
+// waitLog waits until g's log from offset from holds every one of substrs on one line.
+func waitLog(t *testing.T, g *gateway, from int, substrs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(restartBound)
+	for {
+		for _, line := range strings.Split(g.log.From(from), "\n") {
+			n := 0
+			for _, s := range substrs {
+				if strings.Contains(line, s) {
+					n++
+				}
+			}
+			if n == len(substrs) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q within %v", substrs, restartBound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// adminSection is the configuration's admin section with the key newAdminClient sends.
+var adminSection = fmt.Sprintf("admin:\n  keys: [%q]\n", reloadAdminKey)
+
+// adminMetrics returns g's /metrics samples (its configuration has adminSection).
 func adminMetrics(t *testing.T, g *gateway) map[string]float64 {
 	t.Helper()
-	a := newAdminClient(t, g)
-	a.Key = "dev-admin-key"
-	m, err := a.metrics()
+	m, err := newAdminClient(t, g).metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +104,7 @@ func equals(n float64) func(float64) bool  { return func(v float64) bool { retur
 // reaches the receiver, and the refused ones (10030) are stored once when resent.
 func TestStorageHungPluginRestarted(t *testing.T) {
 	t.Parallel()
-	g := startStorageGateway(t, "storage-hung", storageConfig(t, ""))
+	g := startStorageGateway(t, "storage-hung", storageConfig(t, adminSection))
 	alice, bob := uid("hung-alice"), uid("hung-bob")
 	a := g.login(t, epTCP, alice)
 	acked := map[string]bool{}
@@ -170,7 +193,7 @@ func TestStorageHungPluginRestarted(t *testing.T) {
 func TestCodecPluginHungRestarted(t *testing.T) {
 	t.Parallel()
 	bin := lineBinary(t)
-	g := startCodecGateway(t, "codec-hung", "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
+	g := startCodecGateway(t, "codec-hung", "open", adminSection, fmt.Sprintf("    - name: line\n      path: %q\n", bin))
 	tcpUser := uid("tcp")
 	tc := g.login(t, epTCP, tcpUser)
 	lc := dialLine(t, g.Addr)
@@ -188,6 +211,7 @@ func TestCodecPluginHungRestarted(t *testing.T) {
 	logFrom := g.log.Len()
 	stopProcess(t, pids[0])
 	newPid := waitReplaced(t, g.gateway, bin, pids[0])
+	waitLog(t, g.gateway, logFrom, `msg="codec plugin started" plugin=line`, fmt.Sprintf("pid=%d", newPid))
 	// The hung plugin's client was closed.
 	_ = lc.nc.SetDeadline(time.Now().Add(restartBound))
 	for lc.lines.Scan() {

@@ -64,16 +64,14 @@ func (s *Supervisor) watchHealth(p Process, hung chan<- error, quit <-chan struc
 		return
 	}
 	misses := 0
-	next := time.Now()
+	last := time.Now() // when the last ping started (the first one waits an interval)
 	for {
 		iv := s.Policy().PingInterval
 		if iv <= 0 {
-			iv, misses = time.Second, 0 // pings off: look again later
-			next = time.Now().Add(iv)
-		} else {
-			next = next.Add(iv)
+			iv, misses, last = time.Second, 0, time.Now() // pings off: look again later
 		}
-		t := time.NewTimer(time.Until(next))
+		// Pings start every interval; one that took its whole deadline is followed at once.
+		t := time.NewTimer(max(0, iv-time.Since(last)))
 		select {
 		case <-quit:
 			t.Stop()
@@ -86,7 +84,7 @@ func (s *Supervisor) watchHealth(p Process, hung chan<- error, quit <-chan struc
 		if s.Policy().PingInterval <= 0 {
 			continue
 		}
-		start := time.Now()
+		last = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), iv)
 		err := pp.Ping(ctx)
 		cancel()
@@ -102,16 +100,13 @@ func (s *Supervisor) watchHealth(p Process, hung chan<- error, quit <-chan struc
 		default:
 		}
 		misses++
-		s.log.Debug(s.cfg.What+" did not answer a ping", "pid", pp.Pid(), "misses", misses, "took", time.Since(start).Round(time.Millisecond), "err", err)
+		s.log.Debug(s.cfg.What+" did not answer a ping", "pid", pp.Pid(), "misses", misses, "took", time.Since(last).Round(time.Millisecond), "err", err)
 		if n := s.Policy().pingMisses(); misses >= n {
 			select {
 			case hung <- fmt.Errorf("%w: %d pings in a row unanswered within %v (last: %v)", errHung, misses, iv, err):
 			case <-quit:
 			}
 			return
-		}
-		if time.Until(next) < 0 {
-			next = time.Now() // the ping took its whole deadline: the next one goes now
 		}
 	}
 }

@@ -202,10 +202,12 @@ func (s *Supervisor) run(p Process) {
 func (s *Supervisor) watch(p Process) bool {
 	hung := make(chan error, 1)
 	quit := make(chan struct{})
-	defer close(quit)
+	stopPings := sync.OnceFunc(func() { close(quit) })
+	defer stopPings()
 	go s.watchHealth(p, hung, quit)
 	select {
 	case <-p.Done():
+		stopPings()
 		if s.stopping() || s.quiescing() {
 			s.retire(p)
 			return false
@@ -216,15 +218,18 @@ func (s *Supervisor) watch(p Process) bool {
 		}
 		s.crashed(p, err)
 	case err := <-hung:
+		stopPings()
 		if s.stopping() || s.quiescing() {
 			s.retire(p)
 			return false
 		}
 		s.hang(p, err)
 	case <-s.stop:
+		stopPings()
 		s.retire(p)
 		return false
 	case <-s.quiesce:
+		stopPings()
 		// The gateway is shutting down: the process runs until Stop, but if it ends
 		// before (a signal to every process of the service), it is not restarted.
 		select {
