@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/integration/timclient"
 )
 
 // Plugin supervision tests: a plugin stopped with SIGSTOP (hung: alive, answering
@@ -348,4 +351,112 @@ func TestLockedBoltFailsFast(t *testing.T) {
 		t.Errorf("the second gateway's failure does not name the holder (%s):\n%v", want, err)
 	}
 	t.Logf("second gateway gave up after %v", took.Round(time.Millisecond))
+}
+
+// pluginParts is the plugin part of /admin/status.
+type pluginParts struct {
+	Parts struct {
+		Storage struct {
+			Plugin string `json:"plugin"`
+			State  string `json:"state"`
+			PID    int    `json:"pid"`
+			Hangs  int    `json:"hangs"`
+		} `json:"storage"`
+		Codecs []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+			PID   int    `json:"pid"`
+		} `json:"codecs"`
+	} `json:"parts"`
+}
+
+// codecState returns the state and pid /admin/status shows for codec plugin name.
+func (p pluginParts) codecState(name string) (string, int) {
+	for _, c := range p.Parts.Codecs {
+		if c.Name == name {
+			return c.State, c.PID
+		}
+	}
+	return "absent", 0
+}
+
+// waitPlugins polls /admin/status until cond holds.
+func waitPlugins(t *testing.T, a *adminClient, what string, cond func(pluginParts) bool) pluginParts {
+	t.Helper()
+	deadline := time.Now().Add(restartBound)
+	for {
+		var st pluginParts
+		r, err := a.do(http.MethodGet, "/admin/status")
+		if err == nil && r.Status == http.StatusOK {
+			err = json.Unmarshal(r.Body, &st)
+		}
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/admin/status: want %s within %v; last %+v (%v)", what, restartBound, st.Parts, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAdminRestartPlugin drives POST /admin/plugins/NAME/restart: it revives a codec
+// plugin marked failed, restarts the running storage plugin (chats are stored by the new
+// process), and refuses unknown names and requests without the admin key.
+func TestAdminRestartPlugin(t *testing.T) {
+	t.Parallel()
+	cfg := storageConfig(t, adminSection+"codecs:\n  restart: {max_crashes: 1}\n  plugins:\n    - name: mqtt\n      builtin: codec-mqtt\n")
+	g := startStorageGateway(t, "admin-restart", cfg)
+	a := newAdminClient(t, g)
+	post := func(name string) *timclient.APIResult {
+		t.Helper()
+		r, err := a.do(http.MethodPost, "/admin/plugins/"+name+"/restart")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	// One crash marks mqtt failed (max_crashes: 1); the endpoint starts it again.
+	st := waitPlugins(t, a, "mqtt running", func(p pluginParts) bool { s, _ := p.codecState("mqtt"); return s == "running" })
+	_, mqttPid := st.codecState("mqtt")
+	if err := syscall.Kill(mqttPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitPlugins(t, a, "mqtt failed", func(p pluginParts) bool { s, _ := p.codecState("mqtt"); return s == "failed" })
+	wantMetrics(t, adminMetrics(t, g), map[string]func(float64) bool{`timgw_plugin_state{kind="codec",name="mqtt"}`: equals(-1)})
+	if r := post("mqtt"); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"ok": true`) {
+		t.Fatalf("restart of the failed mqtt plugin: %s", r)
+	}
+	waitPlugins(t, a, "mqtt running again", func(p pluginParts) bool {
+		s, pid := p.codecState("mqtt")
+		return s == "running" && pid != mqttPid && pid != 0
+	})
+	wantMetrics(t, adminMetrics(t, g), map[string]func(float64) bool{`timgw_plugin_state{kind="codec",name="mqtt"}`: equals(1)})
+
+	// The running storage plugin is replaced; chats are stored by the new one.
+	before := st.Parts.Storage.PID
+	if st.Parts.Storage.Plugin != "bolt" || before == 0 {
+		t.Fatalf("storage status %+v", st.Parts.Storage)
+	}
+	if r := post("storage"); r.Status != http.StatusOK {
+		t.Fatalf("restart of storage: %s", r)
+	}
+	waitPlugins(t, a, "a new storage plugin running", func(p pluginParts) bool {
+		return p.Parts.Storage.State == "running" && p.Parts.Storage.PID != before && p.Parts.Storage.PID != 0
+	})
+	c := g.login(t, epTCP, uid("restart-alice"))
+	r, err := c.Chat(packet.Chat{ID: "after-restart", To: packet.Str(uid("restart-bob")), ChatType: packet.ChatTypePrivate, Content: "x"}, wait)
+	mustCode(t, "chat after the storage restart", r, err, packet.StatusOffline)
+	if r := post("bolt"); r.Status != http.StatusOK {
+		t.Fatalf("restart of storage by its name: %s", r)
+	}
+
+	if r := post("nope"); r.Status != http.StatusNotFound {
+		t.Errorf("restart of an unknown plugin: %s, want 404", r)
+	}
+	a.Key = "wrong"
+	if r := post("storage"); r.Status != http.StatusUnauthorized {
+		t.Errorf("restart without the admin key: %s, want 401", r)
+	}
 }

@@ -144,6 +144,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.coreSteps()
 	a.AddStatus("hooks", func() any { return a.hooks.Status() })
+	if a.storage != nil {
+		a.AddStatus("storage", func() any { return a.storage.Status() })
+	}
 	if a.cluster != nil {
 		a.AddStatus("cluster", func() any { return a.cluster.Status() })
 	}

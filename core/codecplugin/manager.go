@@ -343,6 +343,18 @@ func Check(cfg config.Codecs) error {
 	return checkBuiltins(cfg)
 }
 
+// Has reports whether a plugin is configured under name.
+func (m *Manager) Has(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.plugins {
+		if p.cfg.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Restart stops plugin name (closing its connections) and starts it afresh, with its
 // crash count reset: the way out of StateFailed without a configuration change.
 func (m *Manager) Restart(name string) error {

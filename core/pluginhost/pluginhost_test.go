@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -383,5 +384,47 @@ func TestStateValue(t *testing.T) {
 		if got := stateValue(st); got != want {
 			t.Errorf("stateValue(%s) = %v, want %v", st, got, want)
 		}
+	}
+}
+
+// Restart replaces the running process at once and resets the crash count; with
+// nothing supervised it fails.
+func TestSupervisorRestart(t *testing.T) {
+	h := newHarness(t, "sleep", Policy{BackoffMin: time.Hour, BackoffMax: time.Hour, Window: time.Minute})
+	if err := h.sup.Restart(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Restart before Go: %v, want ErrNotRunning", err)
+	}
+	h.sup.Go(nil)
+	waitStats(t, h.sup, "running", func(s Stats) bool { return s.State == Running })
+	h.mu.Lock()
+	first := h.procs[0]
+	h.mu.Unlock()
+	if err := h.sup.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStats(t, h.sup, "restarted", func(s Stats) bool { return s.State == Running && h.launches() == 2 })
+	<-first.done
+	h.mu.Lock()
+	retired, crashed := h.retired, h.crashed
+	h.mu.Unlock()
+	if retired != 1 || crashed != 0 || st.RecentCrashes != 0 {
+		t.Errorf("after Restart: retired %d, crashed %d, stats %+v", retired, crashed, st)
+	}
+	if got := h.metric(t, "timgw_plugin_restarts_total", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_restarts_total = %v, want 1", got)
+	}
+	// A crash waits an hour of backoff; Restart skips it.
+	h.mu.Lock()
+	second := h.procs[1]
+	h.mu.Unlock()
+	_ = second.cmd.Process.Kill()
+	waitStats(t, h.sup, "restarting", func(s Stats) bool { return s.State == Restarting })
+	if err := h.sup.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, h.sup, "running again", func(s Stats) bool { return s.State == Running && h.launches() == 3 })
+	h.sup.Stop(context.Background())
+	if err := h.sup.Restart(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Restart after Stop: %v, want ErrNotRunning", err)
 	}
 }

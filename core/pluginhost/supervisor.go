@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -94,6 +95,7 @@ type Supervisor struct {
 	stopOnce  sync.Once
 	stop      chan struct{}
 	quiesce   chan struct{} // closed by Quiesce: nothing is started any more
+	restart   chan struct{} // Restart: replace the running process now
 	quiesceMu sync.Once
 	done      chan struct{} // closed when Run ended
 	started   bool          // Go was called (mu)
@@ -123,7 +125,7 @@ func New(cfg Config) *Supervisor {
 		cfg.Failed = func() {}
 	}
 	s := &Supervisor{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), quiesce: make(chan struct{}),
-		done: make(chan struct{}), state: Starting, since: time.Now()}
+		restart: make(chan struct{}), done: make(chan struct{}), state: Starting, since: time.Now()}
 	cfg.Metrics.add(s)
 	return s
 }
@@ -175,11 +177,17 @@ func (s *Supervisor) run(p Process) {
 			t.Stop()
 			s.SetState(Stopped)
 			return
+		case <-s.restart: // an administrator does not wait for the backoff
+			t.Stop()
+			s.mu.Lock()
+			s.crashes = nil
+			s.mu.Unlock()
 		}
 		if s.stopping() || s.quiescing() {
 			s.SetState(Stopped)
 			return
 		}
+		again := p != nil || s.LastErr() != nil // not the first start of a Go(nil)
 		var err error
 		if p, err = s.Launch(); err != nil {
 			s.log.Error(s.cfg.What+" did not start", "err", err)
@@ -188,7 +196,6 @@ func (s *Supervisor) run(p Process) {
 		}
 		s.mu.Lock()
 		s.restarts++
-		again := s.lastErr != nil // not the first start of a Go(nil)
 		s.mu.Unlock()
 		if again {
 			s.cfg.Metrics.restarted(s)
@@ -228,6 +235,16 @@ func (s *Supervisor) watch(p Process) bool {
 		stopPings()
 		s.retire(p)
 		return false
+	case <-s.restart:
+		stopPings()
+		s.log.Info(s.cfg.What+" restarted by an administrator", "pid", pidOf(p))
+		s.cfg.Retire(p)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p.Stop(ctx)
+		cancel()
+		s.mu.Lock()
+		s.crashes = nil
+		s.mu.Unlock()
 	case <-s.quiesce:
 		stopPings()
 		// The gateway is shutting down: the process runs until Stop, but if it ends
@@ -242,13 +259,44 @@ func (s *Supervisor) watch(p Process) bool {
 	return true
 }
 
+// pidOf is p's process id when it tells (0: unknown).
+func pidOf(p Process) int {
+	if pp, ok := p.(Pinger); ok {
+		return pp.Pid()
+	}
+	return 0
+}
+
+// ErrNotRunning: Restart found no supervised process to replace.
+var ErrNotRunning = errors.New("not running under supervision")
+
+// Restart replaces the running process now (stopped on purpose, then a new one started
+// at once, the crash count reset). It fails with ErrNotRunning when nothing is
+// supervised: before Go, after Stop or Quiesce, or once the plugin failed (its host
+// starts a new Supervisor for that).
+func (s *Supervisor) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	started, st := s.started, s.state
+	s.mu.Unlock()
+	if !started || st == Failed || st == Stopped {
+		return fmt.Errorf("%s is %s: %w", s.cfg.What, st, ErrNotRunning)
+	}
+	select {
+	case s.restart <- struct{}{}:
+		return nil
+	case <-s.done:
+		return fmt.Errorf("%s: %w", s.cfg.What, ErrNotRunning)
+	case <-s.quiesce:
+		return fmt.Errorf("%s is shutting down: %w", s.cfg.What, ErrNotRunning)
+	case <-ctx.Done():
+		return fmt.Errorf("%s restart: %w", s.cfg.What, ctx.Err())
+	}
+}
+
 // hang kills a process that stopped answering (its whole process group, SIGKILL) and
 // handles it as a crash.
 func (s *Supervisor) hang(p Process, err error) {
-	pid := 0
-	if pp, ok := p.(Pinger); ok {
-		pid = pp.Pid()
-	}
+	pid := pidOf(p)
 	s.log.Warn(s.cfg.What+" hung: killing its process group with SIGKILL and restarting it", "pid", pid, "err", err)
 	if kerr := killGroup(pid); kerr != nil {
 		s.log.Warn(s.cfg.What+" hung: kill failed", "pid", pid, "err", kerr)

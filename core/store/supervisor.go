@@ -395,6 +395,37 @@ func (s *Supervisor) failed(conn) {
 	}
 }
 
+// Restart replaces the running plugin process now (an administrator's request): the
+// process is stopped, chats wait for the new one like after a crash.
+func (s *Supervisor) Restart(ctx context.Context) error { return s.host.Restart(ctx) }
+
+// Status is the storage plugin's part of /admin/status.
+type Status struct {
+	Plugin        string           `json:"plugin"`
+	Version       string           `json:"version,omitempty"`
+	State         pluginhost.State `json:"state"`
+	Since         time.Time        `json:"since"`
+	PID           int              `json:"pid,omitempty"`
+	Restarts      int              `json:"restarts"`
+	Hangs         int              `json:"hangs"`
+	RecentCrashes int              `json:"recentCrashes"`
+	LastError     string           `json:"lastError,omitempty"`
+	LastCrash     time.Time        `json:"lastCrash,omitzero"`
+}
+
+// Status reports the plugin's state and history.
+func (s *Supervisor) Status() Status {
+	h := s.host.Stats()
+	st := Status{Plugin: s.cfg.Plugin, State: h.State, Since: h.Since, Restarts: h.Restarts, Hangs: h.Hangs,
+		RecentCrashes: h.RecentCrashes, LastError: h.LastError, LastCrash: h.LastCrash}
+	s.mu.Lock()
+	if s.cur != nil {
+		st.Version, st.PID = s.cur.name, s.cur.pid()
+	}
+	s.mu.Unlock()
+	return st
+}
+
 // Quiesce tells the supervisor the gateway is shutting down: the plugin runs until Stop
 // but is not restarted if it ends before (pluginhost.Supervisor.Quiesce).
 func (s *Supervisor) Quiesce() { s.host.Quiesce() }
