@@ -292,14 +292,14 @@ func TestRequestsAnsweredWhileStorageHangs(t *testing.T) {
 	mustCode(t, "resend after the plugin resumed", r, err, packet.StatusOffline)
 }
 
-// TestShutdownNeverRestartsPlugins sends SIGTERM to the gateway and its plugin
-// processes at once (what a service manager does to every process of a service),
-// several times: the log never shows a plugin restarted or started after the signal,
-// and the gateway exits cleanly.
+// TestShutdownNeverRestartsPlugins stops a gateway with SIGTERM several times, its plugin
+// processes signalled too: at the same moment (a service manager signals every process
+// of the service), or killed once the gateway is shutting down. The log never shows a
+// plugin restarted or started after the signal, and the gateway exits cleanly.
 func TestShutdownNeverRestartsPlugins(t *testing.T) {
 	t.Parallel()
 	cfg := storageConfig(t, "codecs:\n  plugins:\n    - name: mqtt\n      builtin: codec-mqtt\n")
-	for i := range 5 {
+	for i := range 6 {
 		g, err := startGateway(fmt.Sprintf("shutdown-%d", i), gwConfig{File: cfg})
 		if err != nil {
 			t.Fatal(err)
@@ -312,19 +312,25 @@ func TestShutdownNeverRestartsPlugins(t *testing.T) {
 		}
 		from := g.log.Len()
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		how := "SIGTERM to the gateway and its plugins at once"
+		sig := syscall.SIGTERM
+		if i%2 == 1 {
+			how, sig = "SIGKILL to the plugins while the gateway shuts down", syscall.SIGKILL
+			waitLog(t, g, from, `msg="shutting down"`)
+		}
 		for _, pid := range kids {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
+			_ = syscall.Kill(pid, sig)
 		}
 		if err := g.stop(); err != nil {
-			t.Fatal(err)
+			t.Fatalf("run %d (%s): %v", i, how, err)
 		}
 		if g.waitErr != nil {
-			t.Errorf("run %d: gateway exited with %v", i, g.waitErr)
+			t.Errorf("run %d (%s): gateway exited with %v", i, how, g.waitErr)
 		}
 		log := g.log.From(from)
 		for _, bad := range []string{"restarting", "storage plugin ready", "codec plugin started", "plugin started"} {
 			if strings.Contains(log, bad) {
-				t.Fatalf("run %d: after SIGTERM the log shows %q:\n%s", i, bad, excerpt(log, bad))
+				t.Fatalf("run %d (%s): after SIGTERM the log shows %q:\n%s", i, how, bad, excerpt(log, bad))
 			}
 		}
 	}

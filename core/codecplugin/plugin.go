@@ -47,8 +47,7 @@ type plugin struct {
 	pid    int
 	binary fileStamp // the executable as it was at the last start (path plugins)
 
-	whyOnce sync.Once
-	stopWhy string // why the plugin is being stopped; set before host.Stop
+	stopWhy string // why the plugin is being stopped (mu); the first reason given wins
 
 	// timgw_codec_plugin_packets_total of this plugin (nil: no metrics): packets the
 	// plugin decoded from clients, and packets handed to it to encode.
@@ -191,15 +190,25 @@ func (p *plugin) crashed(g *generation, err error) {
 func (p *plugin) retire(g *generation) {
 	p.gen.CompareAndSwap(g, nil)
 	p.matcher.Store(nil)
-	if n := g.fail(p.stopWhy); n > 0 {
-		p.m.log.Info("codec plugin connections closed", "plugin", p.cfg.Name, "connections", n, "reason", p.stopWhy)
+	p.mu.Lock()
+	why := p.stopWhy
+	p.mu.Unlock()
+	if why == "" { // ended on its own while the gateway shuts down (quiesced)
+		why = fmt.Sprintf("codec plugin %s ended while the gateway shuts down", p.cfg.Name)
+	}
+	if n := g.fail(why); n > 0 {
+		p.m.log.Info("codec plugin connections closed", "plugin", p.cfg.Name, "connections", n, "reason", why)
 	}
 }
 
 // stop stops the supervised plugin, closing its connections with reason, and waits
 // for it up to ctx.
 func (p *plugin) stop(ctx context.Context, reason string) {
-	p.whyOnce.Do(func() { p.stopWhy = reason })
+	p.mu.Lock()
+	if p.stopWhy == "" {
+		p.stopWhy = reason
+	}
+	p.mu.Unlock()
 	p.host.Stop(ctx)
 	p.m.log.Info("codec plugin stopped", "plugin", p.cfg.Name, "reason", reason)
 }
