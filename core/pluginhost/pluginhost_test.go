@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // The test binary doubles as the plugin executable, through the one entry point.
@@ -291,33 +292,34 @@ func TestSocketDir(t *testing.T) {
 	}
 }
 
-// metric returns the value of metric name{kind="test",name=plugin} (absent: -99).
-func (h *harness) metric(t *testing.T, name, plugin string) float64 {
+// metric returns the value of counter name{kind="test",name=plugin}.
+func (h *harness) metric(name, plugin string) float64 {
+	vec := map[string]*prometheus.CounterVec{"timgw_plugin_hangs_total": h.metrics.hangs, "timgw_plugin_restarts_total": h.metrics.restarts}[name]
+	var d dto.Metric
+	_ = vec.WithLabelValues("test", plugin).Write(&d)
+	return d.GetCounter().GetValue()
+}
+
+// wantState checks timgw_plugin_state: the series of plugin with value want, or none
+// when absent.
+func (h *harness) wantState(t *testing.T, plugin string, want float64, absent bool) {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(h.metrics)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
+	ch := make(chan prometheus.Metric, 16)
+	go func() { h.metrics.Collect(ch); close(ch) }()
+	found := false
+	for m := range ch {
+		var d dto.Metric
+		if m.Desc() != h.metrics.stateDsc || m.Write(&d) != nil || d.GetLabel()[1].GetValue() != plugin {
 			continue
 		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["kind"] == "test" && labels["name"] == plugin {
-				if m.GetCounter() != nil {
-					return m.GetCounter().GetValue()
-				}
-				return m.GetGauge().GetValue()
-			}
+		found = true
+		if d.GetGauge().GetValue() != want {
+			t.Errorf("timgw_plugin_state of %s = %v, want %v", plugin, d.GetGauge().GetValue(), want)
 		}
 	}
-	return -99
+	if found == absent {
+		t.Errorf("timgw_plugin_state of %s present: %v, want %v", plugin, found, !absent)
+	}
 }
 
 // A process that stops answering pings is killed (its process group, SIGKILL), counted
@@ -327,9 +329,7 @@ func TestSupervisorKillsHungProcess(t *testing.T) {
 		PingInterval: 20 * time.Millisecond, PingMisses: 3})
 	h.sup.Go(nil)
 	waitStats(t, h.sup, "running", func(s Stats) bool { return s.State == Running })
-	if got := h.metric(t, "timgw_plugin_state", "sleep"); got != 1 {
-		t.Errorf("timgw_plugin_state running = %v, want 1", got)
-	}
+	h.wantState(t, "sleep", 1, false)
 	h.mu.Lock()
 	first := h.procs[0]
 	h.mu.Unlock()
@@ -346,16 +346,14 @@ func TestSupervisorKillsHungProcess(t *testing.T) {
 	if st.Hangs != 1 || st.RecentCrashes != 1 || !strings.Contains(st.LastError, "3 pings in a row unanswered") {
 		t.Errorf("stats after a hang: %+v", st)
 	}
-	if got := h.metric(t, "timgw_plugin_hangs_total", "sleep"); got != 1 {
+	if got := h.metric("timgw_plugin_hangs_total", "sleep"); got != 1 {
 		t.Errorf("timgw_plugin_hangs_total = %v, want 1", got)
 	}
-	if got := h.metric(t, "timgw_plugin_restarts_total", "sleep"); got != 1 {
+	if got := h.metric("timgw_plugin_restarts_total", "sleep"); got != 1 {
 		t.Errorf("timgw_plugin_restarts_total = %v, want 1", got)
 	}
 	h.sup.Stop(context.Background())
-	if got := h.metric(t, "timgw_plugin_state", "sleep"); got != -99 {
-		t.Errorf("timgw_plugin_state after Stop = %v, want no series", got)
-	}
+	h.wantState(t, "sleep", 0, true)
 }
 
 // Once quiesced (the gateway got SIGTERM), a process that dies is not restarted.
@@ -410,7 +408,7 @@ func TestSupervisorRestart(t *testing.T) {
 	if retired != 1 || crashed != 0 || st.RecentCrashes != 0 {
 		t.Errorf("after Restart: retired %d, crashed %d, stats %+v", retired, crashed, st)
 	}
-	if got := h.metric(t, "timgw_plugin_restarts_total", "sleep"); got != 1 {
+	if got := h.metric("timgw_plugin_restarts_total", "sleep"); got != 1 {
 		t.Errorf("timgw_plugin_restarts_total = %v, want 1", got)
 	}
 	// A crash waits an hour of backoff; Restart skips it.

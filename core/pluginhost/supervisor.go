@@ -311,18 +311,12 @@ func (s *Supervisor) hang(p Process, err error) {
 // Policy is the restart rule now.
 func (s *Supervisor) Policy() Policy { return s.cfg.Policy() }
 
-func (s *Supervisor) stopping() bool {
-	select {
-	case <-s.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Supervisor) stopping() bool  { return isClosed(s.stop) }
+func (s *Supervisor) quiescing() bool { return isClosed(s.quiesce) }
 
-func (s *Supervisor) quiescing() bool {
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-s.quiesce:
+	case <-ch:
 		return true
 	default:
 		return false
