@@ -24,6 +24,13 @@ import (
 // codecPluginPIDs returns the pids of g's built-in codec plugin processes.
 func codecPluginPIDs(t *testing.T, g *gateway) []int {
 	t.Helper()
+	return childPIDs(t, g, "__plugin\x00codec")
+}
+
+// childPIDs returns the pids of g's live child processes whose command line (arguments
+// separated by NUL) contains substr.
+func childPIDs(t *testing.T, g *gateway, substr string) []int {
+	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
@@ -44,7 +51,7 @@ func codecPluginPIDs(t *testing.T, g *gateway) []int {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if strings.Contains(string(cmdline), "__plugin\x00codec") && fields[0] != "Z" {
+		if strings.Contains(string(cmdline), substr) && fields[0] != "Z" {
 			pids = append(pids, pid)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -230,31 +229,14 @@ func TestStorageOfflineAcrossRestart(t *testing.T) {
 // pluginPid returns the pid of the storage plugin process of gateway g.
 func pluginPid(t *testing.T, g *gateway) int {
 	t.Helper()
-	parent := g.cmd.Process.Pid
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-			if err != nil {
-				continue
-			}
-			// pid (comm) state ppid ...
-			f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-			if len(f) < 2 || f[1] != strconv.Itoa(parent) {
-				continue
-			}
-			if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmdline), "__plugin\x00storage") {
-				return pid
-			}
+		if pids := childPIDs(t, g, "__plugin\x00storage"); len(pids) > 0 {
+			return pids[0]
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no storage plugin process under gateway pid %d", parent)
+	t.Fatalf("no storage plugin process under gateway pid %d", g.cmd.Process.Pid)
 	return 0
 }
 

@@ -1,5 +1,6 @@
 // Package admin serves the operator's side of the gateway: /admin/status (what the
-// gateway is doing), /admin/reload (apply conf/ now), /metrics (Prometheus), and the
+// gateway is doing), /admin/reload (apply conf/ now), /admin/plugins/NAME/restart
+// (restart a plugin, reviving a failed one), /metrics (Prometheus), and the
 // pages /dashboard and /chat. It is plain net/http; the HTTP API mounts it. Every admin
 // endpoint needs an admin key (the development key dev-admin-key only from loopback
 // clients), and refuses in the HTTP API's error shape; the pages themselves are public
@@ -28,6 +29,9 @@ type Options struct {
 	Reload func() (result any, ok bool)
 	// Metrics serves the Prometheus metrics.
 	Metrics http.Handler
+	// RestartPlugin restarts plugin name (a codec plugin's configured name, or the storage
+	// plugin by its name or "storage") and returns the JSON answer and its HTTP status.
+	RestartPlugin func(name string) (result any, status int)
 }
 
 // Handler returns the admin endpoints and pages.
@@ -45,6 +49,14 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, code, res)
 	})))
 	mux.Handle("GET /metrics", o.guard(o.Metrics))
+	mux.Handle("POST /admin/plugins/{name}/restart", o.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.RestartPlugin == nil {
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": "no plugins to restart"})
+			return
+		}
+		res, code := o.RestartPlugin(r.PathValue("name"))
+		writeJSON(w, code, res)
+	})))
 	mux.Handle("GET /dashboard", page("dashboard.html"))
 	mux.Handle("GET /chat", page("chat.html"))
 	return mux
@@ -54,6 +66,7 @@ func Handler(o Options) http.Handler {
 var Paths = []struct{ Method, Path string }{
 	{"GET", "/admin/status"}, {"POST", "/admin/reload"}, {"GET", "/metrics"},
 	{"GET", "/dashboard"}, {"GET", "/chat"},
+	{"POST", "/admin/plugins/:name/restart"}, // the router's syntax for POST /admin/plugins/{name}/restart
 }
 
 // guard refuses requests without an admin key: "Authorization: Bearer KEY" or

@@ -24,6 +24,7 @@ import (
 	"github.com/timgw/timgw/core/lua"
 	"github.com/timgw/timgw/core/metrics"
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/pluginhost"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
 	"github.com/timgw/timgw/core/store"
@@ -55,6 +56,7 @@ type App struct {
 	stopOnce  sync.Once
 	// membersPage is groups.members_page_size (reloadable).
 	membersPage atomic.Int64
+	plugins     *pluginhost.Metrics // timgw_plugin_*: every plugin supervisor's
 }
 
 // Authenticator builds the authenticator the configuration asks for.
@@ -98,6 +100,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		Packets:     func() (uint64, uint64) { st := a.srv.Stats(); return st.PacketsIn.Load(), st.PacketsOut.Load() },
 		Bytes:       func() (uint64, uint64) { st := a.srv.Stats(); return st.BytesIn.Load(), st.BytesOut.Load() },
 	})
+	a.plugins = pluginhost.NewMetrics()
+	a.metrics.Registry.MustRegister(a.plugins)
 	deliver, storage, err := a.startStorage(cfg)
 	if err != nil {
 		return nil, err
@@ -149,6 +153,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.coreSteps()
 	a.AddStatus("hooks", func() any { return a.hooks.Status() })
+	if a.storage != nil {
+		a.AddStatus("storage", func() any { return a.storage.Status() })
+	}
 	if a.cluster != nil {
 		a.AddStatus("cluster", func() any { return a.cluster.Status() })
 	}
@@ -203,7 +210,8 @@ func (a *App) startStorage(cfg *config.Config) (router.Deliverer, gateway.Storag
 		inner, err := a.startCluster(cfg, local)
 		return inner, nil, err
 	}
-	sup, err := store.Start(context.Background(), store.Options{Storage: cfg.Storage, Logger: a.log})
+	sup, err := store.Start(context.Background(), store.Options{Storage: cfg.Storage, Logger: a.log,
+		Registerer: a.metrics.Registry, PluginMetrics: a.plugins})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -317,6 +325,14 @@ func (a *App) ShutdownSettings() config.Shutdown { return a.currentConfig().Shut
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.stopOnce.Do(func() {
+		// First: plugins that die from now on (a SIGTERM sent to every process of the
+		// service) are not restarted.
+		if a.codecs != nil {
+			a.codecs.Quiesce()
+		}
+		if a.storage != nil {
+			a.storage.Quiesce()
+		}
 		if a.api != nil {
 			a.api.BeginShutdown() // /health says 503 before clients are told to go
 		}

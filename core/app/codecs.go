@@ -13,6 +13,7 @@ import (
 func (a *App) startCodecs(cfg *config.Config) error {
 	m, err := codecplugin.Start(cfg.Codecs, codecplugin.Options{
 		Logger: a.log, MaxFrame: cfg.Limits.MaxFrameBytes, SetProtocols: a.srv.SetProtocols,
+		Registerer: a.metrics.Registry, PluginMetrics: a.plugins,
 	})
 	if err != nil {
 		return err

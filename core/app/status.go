@@ -120,7 +120,8 @@ func (a *App) adminRoutes() []httpapi.Route {
 			r := a.ReloadFromSource("api")
 			return r, r.Error == ""
 		},
-		Metrics: a.metrics.Handler(),
+		Metrics:       a.metrics.Handler(),
+		RestartPlugin: a.restartPlugin,
 	})
 	routes := make([]httpapi.Route, 0, len(admin.Paths))
 	for _, p := range admin.Paths {

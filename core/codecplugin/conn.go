@@ -99,6 +99,8 @@ func (c *connCodec) Encode(dst []byte, p packet.Packet) []byte {
 	if err := c.gen.client.Packet(c.id, p); err != nil {
 		// Encode runs under the connection's output lock: close from elsewhere.
 		go c.sink.Close(fmt.Sprintf("codec plugin %s: %v", c.pl.cfg.Name, err))
+	} else if c.pl.packetsOut != nil {
+		c.pl.packetsOut.Inc()
 	}
 	return dst
 }
@@ -222,6 +224,9 @@ func (g *generation) count() int {
 
 // Packet implements sdk.HostHandler.
 func (g *generation) Packet(id uint64, p packet.Packet) {
+	if g.pl.packetsIn != nil {
+		g.pl.packetsIn.Inc()
+	}
 	if g.pendConn != nil && g.pendConn.id == id {
 		g.pend = append(g.pend, p)
 		return

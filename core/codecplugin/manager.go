@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/pluginhost"
@@ -37,18 +39,24 @@ type Options struct {
 	// SetProtocols is called with the plugins' protocols whenever the set changes
 	// (transport.Server.SetProtocols).
 	SetProtocols func([]codec.Protocol)
+	// Registerer, when set, gets timgw_codec_plugin_packets_total{plugin,direction}.
+	Registerer prometheus.Registerer
+	// PluginMetrics, when set, count the plugins' restarts and hangs (timgw_plugin_*).
+	PluginMetrics *pluginhost.Metrics
 }
 
 // Manager runs the configured codec plugins.
 type Manager struct {
-	log        *slog.Logger
-	maxFrame   int
-	executable string
-	setProtos  func([]codec.Protocol)
-	socketRoot string
-	rmSocket   func() error // removes socketRoot if it was made here (pluginhost.SocketDir)
-	policy     atomic.Pointer[config.CodecRestart]
-	planMu     sync.Mutex // held from Prepare to Commit or Rollback, and by Restart
+	log           *slog.Logger
+	maxFrame      int
+	executable    string
+	setProtos     func([]codec.Protocol)
+	socketRoot    string
+	rmSocket      func() error // removes socketRoot if it was made here (pluginhost.SocketDir)
+	policy        atomic.Pointer[config.CodecRestart]
+	packets       *prometheus.CounterVec // nil: no metrics
+	pluginMetrics *pluginhost.Metrics
+	planMu        sync.Mutex // held from Prepare to Commit or Rollback, and by Restart
 
 	mu      sync.Mutex
 	plugins []*plugin
@@ -67,9 +75,18 @@ func Start(cfg config.Codecs, o Options) (*Manager, error) {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	m := &Manager{log: o.Logger, maxFrame: o.MaxFrame, executable: o.Executable, setProtos: o.SetProtocols}
+	m := &Manager{log: o.Logger, maxFrame: o.MaxFrame, executable: o.Executable, setProtos: o.SetProtocols,
+		pluginMetrics: o.PluginMetrics}
 	if m.log == nil {
 		m.log = slog.Default()
+	}
+	if o.Registerer != nil {
+		m.packets = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "timgw_codec_plugin_packets_total",
+			Help: "Packets through codec plugins: in, decoded from clients; out, handed to the plugin to encode."},
+			[]string{"plugin", "direction"})
+		if err := o.Registerer.Register(m.packets); err != nil {
+			return nil, fmt.Errorf("codec plugin metrics: %w", err)
+		}
 	}
 	if m.setProtos == nil {
 		m.setProtos = func([]codec.Protocol) {}
@@ -326,6 +343,18 @@ func Check(cfg config.Codecs) error {
 	return checkBuiltins(cfg)
 }
 
+// Has reports whether a plugin is configured under name.
+func (m *Manager) Has(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.plugins {
+		if p.cfg.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Restart stops plugin name (closing its connections) and starts it afresh, with its
 // crash count reset: the way out of StateFailed without a configuration change.
 func (m *Manager) Restart(name string) error {
@@ -359,6 +388,17 @@ func (m *Manager) Restart(name string) error {
 	}
 	np.host.Go(g)
 	return err
+}
+
+// Quiesce tells every plugin's supervisor that the gateway is shutting down: a plugin
+// that ends from now on (say, from a signal sent to every process of the service) is not
+// restarted. Stop stops them.
+func (m *Manager) Quiesce() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.plugins {
+		p.host.Quiesce()
+	}
 }
 
 // Stop stops every plugin (their connections should be closed already) and removes

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/pluginhost"
 	sdk "github.com/timgw/timgw/plugins/codec"
@@ -45,17 +47,27 @@ type plugin struct {
 	pid    int
 	binary fileStamp // the executable as it was at the last start (path plugins)
 
-	whyOnce sync.Once
-	stopWhy string // why the plugin is being stopped; set before host.Stop
+	stopWhy string // why the plugin is being stopped (mu); the first reason given wins
+
+	// timgw_codec_plugin_packets_total of this plugin (nil: no metrics): packets the
+	// plugin decoded from clients, and packets handed to it to encode.
+	packetsIn, packetsOut prometheus.Counter
 }
 
 func newPlugin(m *Manager, cfg config.CodecPlugin) *plugin {
 	p := &plugin{m: m, cfg: cfg}
 	p.proto = &protocol{pl: p}
+	if m.packets != nil {
+		p.packetsIn = m.packets.WithLabelValues(cfg.Name, "in")
+		p.packetsOut = m.packets.WithLabelValues(cfg.Name, "out")
+	}
 	p.host = pluginhost.New(pluginhost.Config{
-		What:   "codec plugin",
-		Log:    m.log.With("plugin", cfg.Name),
-		Policy: m.restartPolicy,
+		What:    "codec plugin",
+		Kind:    pluginhost.Codec,
+		Name:    cfg.Name,
+		Metrics: m.pluginMetrics,
+		Log:     m.log.With("plugin", cfg.Name),
+		Policy:  m.restartPolicy,
 		Launch: func() (pluginhost.Process, error) {
 			g, err := p.launch()
 			if err != nil {
@@ -178,15 +190,25 @@ func (p *plugin) crashed(g *generation, err error) {
 func (p *plugin) retire(g *generation) {
 	p.gen.CompareAndSwap(g, nil)
 	p.matcher.Store(nil)
-	if n := g.fail(p.stopWhy); n > 0 {
-		p.m.log.Info("codec plugin connections closed", "plugin", p.cfg.Name, "connections", n, "reason", p.stopWhy)
+	p.mu.Lock()
+	why := p.stopWhy
+	p.mu.Unlock()
+	if why == "" { // ended on its own while the gateway shuts down (quiesced)
+		why = fmt.Sprintf("codec plugin %s ended while the gateway shuts down", p.cfg.Name)
+	}
+	if n := g.fail(why); n > 0 {
+		p.m.log.Info("codec plugin connections closed", "plugin", p.cfg.Name, "connections", n, "reason", why)
 	}
 }
 
 // stop stops the supervised plugin, closing its connections with reason, and waits
 // for it up to ctx.
 func (p *plugin) stop(ctx context.Context, reason string) {
-	p.whyOnce.Do(func() { p.stopWhy = reason })
+	p.mu.Lock()
+	if p.stopWhy == "" {
+		p.stopWhy = reason
+	}
+	p.mu.Unlock()
 	p.host.Stop(ctx)
 	p.m.log.Info("codec plugin stopped", "plugin", p.cfg.Name, "reason", reason)
 }
@@ -208,6 +230,14 @@ func (g *generation) Done() <-chan struct{} { return g.client.Done() }
 
 // Err implements pluginhost.Process.
 func (g *generation) Err() error { return g.client.Err() }
+
+var _ pluginhost.Pinger = (*generation)(nil)
+
+// Ping implements pluginhost.Pinger.
+func (g *generation) Ping(ctx context.Context) error { return g.client.Ping(ctx) }
+
+// Pid implements pluginhost.Pinger.
+func (g *generation) Pid() int { return g.client.Pid() }
 
 // Stop implements pluginhost.Process: the process is stopped (gracefully, then by
 // force) and reaped.

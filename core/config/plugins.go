@@ -35,6 +35,13 @@ type CodecRestart struct {
 	MaxCrashes int `yaml:"max_crashes"`
 	// Window is the period MaxCrashes is counted over.
 	Window time.Duration `yaml:"window"`
+	// PingInterval is how often a running plugin is pinged, each ping waiting at most
+	// this long (default 1s).
+	PingInterval time.Duration `yaml:"ping_interval"`
+	// PingMisses pings in a row unanswered mark a plugin hung (default 3): it is logged,
+	// killed (its process group, SIGKILL), its connections closed, and it is restarted
+	// like a crashed one.
+	PingMisses int `yaml:"ping_misses"`
 }
 
 // CodecPlugin is one codec plugin.
@@ -81,6 +88,10 @@ const (
 	DefaultCodecMaxCrashes  = 5
 	DefaultCodecCrashWindow = 2 * time.Minute
 	DefaultCodecStart       = 10 * time.Second
+	// DefaultCodecPingInterval and DefaultCodecPingMisses: a plugin silent for about
+	// 3 s is hung.
+	DefaultCodecPingInterval = time.Second
+	DefaultCodecPingMisses   = 3
 )
 
 // WithDefaults returns c with zero values replaced by their defaults.
@@ -97,6 +108,12 @@ func (c Codecs) WithDefaults() Codecs {
 	}
 	if r.Window <= 0 {
 		r.Window = DefaultCodecCrashWindow
+	}
+	if r.PingInterval <= 0 {
+		r.PingInterval = DefaultCodecPingInterval
+	}
+	if r.PingMisses <= 0 {
+		r.PingMisses = DefaultCodecPingMisses
 	}
 	plugins := make([]CodecPlugin, len(c.Plugins))
 	for i, p := range c.Plugins {
@@ -120,7 +137,8 @@ var reservedCodecNames = map[string]bool{
 func (c Codecs) Validate() error {
 	var errs []error
 	seen := map[string]bool{}
-	if c.Restart.BackoffMin < 0 || c.Restart.BackoffMax < 0 || c.Restart.Window < 0 || c.Restart.MaxCrashes < 0 {
+	if c.Restart.BackoffMin < 0 || c.Restart.BackoffMax < 0 || c.Restart.Window < 0 || c.Restart.MaxCrashes < 0 ||
+		c.Restart.PingInterval < 0 || c.Restart.PingMisses < 0 {
 		errs = append(errs, errors.New("codecs.restart: values must not be negative"))
 	}
 	for i, p := range c.Plugins {

@@ -52,6 +52,12 @@ type Storage struct {
 	// SocketDir is where the plugin's Unix socket is made (default: a new private
 	// directory in the system's temporary directory).
 	SocketDir string `yaml:"socket_dir"`
+	// PingInterval is how often the plugin is pinged, each ping waiting at most this
+	// long (default 1s).
+	PingInterval time.Duration `yaml:"ping_interval"`
+	// PingMisses pings in a row unanswered mark the plugin hung (default 3): it is
+	// logged, killed (its process group, SIGKILL) and restarted.
+	PingMisses int `yaml:"ping_misses"`
 }
 
 // MongoStorage configures the mongo plugin.
@@ -100,6 +106,12 @@ func (s Storage) Resolved() Storage {
 	if s.MaxPageSize == 0 {
 		s.MaxPageSize = 1000
 	}
+	if s.PingInterval == 0 {
+		s.PingInterval = time.Second
+	}
+	if s.PingMisses == 0 {
+		s.PingMisses = 3
+	}
 	return s
 }
 
@@ -124,6 +136,9 @@ func (s Storage) Validate() error {
 	}
 	if r.WriteTimeout < 0 || r.StartTimeout < 0 || r.RestartBackoff < 0 || r.Mongo.Timeout < 0 {
 		errs = append(errs, errors.New("storage: write_timeout, start_timeout, restart_backoff and mongo.timeout must be >= 0"))
+	}
+	if r.PingInterval < 0 || r.PingMisses < 0 {
+		errs = append(errs, errors.New("storage: ping_interval and ping_misses must be > 0"))
 	}
 	if r.PageSize < 0 || r.MaxPageSize < 0 || r.PageSize > r.MaxPageSize {
 		errs = append(errs, errors.New("storage: page_size must be > 0 and <= max_page_size"))

@@ -2,14 +2,19 @@ package pluginhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // The test binary doubles as the plugin executable, through the one entry point.
@@ -68,12 +73,25 @@ func TestPolicyDelay(t *testing.T) {
 	}
 }
 
-// proc is a test plugin process.
+// proc is a test plugin process; it answers pings unless hung.
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+	hung atomic.Bool
 }
+
+var _ Pinger = (*proc)(nil)
+
+func (p *proc) Ping(ctx context.Context) error {
+	if p.hung.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (p *proc) Pid() int { return p.cmd.Process.Pid }
 
 func (p *proc) Done() <-chan struct{} { return p.done }
 func (p *proc) Err() error            { <-p.done; return p.err }
@@ -87,7 +105,8 @@ func (p *proc) Stop(ctx context.Context) {
 
 // harness supervises test plugin name and records what the supervisor did.
 type harness struct {
-	sup *Supervisor
+	sup     *Supervisor
+	metrics *Metrics
 
 	mu       sync.Mutex
 	procs    []*proc
@@ -103,8 +122,8 @@ func newHarness(t *testing.T, name string, pol Policy) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{}
-	h.sup = New(Config{What: "test plugin", Policy: func() Policy { return pol },
+	h := &harness{metrics: NewMetrics()}
+	h.sup = New(Config{What: "test plugin", Kind: "test", Name: name, Metrics: h.metrics, Policy: func() Policy { return pol },
 		Launch: func() (Process, error) {
 			cmd := Command(exe, "test", name)
 			Tie(cmd)
@@ -270,5 +289,140 @@ func TestSocketDir(t *testing.T) {
 	_ = remove()
 	if _, err := os.Stat(kept); err != nil {
 		t.Errorf("configured socket dir removed: %v", err)
+	}
+}
+
+// metric returns the value of counter name{kind="test",name=plugin}.
+func (h *harness) metric(name, plugin string) float64 {
+	vec := map[string]*prometheus.CounterVec{"timgw_plugin_hangs_total": h.metrics.hangs, "timgw_plugin_restarts_total": h.metrics.restarts}[name]
+	var d dto.Metric
+	_ = vec.WithLabelValues("test", plugin).Write(&d)
+	return d.GetCounter().GetValue()
+}
+
+// wantState checks timgw_plugin_state: the series of plugin with value want, or none
+// when absent.
+func (h *harness) wantState(t *testing.T, plugin string, want float64, absent bool) {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	go func() { h.metrics.Collect(ch); close(ch) }()
+	found := false
+	for m := range ch {
+		var d dto.Metric
+		if m.Desc() != h.metrics.stateDsc || m.Write(&d) != nil || d.GetLabel()[1].GetValue() != plugin {
+			continue
+		}
+		found = true
+		if d.GetGauge().GetValue() != want {
+			t.Errorf("timgw_plugin_state of %s = %v, want %v", plugin, d.GetGauge().GetValue(), want)
+		}
+	}
+	if found == absent {
+		t.Errorf("timgw_plugin_state of %s present: %v, want %v", plugin, found, !absent)
+	}
+}
+
+// A process that stops answering pings is killed (its process group, SIGKILL), counted
+// as a hang and a crash, and restarted.
+func TestSupervisorKillsHungProcess(t *testing.T) {
+	h := newHarness(t, "sleep", Policy{BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Window: time.Minute,
+		PingInterval: 20 * time.Millisecond, PingMisses: 3})
+	h.sup.Go(nil)
+	waitStats(t, h.sup, "running", func(s Stats) bool { return s.State == Running })
+	h.wantState(t, "sleep", 1, false)
+	h.mu.Lock()
+	first := h.procs[0]
+	h.mu.Unlock()
+	first.hung.Store(true)
+	st := waitStats(t, h.sup, "restarted after the hang", func(s Stats) bool { return s.State == Running && h.launches() == 2 })
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hung process was not killed")
+	}
+	if ws, ok := first.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("hung process ended with %v, want SIGKILL", first.cmd.ProcessState)
+	}
+	if st.Hangs != 1 || st.RecentCrashes != 1 || !strings.Contains(st.LastError, "3 pings in a row unanswered") {
+		t.Errorf("stats after a hang: %+v", st)
+	}
+	if got := h.metric("timgw_plugin_hangs_total", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_hangs_total = %v, want 1", got)
+	}
+	if got := h.metric("timgw_plugin_restarts_total", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_restarts_total = %v, want 1", got)
+	}
+	h.sup.Stop(context.Background())
+	h.wantState(t, "sleep", 0, true)
+}
+
+// Once quiesced (the gateway got SIGTERM), a process that dies is not restarted.
+func TestSupervisorQuiesceNoRestart(t *testing.T) {
+	h := newHarness(t, "sleep", Policy{BackoffMax: time.Millisecond, Window: time.Minute})
+	first, err := h.sup.Launch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sup.Go(first)
+	h.sup.Quiesce()
+	if err := syscall.Kill(first.(*proc).cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-first.Done()
+	h.sup.Stop(context.Background())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.crashed != 0 || len(h.procs) != 1 || h.sup.Stats().State != Stopped {
+		t.Fatalf("after quiesce and the process's death: crashed %d, launches %d, state %s", h.crashed, len(h.procs), h.sup.Stats().State)
+	}
+}
+
+func TestStateValue(t *testing.T) {
+	for st, want := range map[State]float64{Running: 1, Starting: 0, Restarting: 0, Failed: -1} {
+		if got := stateValue(st); got != want {
+			t.Errorf("stateValue(%s) = %v, want %v", st, got, want)
+		}
+	}
+}
+
+// Restart replaces the running process at once and resets the crash count; with
+// nothing supervised it fails.
+func TestSupervisorRestart(t *testing.T) {
+	h := newHarness(t, "sleep", Policy{BackoffMin: time.Hour, BackoffMax: time.Hour, Window: time.Minute})
+	if err := h.sup.Restart(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Restart before Go: %v, want ErrNotRunning", err)
+	}
+	h.sup.Go(nil)
+	waitStats(t, h.sup, "running", func(s Stats) bool { return s.State == Running })
+	h.mu.Lock()
+	first := h.procs[0]
+	h.mu.Unlock()
+	if err := h.sup.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStats(t, h.sup, "restarted", func(s Stats) bool { return s.State == Running && h.launches() == 2 })
+	<-first.done
+	h.mu.Lock()
+	retired, crashed := h.retired, h.crashed
+	h.mu.Unlock()
+	if retired != 1 || crashed != 0 || st.RecentCrashes != 0 {
+		t.Errorf("after Restart: retired %d, crashed %d, stats %+v", retired, crashed, st)
+	}
+	if got := h.metric("timgw_plugin_restarts_total", "sleep"); got != 1 {
+		t.Errorf("timgw_plugin_restarts_total = %v, want 1", got)
+	}
+	// A crash waits an hour of backoff; Restart skips it.
+	h.mu.Lock()
+	second := h.procs[1]
+	h.mu.Unlock()
+	_ = second.cmd.Process.Kill()
+	waitStats(t, h.sup, "restarting", func(s Stats) bool { return s.State == Restarting })
+	if err := h.sup.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, h.sup, "running again", func(s Stats) bool { return s.State == Running && h.launches() == 3 })
+	h.sup.Stop(context.Background())
+	if err := h.sup.Restart(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Restart after Stop: %v, want ErrNotRunning", err)
 	}
 }

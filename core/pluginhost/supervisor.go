@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -35,11 +36,17 @@ const (
 // within Window, the next start waits BackoffMin·2^(n-1), at most BackoffMax (nothing
 // when no crash is counted); MaxCrashes crashes within Window mark the plugin Failed
 // (0: never). A start that fails counts as a crash.
+//
+// A running process that is a Pinger is pinged every PingInterval (0: never), each ping
+// waiting at most PingInterval; PingMisses pings in a row unanswered (default 3) mark it
+// hung: it is logged, its process group killed with SIGKILL, and it counts as a crash.
 type Policy struct {
-	BackoffMin time.Duration
-	BackoffMax time.Duration
-	MaxCrashes int
-	Window     time.Duration
+	BackoffMin   time.Duration
+	BackoffMax   time.Duration
+	MaxCrashes   int
+	Window       time.Duration
+	PingInterval time.Duration
+	PingMisses   int
 }
 
 // Delay is the wait before a start after n recent crashes.
@@ -58,6 +65,10 @@ func (p Policy) Delay(n int) time.Duration {
 type Config struct {
 	// What names the plugin in log messages: "codec plugin", "storage plugin".
 	What string
+	// Kind (Storage, Codec) and Name (as configured) label the plugin's metrics.
+	Kind, Name string
+	// Metrics, when set, count the plugin's restarts and hangs and show its state.
+	Metrics *Metrics
 	// Log receives the supervisor's lines (with the plugin's name attached).
 	Log *slog.Logger
 	// Policy returns the restart rule; it is read at each decision, so it may change.
@@ -81,10 +92,13 @@ type Supervisor struct {
 	cfg Config
 	log *slog.Logger
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     chan struct{} // closed when Run ended
-	started  bool          // Go was called (mu)
+	stopOnce  sync.Once
+	stop      chan struct{}
+	quiesce   chan struct{} // closed by Quiesce: nothing is started any more
+	restart   chan struct{} // Restart: replace the running process now
+	quiesceMu sync.Once
+	done      chan struct{} // closed when Run ended
+	started   bool          // Go was called (mu)
 
 	mu        sync.Mutex
 	state     State
@@ -93,6 +107,7 @@ type Supervisor struct {
 	crashes   []time.Time
 	lastErr   error
 	lastCrash time.Time
+	hangs     int
 }
 
 // New returns a supervisor that has started nothing yet (state Starting).
@@ -109,8 +124,10 @@ func New(cfg Config) *Supervisor {
 	if cfg.Failed == nil {
 		cfg.Failed = func() {}
 	}
-	return &Supervisor{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), done: make(chan struct{}),
-		state: Starting, since: time.Now()}
+	s := &Supervisor{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), quiesce: make(chan struct{}),
+		restart: make(chan struct{}), done: make(chan struct{}), state: Starting, since: time.Now()}
+	cfg.Metrics.add(s)
+	return s
 }
 
 // Launch starts one process now, without supervising it (Go does): Starting, then
@@ -137,15 +154,7 @@ func (s *Supervisor) run(p Process) {
 	defer close(s.done)
 	for {
 		if p != nil {
-			select {
-			case <-p.Done():
-				if s.stopping() {
-					s.retire(p)
-					return
-				}
-				s.crashed(p)
-			case <-s.stop:
-				s.retire(p)
+			if !s.watch(p) {
 				return
 			}
 		}
@@ -164,11 +173,21 @@ func (s *Supervisor) run(p Process) {
 			t.Stop()
 			s.SetState(Stopped)
 			return
+		case <-s.quiesce:
+			t.Stop()
+			s.SetState(Stopped)
+			return
+		case <-s.restart: // an administrator does not wait for the backoff
+			t.Stop()
+			s.mu.Lock()
+			s.crashes = nil
+			s.mu.Unlock()
 		}
-		if s.stopping() {
+		if s.stopping() || s.quiescing() {
 			s.SetState(Stopped)
 			return
 		}
+		again := p != nil || s.LastErr() != nil // not the first start of a Go(nil)
 		var err error
 		if p, err = s.Launch(); err != nil {
 			s.log.Error(s.cfg.What+" did not start", "err", err)
@@ -178,30 +197,143 @@ func (s *Supervisor) run(p Process) {
 		s.mu.Lock()
 		s.restarts++
 		s.mu.Unlock()
+		if again {
+			s.cfg.Metrics.restarted(s)
+		}
 	}
+}
+
+// watch waits for the running process p to end, hang, or be stopped, and reports
+// whether a restart is due (false: supervision is over). A process that ends while the
+// supervisor is stopping or quiescing is retired, not restarted.
+func (s *Supervisor) watch(p Process) bool {
+	hung := make(chan error, 1)
+	quit := make(chan struct{})
+	stopPings := sync.OnceFunc(func() { close(quit) })
+	defer stopPings()
+	go s.watchHealth(p, hung, quit)
+	select {
+	case <-p.Done():
+		stopPings()
+		if s.stopping() || s.quiescing() {
+			s.retire(p)
+			return false
+		}
+		err := p.Err()
+		if err == nil {
+			err = errors.New("process ended")
+		}
+		s.crashed(p, err)
+	case err := <-hung:
+		stopPings()
+		if s.stopping() || s.quiescing() {
+			s.retire(p)
+			return false
+		}
+		s.hang(p, err)
+	case <-s.stop:
+		stopPings()
+		s.retire(p)
+		return false
+	case <-s.restart:
+		stopPings()
+		s.log.Info(s.cfg.What+" restarted by an administrator", "pid", pidOf(p))
+		s.cfg.Retire(p)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p.Stop(ctx)
+		cancel()
+		s.mu.Lock()
+		s.crashes = nil
+		s.mu.Unlock()
+	case <-s.quiesce:
+		stopPings()
+		// The gateway is shutting down: the process runs until Stop, but if it ends
+		// before (a signal to every process of the service), it is not restarted.
+		select {
+		case <-p.Done():
+		case <-s.stop:
+		}
+		s.retire(p)
+		return false
+	}
+	return true
+}
+
+// pidOf is p's process id when it tells (0: unknown).
+func pidOf(p Process) int {
+	if pp, ok := p.(Pinger); ok {
+		return pp.Pid()
+	}
+	return 0
+}
+
+// ErrNotRunning: Restart found no supervised process to replace.
+var ErrNotRunning = errors.New("not running under supervision")
+
+// Restart replaces the running process now (stopped on purpose, then a new one started
+// at once, the crash count reset). It fails with ErrNotRunning when nothing is
+// supervised: before Go, after Stop or Quiesce, or once the plugin failed (its host
+// starts a new Supervisor for that).
+func (s *Supervisor) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	started, st := s.started, s.state
+	s.mu.Unlock()
+	if !started || st == Failed || st == Stopped {
+		return fmt.Errorf("%s is %s: %w", s.cfg.What, st, ErrNotRunning)
+	}
+	select {
+	case s.restart <- struct{}{}:
+		return nil
+	case <-s.done:
+		return fmt.Errorf("%s: %w", s.cfg.What, ErrNotRunning)
+	case <-s.quiesce:
+		return fmt.Errorf("%s is shutting down: %w", s.cfg.What, ErrNotRunning)
+	case <-ctx.Done():
+		return fmt.Errorf("%s restart: %w", s.cfg.What, ctx.Err())
+	}
+}
+
+// hang kills a process that stopped answering (its whole process group, SIGKILL) and
+// handles it as a crash.
+func (s *Supervisor) hang(p Process, err error) {
+	pid := pidOf(p)
+	s.log.Warn(s.cfg.What+" hung: killing its process group with SIGKILL and restarting it", "pid", pid, "err", err)
+	if kerr := killGroup(pid); kerr != nil {
+		s.log.Warn(s.cfg.What+" hung: kill failed", "pid", pid, "err", kerr)
+	}
+	s.mu.Lock()
+	s.hangs++
+	s.mu.Unlock()
+	s.cfg.Metrics.hung(s)
+	s.crashed(p, err)
 }
 
 // Policy is the restart rule now.
 func (s *Supervisor) Policy() Policy { return s.cfg.Policy() }
 
-func (s *Supervisor) stopping() bool {
+func (s *Supervisor) stopping() bool  { return isClosed(s.stop) }
+func (s *Supervisor) quiescing() bool { return isClosed(s.quiesce) }
+
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-s.stop:
+	case <-ch:
 		return true
 	default:
 		return false
 	}
 }
 
+// Quiesce tells the supervisor that its owner is shutting down (call it first thing on
+// SIGTERM): from now on no process is started, and a process that ends (say, from a
+// signal sent to every process of the service) is not restarted and not counted as a
+// crash. The running process keeps running until Stop.
+func (s *Supervisor) Quiesce() { s.quiesceMu.Do(func() { close(s.quiesce) }) }
+
 // Stopping is closed once Stop was called.
 func (s *Supervisor) Stopping() <-chan struct{} { return s.stop }
 
 // crashed handles the end of a process that was not asked to stop.
-func (s *Supervisor) crashed(p Process) {
-	err := p.Err()
-	if err == nil {
-		err = errors.New("process ended")
-	}
+func (s *Supervisor) crashed(p Process, err error) {
 	s.SetState(Restarting)
 	s.RecordCrash(err)
 	s.cfg.Crashed(p, err)
@@ -259,6 +391,9 @@ func (s *Supervisor) SetState(st State) {
 		s.state, s.since = st, time.Now()
 	}
 	s.mu.Unlock()
+	if st == Stopped {
+		s.cfg.Metrics.remove(s)
+	}
 }
 
 // State is where the plugin is now.
@@ -281,6 +416,7 @@ type Stats struct {
 	Since         time.Time // when it entered State
 	Restarts      int       // processes started by the supervisor after the first
 	RecentCrashes int       // within the policy's window
+	Hangs         int       // processes killed for not answering pings
 	LastError     string
 	LastCrash     time.Time
 }
@@ -290,7 +426,7 @@ func (s *Supervisor) Stats() Stats {
 	n := s.RecentCrashes()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{State: s.state, Since: s.since, Restarts: s.restarts, RecentCrashes: n, LastCrash: s.lastCrash}
+	st := Stats{State: s.state, Since: s.since, Restarts: s.restarts, RecentCrashes: n, LastCrash: s.lastCrash, Hangs: s.hangs}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()
 	}

@@ -25,13 +25,14 @@ type Deliverer struct {
 	src     source
 	timeout time.Duration
 	log     *slog.Logger
+	metrics *metrics
 }
 
 var _ router.Deliverer = (*Deliverer)(nil)
 
 // NewDeliverer returns the storage stage in front of next, storing through s.
 func NewDeliverer(s *Supervisor, next router.Deliverer) *Deliverer {
-	return &Deliverer{next: next, src: s, timeout: s.cfg.WriteTimeout, log: s.log}
+	return &Deliverer{next: next, src: s, timeout: s.cfg.WriteTimeout, log: s.log, metrics: s.metrics}
 }
 
 // retryWait is how long a chat waits for a plugin restart in progress.
@@ -46,10 +47,13 @@ func (d *Deliverer) Deliver(ctx context.Context, env router.Envelope) (router.Ou
 	if err != nil {
 		return router.Outcome{}, err
 	}
+	start := time.Now()
 	res, retried, err := d.store(ctx, req)
 	if err != nil {
+		d.metrics.failed(opAppend, err)
 		return router.Outcome{}, err
 	}
+	d.metrics.appended(time.Since(start))
 	if res.Duplicate && !retried {
 		// A resend of a stored chat: the same answer, no second delivery (receivers have
 		// it, or have it in their inbox).

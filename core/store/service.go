@@ -25,9 +25,10 @@ var (
 // Service answers the command layer's storage questions: offline messages and their
 // confirmation, history, recall, and the groups and users to remember.
 type Service struct {
-	src   source
-	cfg   Limits
-	clock func() time.Time
+	src     source
+	cfg     Limits
+	clock   func() time.Time
+	metrics *metrics
 }
 
 // Limits are the Service's configured bounds.
@@ -35,12 +36,15 @@ type Limits struct {
 	PageSize     int           // default page
 	MaxPageSize  int           // largest page
 	RecallWindow time.Duration // < 0: senders cannot recall
+	// Timeout bounds each storage call (storage.write_timeout; 0: unbounded): a hung
+	// plugin gets the caller ErrUnavailable within it, never a wait without end.
+	Timeout time.Duration
 }
 
 // NewService returns the query side of the supervised store.
 func NewService(s *Supervisor) *Service {
 	return &Service{src: s, cfg: Limits{PageSize: s.cfg.PageSize, MaxPageSize: s.cfg.MaxPageSize,
-		RecallWindow: s.cfg.RecallWindow}, clock: time.Now}
+		RecallWindow: s.cfg.RecallWindow, Timeout: s.cfg.WriteTimeout}, clock: time.Now, metrics: s.metrics}
 }
 
 // RecallWindow returns the configured window (negative: senders cannot recall).
@@ -48,6 +52,14 @@ func (s *Service) RecallWindow() time.Duration { return s.cfg.RecallWindow }
 
 // get returns the store, waiting briefly for a restart in progress.
 func (s *Service) get(ctx context.Context) (conn, error) { return s.src.get(ctx, retryWait) }
+
+// bounded gives one storage operation at most Limits.Timeout.
+func (s *Service) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.cfg.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
 
 func (s *Service) page(count int64) int32 {
 	switch {
@@ -105,24 +117,24 @@ func conv(user, peer, group string) string {
 
 // Offline confirms q.Ack and returns the next page of q.User's pending messages.
 func (s *Service) Offline(ctx context.Context, q OfflineQuery) (OfflinePage, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return OfflinePage{}, err
+		return OfflinePage{}, s.fail(nil, opInbox, err)
 	}
 	cv := conv(q.User, q.Peer, q.Group)
 	var page OfflinePage
 	if q.Ack > 0 {
 		res, err := c.Confirm(ctx, &pb.ConfirmRequest{User: q.User, Cursor: q.Ack, Conv: cv})
 		if err != nil {
-			s.failed(c, err)
-			return OfflinePage{}, fmt.Errorf("confirm: %w", err)
+			return OfflinePage{}, fmt.Errorf("confirm: %w", s.fail(c, opConfirm, err))
 		}
 		page.Confirmed = res.Removed
 	}
 	res, err := c.Inbox(ctx, &pb.InboxRequest{User: q.User, Conv: cv, Limit: s.page(q.Count)})
 	if err != nil {
-		s.failed(c, err)
-		return OfflinePage{}, fmt.Errorf("inbox: %w", err)
+		return OfflinePage{}, fmt.Errorf("inbox: %w", s.fail(c, opInbox, err))
 	}
 	page.More, page.Cursor = res.More, q.Ack
 	for _, e := range res.Entries {
@@ -158,16 +170,17 @@ func (s *Service) History(ctx context.Context, q HistoryQuery) (HistoryPage, err
 	if cv == "" {
 		return HistoryPage{}, errors.New("history needs a peer or a group")
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return HistoryPage{}, err
+		return HistoryPage{}, s.fail(nil, opHistory, err)
 	}
 	res, err := c.History(ctx, &pb.HistoryRequest{Conv: cv, AfterSeq: q.AfterSeq, BeforeSeq: q.BeforeSeq,
 		BeginTime: q.BeginTime, EndTime: q.EndTime, Offset: int32(min(max(q.Offset, 0), 1<<30)),
 		Limit: s.page(q.Count), Reverse: q.Reverse})
 	if err != nil {
-		s.failed(c, err)
-		return HistoryPage{}, fmt.Errorf("history: %w", err)
+		return HistoryPage{}, fmt.Errorf("history: %w", s.fail(c, opHistory, err))
 	}
 	page := HistoryPage{More: res.More}
 	for _, m := range res.Messages {
@@ -198,14 +211,15 @@ func (s *Service) Recall(ctx context.Context, q RecallQuery) (event packet.Chat,
 		}
 		req.NotBefore = now.Add(-s.cfg.RecallWindow).UnixMilli()
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return packet.Chat{}, false, err
+		return packet.Chat{}, false, s.fail(nil, opRecall, err)
 	}
 	res, err := c.Recall(ctx, req)
 	if err != nil {
-		s.failed(c, err)
-		return packet.Chat{}, false, fmt.Errorf("recall: %w", err)
+		return packet.Chat{}, false, fmt.Errorf("recall: %w", s.fail(c, opRecall, err))
 	}
 	ev := res.Event
 	if ev == nil { // recalled by a plugin that keeps no event
@@ -216,47 +230,57 @@ func (s *Service) Recall(ctx context.Context, q RecallQuery) (event packet.Chat,
 
 // Join records that members belong to a group.
 func (s *Service) Join(ctx context.Context, group, name string, members ...string) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return err
+		return s.fail(nil, opJoin, err)
 	}
 	if _, err := c.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: group, Name: name, Members: members}); err != nil {
-		s.failed(c, err)
-		return fmt.Errorf("join group: %w", err)
+		return fmt.Errorf("join group: %w", s.fail(c, opJoin, err))
 	}
 	return nil
 }
 
 // Leave records that member left a group.
 func (s *Service) Leave(ctx context.Context, group, member string) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return err
+		return s.fail(nil, opLeave, err)
 	}
 	if _, err := c.LeaveGroup(ctx, &pb.LeaveGroupRequest{GroupId: group, Member: member}); err != nil {
-		s.failed(c, err)
-		return fmt.Errorf("leave group: %w", err)
+		return fmt.Errorf("leave group: %w", s.fail(c, opLeave, err))
 	}
 	return nil
 }
 
 // RememberUser records a user that logged in.
 func (s *Service) RememberUser(ctx context.Context, id, nick, avatar string) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return err
+		return s.fail(nil, opPutUser, err)
 	}
 	if _, err := c.PutUser(ctx, &pb.PutUserRequest{User: &pb.User{UserId: id, Nick: nick, Avatar: avatar}}); err != nil {
-		s.failed(c, err)
-		return fmt.Errorf("remember user: %w", err)
+		return fmt.Errorf("remember user: %w", s.fail(c, opPutUser, err))
 	}
 	return nil
 }
 
-func (s *Service) failed(c conn, err error) {
-	if errors.Is(err, storage.ErrUnavailable) {
+// fail counts a failed operation and returns its error, made an ErrUnavailable when the
+// plugin did not answer in time; an unavailable plugin is checked at once.
+func (s *Service) fail(c conn, op string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, storage.ErrUnavailable) {
+		err = fmt.Errorf("no answer within %v: %w: %w", s.cfg.Timeout, err, storage.ErrUnavailable)
+	}
+	if errors.Is(err, storage.ErrUnavailable) && c != nil {
 		s.src.failed(c)
 	}
+	s.metrics.failed(op, err)
+	return err
 }
 
 // entry converts a stored message for user.

@@ -3,14 +3,18 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/packet"
@@ -197,14 +201,23 @@ func TestSupervisorRestartsKilledPlugin(t *testing.T) {
 	}
 }
 
+// A second plugin on a locked bolt directory fails at once (no retries until
+// start_timeout), naming the process that holds the lock: the gateway, this test.
 func TestStartFailsOnLockedDirectory(t *testing.T) {
 	dir := t.TempDir()
 	startBolt(t, dir, nil)
 	exe, _ := os.Executable()
+	start := time.Now()
 	_, err := Start(context.Background(), Options{Executable: exe, Logger: quietLogger(), Storage: config.Storage{
-		Plugin: config.StorageBolt, Dir: dir, StartTimeout: 3 * time.Second}})
+		Plugin: config.StorageBolt, Dir: dir, StartTimeout: 30 * time.Second}})
 	if err == nil {
 		t.Fatal("a second plugin on the same data directory started")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Start gave up after %v, want at once (not start_timeout)", took)
+	}
+	if !errors.Is(err, storage.ErrInUse) || !strings.Contains(err.Error(), fmt.Sprintf("locked by pid %d", os.Getpid())) {
+		t.Errorf("Start on a locked directory: %v; want ErrInUse naming pid %d", err, os.Getpid())
 	}
 }
 
@@ -308,5 +321,132 @@ func TestToChat(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// gathered returns the value of the series of metric name with the given labels (a
+// histogram: its sample count), or -1 when there is none.
+func gathered(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue series
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return -1
+}
+
+// A plugin stopped with SIGSTOP answers no ping: it is killed and restarted, and chats
+// are stored again; the hang shows in the metrics.
+func TestSupervisorRestartsHungPlugin(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	pm := pluginhost.NewMetrics()
+	reg.MustRegister(pm)
+	cfg := config.Storage{Plugin: config.StorageBolt, Dir: t.TempDir(), StartTimeout: 20 * time.Second,
+		RestartBackoff: 200 * time.Millisecond, SocketDir: filepath.Join(t.TempDir(), "sock"),
+		PingInterval: 100 * time.Millisecond, PingMisses: 3, WriteTimeout: 5 * time.Second}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := Start(context.Background(), Options{Storage: cfg, Executable: exe, Logger: quietLogger(), Registerer: reg, PluginMetrics: pm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sup.Stop)
+	d := NewDeliverer(sup, &deliveries{})
+	ctx := context.Background()
+	if _, err := d.Deliver(ctx, privateEnv("a", "b", "before", "x")); err != nil {
+		t.Fatal(err)
+	}
+	pid := sup.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	deadline := time.Now().Add(15 * time.Second)
+	for p := sup.Pid(); p == pid || p == 0; p = sup.Pid() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped plugin %d was not replaced within 15s (state %s)", pid, sup.host.State())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out, err := d.Deliver(ctx, privateEnv("a", "b", "after", "y")); err != nil || out.Seq != 2 {
+		t.Fatalf("chat after the restart: %+v, %v", out, err)
+	}
+	labels := map[string]string{"kind": "storage", "name": "bolt"}
+	for name, want := range map[string]float64{"timgw_plugin_hangs_total": 1, "timgw_plugin_restarts_total": 1, "timgw_plugin_state": 1} {
+		if got := gathered(t, reg, name, labels); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if got := gathered(t, reg, "timgw_storage_append_seconds", nil); got != 2 {
+		t.Errorf("timgw_storage_append_seconds observed %v chats, want 2", got)
+	}
+	if got := gathered(t, reg, "timgw_storage_batch_size", nil); got < 2 {
+		t.Errorf("timgw_storage_batch_size observed %v batches, want >= 2", got)
+	}
+}
+
+// hangingConn is a store whose PutUser never answers (a plugin stopped mid-call).
+type hangingConn struct{ conn }
+
+func (hangingConn) PutUser(ctx context.Context, _ *pb.PutUserRequest) (*pb.PutUserResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+type hangingSource struct{ kicked chan struct{} }
+
+func (hangingSource) get(context.Context, time.Duration) (conn, error) { return hangingConn{}, nil }
+func (h hangingSource) failed(conn)                                    { h.kicked <- struct{}{} }
+
+// A storage call to a plugin that does not answer ends within Limits.Timeout with
+// ErrUnavailable (the login that remembers a user must not wait forever) and is counted.
+func TestServiceBoundedWhenPluginHangs(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := hangingSource{kicked: make(chan struct{}, 1)}
+	svc := &Service{src: src, cfg: Limits{Timeout: 100 * time.Millisecond}, clock: time.Now, metrics: m}
+	done := make(chan error, 1)
+	go func() { done <- svc.RememberUser(context.Background(), "u", "", "") }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("RememberUser on a hung plugin: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RememberUser on a hung plugin did not return")
+	}
+	select {
+	case <-src.kicked:
+	default:
+		t.Error("the supervisor was not told to check the plugin")
+	}
+	if got := gathered(t, reg, "timgw_storage_errors_total", map[string]string{"op": "put_user"}); got != 1 {
+		t.Errorf("timgw_storage_errors_total{op=put_user} = %v, want 1", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/timgw/timgw/core/config"
@@ -49,11 +50,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Client tunes the write stream.
 	Client storage.ClientOptions
+	// Registerer, when set, gets the storage metrics (timgw_storage_*).
+	Registerer prometheus.Registerer
+	// PluginMetrics, when set, count the plugin's restarts and hangs (timgw_plugin_*).
+	PluginMetrics *pluginhost.Metrics
 }
 
 // Supervisor runs the storage plugin subprocess and keeps it running with a
-// pluginhost.Supervisor: restarted when it dies or stops answering, after the backoff of
-// pluginhost.Policy (100ms doubling per crash of the last 30s, up to
+// pluginhost.Supervisor: restarted when it dies or stops answering (storage.ping_misses
+// pings in a row, one every storage.ping_interval, unanswered: it is killed), after the
+// backoff of pluginhost.Policy (100ms doubling per crash of the last 30s, up to
 // storage.restart_backoff), never given up on. While it is down, get fails (after a short
 // wait for a restart in progress).
 type Supervisor struct {
@@ -64,7 +70,9 @@ type Supervisor struct {
 	rmSocket  func() error
 	log       *slog.Logger
 	host      *pluginhost.Supervisor
+	metrics   *metrics
 	kick      chan struct{} // wakes the running instance's watch to check the plugin now
+	fatal     chan error    // a start failed in a way no retry mends (storage.ErrInUse)
 
 	mu        sync.Mutex
 	cur       *instance     // nil while down
@@ -141,16 +149,36 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 		}
 	}
 	s := &Supervisor{opts: o, cfg: cfg, openCfg: openCfg, log: o.Logger.With("component", "storage", "plugin", cfg.Plugin),
-		up: make(chan struct{}), downSince: time.Now(), kick: make(chan struct{}, 1)}
+		up: make(chan struct{}), downSince: time.Now(), kick: make(chan struct{}, 1), fatal: make(chan error, 1)}
+	if s.metrics, err = newMetrics(o.Registerer); err != nil {
+		return nil, err
+	}
+	if s.metrics != nil {
+		onBatch := o.Client.OnBatch
+		s.opts.Client.OnBatch = func(n int) {
+			s.metrics.batch(n)
+			if onBatch != nil {
+				onBatch(n)
+			}
+		}
+	}
 	if s.socketDir, s.rmSocket, err = pluginhost.SocketDir(cfg.SocketDir, "timgw-storage-", s.log); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	pol := pluginhost.Policy{BackoffMin: min(100*time.Millisecond, cfg.RestartBackoff), BackoffMax: cfg.RestartBackoff, Window: storageCrashWindow}
+	pol := pluginhost.Policy{BackoffMin: min(100*time.Millisecond, cfg.RestartBackoff), BackoffMax: cfg.RestartBackoff, Window: storageCrashWindow,
+		PingInterval: cfg.PingInterval, PingMisses: cfg.PingMisses}
 	s.host = pluginhost.New(pluginhost.Config{
-		What: "storage plugin", Log: s.log, Policy: func() pluginhost.Policy { return pol },
+		What: "storage plugin", Kind: pluginhost.Storage, Name: cfg.Plugin, Metrics: o.PluginMetrics, Log: s.log,
+		Policy: func() pluginhost.Policy { return pol },
 		Launch: func() (pluginhost.Process, error) {
 			inst, err := s.launch()
 			if err != nil {
+				if errors.Is(err, storage.ErrInUse) {
+					select {
+					case s.fatal <- err:
+					default:
+					}
+				}
 				return nil, err
 			}
 			s.setUp(inst)
@@ -165,7 +193,18 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 	s.host.Go(nil)
 	start, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	if _, err := s.get(start, cfg.StartTimeout); err != nil {
+	ready := make(chan error, 1)
+	go func() {
+		_, err := s.get(start, cfg.StartTimeout)
+		ready <- err
+	}()
+	select {
+	case err = <-ready:
+	case err = <-s.fatal: // no use retrying until start_timeout
+		s.Stop()
+		return nil, fmt.Errorf("storage plugin %s did not start: %w", cfg.Plugin, err)
+	}
+	if err != nil {
 		last := s.host.LastErr()
 		s.Stop()
 		if last != nil {
@@ -233,12 +272,11 @@ func (s *Supervisor) launch() (*instance, error) {
 	return inst, nil
 }
 
-// watch closes done when the plugin process exited or stopped answering; kick makes it
-// check now.
+// watch closes done when the plugin process exited; kick makes it check now. (Whether
+// it still answers is the pluginhost.Supervisor's to find out: instance is a Pinger.)
 func (inst *instance) watch(kick <-chan struct{}) {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
-	lastPing := time.Now()
 	for {
 		select {
 		case <-inst.quit:
@@ -250,19 +288,16 @@ func (inst *instance) watch(kick <-chan struct{}) {
 			inst.end(errors.New("the plugin process exited"))
 			return
 		}
-		if time.Since(lastPing) >= 2*time.Second {
-			lastPing = time.Now()
-			rpc, err := inst.pc.Client()
-			if err == nil {
-				err = rpc.Ping()
-			}
-			if err != nil {
-				inst.end(fmt.Errorf("the plugin does not answer: %w", err))
-				return
-			}
-		}
 	}
 }
+
+var _ pluginhost.Pinger = (*instance)(nil)
+
+// Ping implements pluginhost.Pinger.
+func (inst *instance) Ping(ctx context.Context) error { return pluginhost.Ping(ctx, inst.pc) }
+
+// Pid implements pluginhost.Pinger.
+func (inst *instance) Pid() int { return inst.pid() }
 
 func (inst *instance) end(err error) {
 	inst.err = err
@@ -359,6 +394,41 @@ func (s *Supervisor) failed(conn) {
 	default:
 	}
 }
+
+// Restart replaces the running plugin process now (an administrator's request): the
+// process is stopped, chats wait for the new one like after a crash.
+func (s *Supervisor) Restart(ctx context.Context) error { return s.host.Restart(ctx) }
+
+// Status is the storage plugin's part of /admin/status.
+type Status struct {
+	Plugin        string           `json:"plugin"`
+	Version       string           `json:"version,omitempty"`
+	State         pluginhost.State `json:"state"`
+	Since         time.Time        `json:"since"`
+	PID           int              `json:"pid,omitempty"`
+	Restarts      int              `json:"restarts"`
+	Hangs         int              `json:"hangs"`
+	RecentCrashes int              `json:"recentCrashes"`
+	LastError     string           `json:"lastError,omitempty"`
+	LastCrash     time.Time        `json:"lastCrash,omitzero"`
+}
+
+// Status reports the plugin's state and history.
+func (s *Supervisor) Status() Status {
+	h := s.host.Stats()
+	st := Status{Plugin: s.cfg.Plugin, State: h.State, Since: h.Since, Restarts: h.Restarts, Hangs: h.Hangs,
+		RecentCrashes: h.RecentCrashes, LastError: h.LastError, LastCrash: h.LastCrash}
+	s.mu.Lock()
+	if s.cur != nil {
+		st.Version, st.PID = s.cur.name, s.cur.pid()
+	}
+	s.mu.Unlock()
+	return st
+}
+
+// Quiesce tells the supervisor the gateway is shutting down: the plugin runs until Stop
+// but is not restarted if it ends before (pluginhost.Supervisor.Quiesce).
+func (s *Supervisor) Quiesce() { s.host.Quiesce() }
 
 // Stop stops the plugin and waits for it to exit.
 func (s *Supervisor) Stop() {

@@ -51,7 +51,7 @@ func TestGoodbyeClosesWhenQuiet(t *testing.T) {
 	defer func() { close(stopBusy); wg.Wait() }()
 
 	notice := packet.ErrorPacket(packet.CmdError, packet.StatusServerBusy, "server shutting down")
-	const quiet, grace = 50 * time.Millisecond, 1500 * time.Millisecond
+	const quiet, grace = 250 * time.Millisecond, 3 * time.Second // quiet: many send intervals, even on a loaded machine
 	parted := make(chan struct{})
 	go func() {
 		defer close(parted)

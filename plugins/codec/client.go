@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/core/pluginhost"
 )
 
 // HostHandler receives a plugin's frames on the host, from one goroutine, in order.
@@ -215,6 +216,9 @@ func (c *Client) Version() int { return c.version }
 
 // Pid is the plugin's process id (0 when unknown).
 func (c *Client) Pid() int { return c.pid }
+
+// Ping asks the plugin's health service whether it answers, within ctx.
+func (c *Client) Ping(ctx context.Context) error { return pluginhost.Ping(ctx, c.pc) }
 
 // Done is closed when the stream has ended (the plugin crashed, exited or was stopped).
 func (c *Client) Done() <-chan struct{} { return c.done }

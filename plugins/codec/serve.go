@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,6 +27,10 @@ import (
 func Serve(p Plugin) {
 	log := PluginLogger()
 	slog.SetDefault(log)
+	// SIGTERM is for the gateway, which closes its clients and then stops its plugins;
+	// a service manager that signals every process of the service must not take the
+	// protocol away first (the host stops the plugin, the kernel kills it with the host).
+	signal.Ignore(syscall.SIGTERM)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{srv: newServer(p, log)}},

@@ -35,7 +35,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -109,7 +108,7 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 	}
 	path := filepath.Join(cfg.Dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        2 * time.Second,
+		Timeout:        lockWait,
 		NoSync:         cfg.NoSync,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
@@ -119,7 +118,7 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("storage-bolt: %s is locked by another process (another timgw on the same data directory?)", path)
+			return nil, fmt.Errorf("storage-bolt: %s is locked by %s: one gateway per data directory: %w", path, owner(cfg.Dir), storage.ErrInUse)
 		}
 		return nil, fmt.Errorf("storage-bolt: open %s: %w", path, err)
 	}
@@ -136,6 +135,7 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 		return nil, fmt.Errorf("storage-bolt: init %s: %w", path, err)
 	}
 	s.db, s.dir, s.nosync = db, cfg.Dir, cfg.NoSync
+	writeOwner(cfg.Dir)
 	if err := s.recover(); err != nil {
 		_ = db.Close()
 		s.db = nil
@@ -211,6 +211,7 @@ func (s *Store) Close() error {
 			serr = os.Remove(s.cur.seg.path)
 		}
 	}
+	removeOwner(s.dir)
 	err := s.db.Close()
 	s.db = nil
 	return errors.Join(ferr, serr, err)

@@ -23,6 +23,8 @@ type ClientOptions struct {
 	// MaxInflight is how many batches may await their result at once (default 4): while
 	// they do, new chats gather into the next batch.
 	MaxInflight int
+	// OnBatch, when set, is told the number of chats of each batch sent (metrics).
+	OnBatch func(n int)
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -371,6 +373,9 @@ func (ws *writeStream) flush(id *uint64, b *batch) bool {
 		msg.Requests[i] = c.req
 	}
 	ws.fifo <- b // cannot block: a slot is held for it
+	if ws.opts.OnBatch != nil {
+		ws.opts.OnBatch(len(b.calls))
+	}
 	if err := ws.st.Send(msg); err != nil {
 		ws.fail(err)
 		return false

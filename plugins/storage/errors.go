@@ -24,6 +24,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrInvalid):
 		code = codes.InvalidArgument
+	case errors.Is(err, ErrInUse):
+		code = codes.AlreadyExists
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -50,6 +52,8 @@ func fromStatus(op string, err error) error {
 		base = ErrRecallWindow
 	case codes.InvalidArgument:
 		base = ErrInvalid
+	case codes.AlreadyExists:
+		base = ErrInUse
 	case codes.Unavailable:
 		base = ErrUnavailable
 	case codes.Canceled:

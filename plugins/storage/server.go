@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -23,6 +25,11 @@ const maxMerge = 4096
 // Serve runs a storage plugin: it serves b over go-plugin's gRPC transport until the host
 // goes away. Call it from the plugin's main.
 func Serve(b Backend) {
+	// SIGTERM is for the gateway, which stops its plugins in order (storage last, after
+	// the chats in flight are stored); a service manager that signals every process of
+	// the service must not take the store away first. The host kills a plugin it no
+	// longer wants, and the kernel kills it with the host (pluginhost.Tie).
+	signal.Ignore(syscall.SIGTERM)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{

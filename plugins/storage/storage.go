@@ -80,6 +80,9 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrUnavailable: the plugin cannot be reached (it crashed, or is restarting).
 	ErrUnavailable = errors.New("storage plugin unavailable")
+	// ErrInUse: Open found the store held by another process (a bolt file locked by
+	// another gateway). Retrying does not help: the host gives up at once.
+	ErrInUse = errors.New("store in use by another process")
 )
 
 // Backend is what a storage plugin implements. Its methods are called from many

@@ -1,0 +1,75 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the storage host's Prometheus metrics. A nil *metrics counts nothing.
+type metrics struct {
+	appendSeconds prometheus.Histogram
+	batchSize     prometheus.Histogram
+	errs          *prometheus.CounterVec
+}
+
+// Operations of timgw_storage_errors_total.
+const (
+	opAppend  = "append"
+	opInbox   = "inbox"
+	opConfirm = "confirm"
+	opHistory = "history"
+	opRecall  = "recall"
+	opJoin    = "join"
+	opLeave   = "leave"
+	opPutUser = "put_user"
+)
+
+// newMetrics registers the storage metrics on reg (nil: none are kept).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	m := &metrics{
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "timgw_storage_append_seconds",
+			Help:    "Time to store one chat (queueing, batching and the plugin's durable write), of chats stored.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "timgw_storage_batch_size",
+			Help:    "Chats per batch sent to the storage plugin.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "timgw_storage_errors_total",
+			Help: "Storage operations that failed (plugin down, hung, timed out or failing), by operation."}, []string{"op"}),
+	}
+	for _, c := range []prometheus.Collector{m.appendSeconds, m.batchSize, m.errs} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("storage metrics: %w", err)
+		}
+	}
+	for _, op := range []string{opAppend, opInbox, opConfirm, opHistory, opRecall, opJoin, opLeave, opPutUser} {
+		m.errs.WithLabelValues(op) // the series exist from the start, at 0
+	}
+	return m, nil
+}
+
+func (m *metrics) appended(d time.Duration) {
+	if m != nil {
+		m.appendSeconds.Observe(d.Seconds())
+	}
+}
+
+func (m *metrics) batch(n int) {
+	if m != nil {
+		m.batchSize.Observe(float64(n))
+	}
+}
+
+// failed counts a failed operation; answers with a meaning (not found, too late to
+// recall, invalid) are not failures of storage.
+func (m *metrics) failed(op string, err error) {
+	if m == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrRecallWindow) {
+		return
+	}
+	m.errs.WithLabelValues(op).Inc()
+}
