@@ -2,6 +2,7 @@ package lua
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,6 +67,8 @@ type generation struct {
 	id          uint64
 	timeout     int64 // ns per script call
 	loadTimeout int64 // ns for a chunk at load time
+	maxString   int   // hooks.max_string_bytes
+	maxCall     int   // hooks.max_call_bytes
 	scripts     []*script
 	chains      [numPoints][]int // indexes into scripts, in call order
 	failClosed  [numPoints]bool
@@ -121,6 +124,8 @@ func (r *Runtime) rebuild(why string, strict bool) error {
 		id:          r.nextGen + 1,
 		timeout:     int64(cfg.Timeout),
 		loadTimeout: int64(max(10*cfg.Timeout, 250*time.Millisecond)),
+		maxString:   cmp.Or(cfg.MaxStringBytes, defaultMaxString),
+		maxCall:     cmp.Or(cfg.MaxCallBytes, defaultMaxCall),
 		vars:        cfg.Vars,
 		words:       words,
 		fingerprint: fp,
@@ -225,6 +230,7 @@ func compile(src source) (*script, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile script %s: %w", src.name, err)
 	}
+	rewriteConcat(chunk)
 	proto, err := lua.Compile(chunk, src.name)
 	if err != nil {
 		return nil, fmt.Errorf("compile script %s: %w", src.name, err)

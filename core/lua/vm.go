@@ -2,7 +2,6 @@ package lua
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,6 +36,9 @@ type vm struct {
 	msgReq      *hook.MessageRequest   // the running message call, for ctx
 	ctxTouched  bool                   // ctx fields were materialized in this call
 	touched     uint8                  // lazy msg fields read or written in this call
+
+	spent                int            // string bytes the running call built (limits.go)
+	libFormat, libConcat lua.LGFunction // gopher-lua's string.format and table.concat
 }
 
 // sandboxed are the globals removed from the base library: file access, code loading,
@@ -45,9 +47,6 @@ var sandboxed = []string{
 	"dofile", "loadfile", "load", "loadstring", "require", "module", "getfenv", "setfenv",
 	"collectgarbage", "newproxy", "print", "_printregs",
 }
-
-// maxRep bounds string.rep results, the cheapest way to exhaust memory.
-const maxRep = 1 << 20
 
 // newVM creates a sandboxed state for g, with the scripts of g loaded when
 // withScripts. The VM is registered with the watchdog until discard.
@@ -70,11 +69,11 @@ func (r *Runtime) newVM(g *generation, withScripts bool) (*vm, error) {
 	for p := range v.reqs {
 		v.reqs[p] = L.NewTable()
 	}
-	mt := L.NewTable()
+	mt := lock(L.NewTable())
 	mt.RawSetString("__index", L.NewFunction(v.msgIndex))
 	mt.RawSetString("__newindex", L.NewFunction(v.msgNewIndex))
 	L.SetMetatable(v.msg, mt)
-	cmt := L.NewTable()
+	cmt := lock(L.NewTable())
 	cmt.RawSetString("__index", L.NewFunction(v.ctxIndex))
 	L.SetMetatable(v.msgCtx, cmt)
 	r.vmsMu.Lock()
@@ -120,27 +119,10 @@ func (v *vm) openLibs() (err error) {
 	for _, name := range sandboxed {
 		L.SetGlobal(name, lua.LNil)
 	}
-	if str, ok := L.GetGlobal("string").(*lua.LTable); ok {
-		str.RawSetString("dump", lua.LNil)
-		str.RawSetString("rep", L.NewFunction(strRep))
-	}
+	v.capLibs()
 	L.SetGlobal("tim", v.timModule())
+	v.harden()
 	return nil
-}
-
-// strRep is string.rep with a bounded result.
-func strRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	if n <= 0 || s == "" {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	if len(s)*n > maxRep || len(s)*n < 0 {
-		L.RaiseError("string.rep: result longer than %d bytes", maxRep)
-	}
-	L.Push(lua.LString(strings.Repeat(s, n)))
-	return 1
 }
 
 // loadAll loads every script of the generation and resolves the chains.
@@ -170,16 +152,12 @@ func (v *vm) loadScript(s *script) (uint8, error) {
 	return mask, err
 }
 
-// instantiate runs the chunk of s in its own environment (globals it sets stay its
-// own; reads fall through to the shared globals) and reads the table it returns.
+// instantiate runs the chunk of s in its own environment (sandbox.go) and reads the
+// table it returns.
 func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8, err error) {
 	L := v.L
 	fn := L.NewFunctionFromProto(s.proto)
-	env := L.NewTable()
-	mt := L.CreateTable(0, 1)
-	mt.RawSetString("__index", L.G.Global)
-	L.SetMetatable(env, mt)
-	fn.Env = env
+	fn.Env = v.scriptEnv()
 	L.Push(fn)
 	if err := v.pcall(s, pLoad, 0, 1, v.gen.loadTimeout); err != nil {
 		return hooks, 0, fmt.Errorf("load script %s: %w", s.name, err)
@@ -210,7 +188,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 // under a deadline of timeout ns. A script stopped by the deadline gives a
 // *timeoutError.
 func (v *vm) pcall(s *script, p point, nargs, nret int, timeout int64) error {
-	v.cur, v.curPoint = s, p
+	v.cur, v.curPoint, v.spent = s, p, 0
 	d := v.rt.deadline(timeout)
 	v.deadline.Store(d)
 	err := v.L.PCall(nargs, nret, nil)
