@@ -164,7 +164,7 @@ func (v *vm) tableConcat(L *lua.LState) int {
 	sep := L.OptString(2, "")
 	i, j := L.OptInt(3, 1), L.OptInt(4, t.Len())
 	size := 0
-	for k := i; k <= j && size <= v.gen.maxString; k++ {
+	for k := i; k <= j; k++ {
 		switch x := t.RawGetInt(k).(type) {
 		case lua.LString:
 			size += len(x)

@@ -3,6 +3,7 @@ package lua
 import (
 	"fmt"
 	"sync"
+	"time"
 	"sync/atomic"
 
 	lua "github.com/yuin/gopher-lua"
@@ -38,6 +39,9 @@ type vm struct {
 	touched     uint8                  // lazy msg fields read or written in this call
 
 	spent                int            // string bytes the running call built (limits.go)
+	curFn                *lua.LFunction // the hook function running, for traces
+	trace                string         // trace of the last error (trace.go)
+	traceFn, passFn      *lua.LFunction // message handlers (trace.go)
 	libFormat, libConcat lua.LGFunction // gopher-lua's string.format and table.concat
 }
 
@@ -119,6 +123,9 @@ func (v *vm) openLibs() (err error) {
 	for _, name := range sandboxed {
 		L.SetGlobal(name, lua.LNil)
 	}
+	v.traceFn, v.passFn = L.NewFunction(v.traceback), L.NewFunction(passError)
+	L.SetGlobal("pcall", L.NewFunction(v.scriptPCall))
+	L.SetGlobal("xpcall", L.NewFunction(v.scriptXPCall))
 	v.capLibs()
 	L.SetGlobal("tim", v.timModule())
 	v.harden()
@@ -191,14 +198,18 @@ func (v *vm) pcall(s *script, p point, nargs, nret int, timeout int64) error {
 	v.cur, v.curPoint, v.spent = s, p, 0
 	d := v.rt.deadline(timeout)
 	v.deadline.Store(d)
-	err := v.L.PCall(nargs, nret, nil)
+	v.trace = ""
+	err := v.L.PCall(nargs, nret, v.traceFn)
+	if ae, ok := err.(*lua.ApiError); ok && ae.StackTrace == "" {
+		ae.StackTrace = v.trace
+	}
 	if !v.deadline.CompareAndSwap(d, 0) {
 		v.rearm()
 		if err != nil {
-			err = &timeoutError{err: err}
+			err = &timeoutError{err: err, limit: time.Duration(timeout)}
 		}
 	}
-	v.cur = nil
+	v.cur, v.curFn = nil, nil
 	return err
 }
 
@@ -206,7 +217,14 @@ func (v *vm) pcall(s *script, p point, nargs, nret int, timeout int64) error {
 func (v *vm) close() { v.L.Close() }
 
 // timeoutError is a script stopped by its deadline.
-type timeoutError struct{ err error }
+type timeoutError struct {
+	err   error
+	limit time.Duration
+}
 
-func (e *timeoutError) Error() string { return "timeout: " + e.err.Error() }
+func (e *timeoutError) Error() string { return e.prefix() + e.err.Error() }
+
+func (e *timeoutError) prefix() string {
+	return fmt.Sprintf("timeout: stopped after hooks.timeout (%v): ", e.limit)
+}
 func (e *timeoutError) Unwrap() error { return e.err }
