@@ -1,0 +1,143 @@
+package lua
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/hook"
+)
+
+// limitsEnv runs one message script under small limits, fail_closed, with a single Lua
+// state so that the call after a failure reuses the stopped state.
+func limitsEnv(t testing.TB, body string, timeout time.Duration) *testEnv {
+	t.Helper()
+	return newEnv(t, map[string]string{"s.lua": `
+local big = string.rep("x", 4000)
+return {message = function(msg)
+  if msg.content == "ok" then msg.content = "fine"; return end
+  ` + body + `
+end}`}, func(c *config.Hooks) {
+		c.PoolSize = 1
+		c.Timeout = timeout
+		c.MaxStringBytes = 4096
+		c.MaxCallBytes = 64 << 10
+		c.Message.Policy = config.PolicyFailClosed
+	})
+}
+
+// checkStillWorks asserts that a normal message goes through after a failed call.
+func checkStillWorks(t *testing.T, env *testEnv) {
+	t.Helper()
+	for i := 0; i < 2; i++ {
+		if rep, c := env.send("u", "v", "ok"); rep.Action != hook.MessageRewrite || c.Content != "fine" {
+			t.Fatalf("after the failure: %+v %q", rep, c.Content)
+		}
+	}
+}
+
+func TestStringLimits(t *testing.T) {
+	for _, tt := range []struct{ name, body, want string }{
+		{"table.concat", `local t = {} for i = 1, 1024 do t[i] = big end msg.content = table.concat(t)`, "table.concat: a result of 4096000 bytes exceeds hooks.max_string_bytes (4096)"},
+		{"concat operator", `msg.content = big .. big`, "..: a result of 8000 bytes exceeds hooks.max_string_bytes"},
+		{"concat chain", `msg.content = "a" .. big .. 1 .. big`, "..: a result of 8002 bytes exceeds"},
+		{"concat doubling", `local s = "x" while true do s = s .. s end`, "..: a result of 8192 bytes exceeds"},
+		{"string.rep", `msg.content = string.rep("ab", 1e9)`, "string.rep: a result of 2000000000 bytes exceeds"},
+		{"string.rep overflow", `msg.content = string.rep(big, 2^62)`, "string.rep: a result of more than 2^63 bytes exceeds"},
+		{"string.format", `msg.content = string.format("%s%s", big, big)`, "string.format: a result of 8260 bytes exceeds"},
+		{"string.format width", `msg.content = string.format("%999999d", 1)`, "width or precision too long"},
+		{"string.gsub string", `msg.content = string.gsub(string.rep("a", 2000), "", "yy")`, "string.gsub: a result of"},
+		{"string.gsub function", `msg.content = string.gsub("abc", "%w", function() return big end)`, "string.gsub: a result of 8000 bytes"},
+		{"string.upper", `msg.content = msg.content:upper()`, "string.upper: a result of 5000 bytes exceeds"},
+		{"string.char", `local t = {} for i = 1, 5000 do t[i] = 65 end msg.content = string.char(unpack(t))`, "string.char: a result of 5000 bytes exceeds"},
+		{"method call", `msg.content = big:rep(2)`, "string.rep: a result of 8000 bytes"},
+		{"json_encode", `local v, err = tim.json_encode({big, big}); error(err, 0)`, "the JSON text would exceed hooks.max_string_bytes (4096)"},
+		{"mask", `msg.content = tim.words({"x"}):mask("x x x x x x x x", string.rep("#", 1000))`, "m:mask: a result of 15000 bytes exceeds"},
+		{"regex replace", `msg.content = tim.regex("x"):replace(big, "yy")`, "re:replace: a result of"},
+		{"regex replace function", `msg.content = tim.regex("x+"):replace("x-x", function() return big end)`, "re:replace: a result of 8001 bytes"},
+		{"per-call budget", `for i = 1, 100 do local s = big .. i end`, "..: this call built more than hooks.max_call_bytes (65536) of strings"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := limitsEnv(t, tt.body, time.Second)
+			start := time.Now()
+			content := "go"
+			if tt.name == "string.upper" {
+				content = strings.Repeat("y", 5000) // the only way to a long string
+			}
+			rep, _ := env.send("u", "v", content)
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("the limit stopped the call after %v", took)
+			}
+			if rep.Action != hook.MessageReject {
+				t.Fatalf("over the limit: %+v", rep)
+			}
+			if logs := env.logs.String(); !strings.Contains(logs, tt.want) || !strings.Contains(logs, "kind=error") {
+				t.Errorf("error not naming the limit (want %q):\n%s", tt.want, logs)
+			}
+			checkStillWorks(t, env)
+		})
+	}
+}
+
+// TestStringsWithinLimits checks the bounded functions still do their job.
+func TestStringsWithinLimits(t *testing.T) {
+	env := newEnv(t, map[string]string{"s.lua": `
+return {message = function(msg)
+  local parts = {
+    string.gsub("hello world", "o", "0"),
+    (string.gsub("hello world", "(%w+) (%w+)", "%2 %1")),
+    (string.gsub("abc", "%w", {a = "1", b = true and "2"})),
+    (string.gsub("abc", "%w", function(c) if c == "b" then return nil end return c:upper() end)),
+    (string.gsub("a.b", "%.", "%%")),
+    (string.gsub("abc", "", "-")),
+    (string.gsub("aaa", "a", "b", 2)),
+    string.format("%5.2f|%-3s|%q", 3.14159, "x", 'a"b'),
+    string.char(104, 105), ("Ab"):upper() .. ("Ab"):lower(), string.rep("ab", 3),
+    table.concat({1, 2, 3}, "+"), table.concat({"a", "b", "c"}, "", 2, 3),
+    tim.regex("(\\w)(\\d)"):replace("a1 b2", "$2$1"),
+    tim.regex("\\d"):replace("a1 b2", function(d) return "<" .. d .. ">" end),
+    tim.regex("\\d"):replace("a1 b2", function(d) if d == "1" then return nil end return "#" end),
+    (tim.words({"bad"}):mask("so bad", "-")),
+    tim.json_encode({a = {1, 2}}),
+    1 .. 2,
+  }
+  msg.content = table.concat(parts, ",")
+end}`}, nil)
+	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12"
+	if _, c := env.send("u", "v", "x"); c.Content != want {
+		t.Errorf("got  %s\nwant %s", c.Content, want)
+	}
+}
+
+func TestDeadlineHolds(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	for _, tt := range []struct{ name, body string }{
+		{"tail recursion", `local function f(n) return f(n + 1) end return f(0)`},
+		{"tail recursion in pcall", `while true do pcall(function() local function f(n) return f(n + 1) end return f(0) end) end`},
+		{"tail recursion in xpcall", `local function f(n) return f(n + 1) end while true do xpcall(function() return f(0) end, function(e) while true do end end) end`},
+		{"pcall recursion", `local function f() return pcall(f) end; while true do f() end`},
+		{"mutual tail recursion", `local g; local function f(n) return g(n) end; g = function(n) return f(n + 1) end; return f(0)`},
+		{"gsub callback loop", `string.gsub("aaaa", "a", function(c) while true do end end)`},
+		{"replace callback loop", `tim.regex("a"):replace("aaaa", function(c) while true do end end)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := limitsEnv(t, tt.body, timeout)
+			start := time.Now()
+			rep, _ := env.send("u", "v", "go")
+			took := time.Since(start)
+			if rep.Action != hook.MessageReject {
+				t.Fatalf("runaway script: %+v", rep)
+			}
+			// The goal; it is the whole slack for a loaded machine (they stop about
+			// 10-30 ms after the timeout; BenchmarkRunawayScript measures it).
+			if took > 2*timeout {
+				t.Errorf("stopped after %v, timeout %v", took, timeout)
+			}
+			if logs := env.logs.String(); !strings.Contains(logs, "kind=timeout") || !strings.Contains(logs, "hooks.timeout (200ms)") {
+				t.Errorf("timeout not logged with its limit:\n%s", logs)
+			}
+			checkStillWorks(t, env)
+		})
+	}
+}
