@@ -3,8 +3,8 @@ package lua
 import (
 	"fmt"
 	"sync"
-	"time"
 	"sync/atomic"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
