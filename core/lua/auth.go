@@ -67,11 +67,7 @@ func authReply(req *hook.AuthRequest, res results) (hook.AuthReply, error) {
 	case "", "pass":
 		return hook.AuthReply{}, nil
 	case "reject":
-		return hook.AuthReply{
-			Decision: hook.AuthReject,
-			Message:  text(res[1], "authentication rejected"),
-			Code:     status(res[2], hook.FailureStatus(req.Source)),
-		}, nil
+		return rejectReply(req.Source, res), nil
 	case "accept":
 		rep := hook.AuthReply{Decision: hook.AuthAccept}
 		switch u := res[1].(type) {
@@ -101,14 +97,29 @@ func authReply(req *hook.AuthRequest, res results) (hook.AuthReply, error) {
 	return hook.AuthReply{}, fmt.Errorf("unknown decision %q (want nil, \"pass\", \"accept\" or \"reject\")", d)
 }
 
+// rejectReply is a "reject", message [, code] result of an auth or authenticated hook.
+func rejectReply(source string, res results) hook.AuthReply {
+	return hook.AuthReply{
+		Decision: hook.AuthReject,
+		Message:  text(res[1], "authentication rejected"),
+		Code:     status(res[2], hook.FailureStatus(source)),
+	}
+}
+
 func rejectAuth(g *generation, req *hook.AuthRequest, script string) hook.AuthReply {
-	if !g.failClosed[pAuth] {
+	return failAuth(g, pAuth, req.Source, script)
+}
+
+// failAuth is the reply of a failed auth or authenticated call: a rejection under
+// fail_closed, no opinion under fail_open.
+func failAuth(g *generation, p point, source, script string) hook.AuthReply {
+	if !g.failClosed[p] {
 		return hook.AuthReply{}
 	}
 	return hook.AuthReply{
 		Decision: hook.AuthReject,
-		Code:     hook.FailureStatus(req.Source),
-		Message:  "authentication unavailable: auth hook failed",
+		Code:     hook.FailureStatus(source),
+		Message:  fmt.Sprintf("authentication unavailable: %s hook failed", p),
 		Script:   script,
 	}
 }

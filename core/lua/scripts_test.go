@@ -210,7 +210,7 @@ func TestAuthJWT(t *testing.T) {
 		{"login for another user", hook.AuthRequest{Source: hook.SourceLogin, UserID: "mallory", Token: good}, hook.AuthReject, "", packet.StatusLoginFailed, "not for user mallory"},
 		{"no token: built-in decides", hook.AuthRequest{Source: hook.SourceLogin, UserID: "bob", Password: "pw"}, hook.AuthPass, "", 0, ""},
 		{"expired", hook.AuthRequest{Source: hook.SourceAuth, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "timgw-test", "exp": time.Now().Add(-time.Hour).Unix()}, "k3y")}, hook.AuthReject, "", packet.StatusAuthFailed, "expired"},
-		{"wrong key", hook.AuthRequest{Source: hook.SourceWSQuery, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "timgw-test"}, "other")}, hook.AuthReject, "", packet.StatusLoginFailed, "invalid token"},
+		{"wrong key", hook.AuthRequest{Source: hook.SourceLogin, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "timgw-test"}, "other")}, hook.AuthReject, "", packet.StatusLoginFailed, "invalid token"},
 		{"wrong issuer", hook.AuthRequest{Source: hook.SourceAuth, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "evil"}, "k3y")}, hook.AuthReject, "", packet.StatusAuthFailed, "issuer"},
 		{"no subject", hook.AuthRequest{Source: hook.SourceAuth, Token: signHS256(t, jwt.MapClaims{"iss": "timgw-test"}, "k3y")}, hook.AuthReject, "", packet.StatusAuthFailed, "no sub claim"},
 	}

@@ -173,7 +173,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 	L.Pop(1)
 	tbl, ok := ret.(*lua.LTable)
 	if !ok {
-		return hooks, 0, fmt.Errorf("load script %s: it returned a %s; it must return a table of hook functions (connect, auth, message, join, disconnect)", s.name, ret.Type())
+		return hooks, 0, fmt.Errorf("load script %s: it returned a %s; it must return a table of hook functions (connect, auth, authenticated, message, join, disconnect)", s.name, ret.Type())
 	}
 	for p := point(0); p < numPoints; p++ {
 		switch f := tbl.RawGetString(p.String()).(type) {
@@ -186,7 +186,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 		}
 	}
 	if mask == 0 {
-		return hooks, 0, fmt.Errorf("load script %s: it defines no hook (return a table with connect, auth, message, join or disconnect)", s.name)
+		return hooks, 0, fmt.Errorf("load script %s: it defines no hook (return a table with connect, auth, authenticated, message, join or disconnect)", s.name)
 	}
 	return hooks, mask, nil
 }
