@@ -56,7 +56,8 @@ type script struct {
 // scriptState is what the Runtime remembers of a file across rebuilds.
 type scriptState struct {
 	active    *script
-	hooks     uint8 // hook points the active version defines (bit per point)
+	hooks     uint8        // hook points the active version defines (bit per point)
+	schemas   []*varSchema // the vars the active version declared (tim.vars)
 	versions  int
 	lastErr   string
 	lastErrAt time.Time
@@ -198,10 +199,12 @@ func (r *Runtime) check(checker *vm, st *scriptState, src source) (*script, uint
 		s, err := compile(src)
 		if err == nil {
 			var mask uint8
-			if mask, err = checker.loadScript(s); err == nil {
+			var schemas []*varSchema
+			if mask, schemas, err = checker.loadScript(s); err == nil {
 				st.versions++
 				s.version, s.loadedAt = st.versions, time.Now()
 				st.active, st.hooks, st.lastErr, st.lastErrAt = s, mask, "", time.Time{}
+				st.schemas = schemas
 				r.log.Info("hooks: script loaded", "script", s.name, "version", s.version, "hash", s.hash, "hooks", maskNames(mask))
 				return s, mask, nil
 			}
@@ -213,13 +216,13 @@ func (r *Runtime) check(checker *vm, st *scriptState, src source) (*script, uint
 	}
 	// Same content as the active version, or a rejected new one: (re)check the active
 	// version against this generation's vars and word lists.
-	mask, err := checker.loadScript(st.active)
+	mask, schemas, err := checker.loadScript(st.active)
 	if err != nil {
 		s := st.active
-		st.active, st.hooks = nil, 0
+		st.active, st.hooks, st.schemas = nil, 0, nil
 		return nil, 0, errors.Join(loadErr, fmt.Errorf("load script %s (version %d): %w", s.name, s.version, err))
 	}
-	st.hooks = mask
+	st.hooks, st.schemas = mask, schemas
 	if loadErr == nil {
 		st.lastErr, st.lastErrAt = "", time.Time{} // the file is the active version again
 	}

@@ -168,7 +168,7 @@ func TestModerationBadConfig(t *testing.T) {
 	cfg := config.DefaultHooks()
 	cfg.Dir = shippedDir
 	cfg.Vars = moderationVars(map[string]any{"action": "shout"})
-	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "mask or reject") {
+	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), `hooks.vars.moderation.action: moderation.lua wants one of mask, reject, got "shout"`) {
 		t.Errorf("bad action accepted: %v", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestAuthJWTNeedsSecret(t *testing.T) {
 	cfg.Dir = shippedDir
 	cfg.Scripts = []string{"auth_jwt.lua"}
 	cfg.Vars = nil
-	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "secret is required") {
+	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "hooks.vars.auth_jwt.secret: required by auth_jwt.lua") {
 		t.Errorf("missing secret: %v", err)
 	}
 }

@@ -21,6 +21,7 @@ func (v *vm) timModule() *lua.LTable {
 		"log":         v.timLog,
 		"now":         timNow,
 		"config":      v.timConfig,
+		"vars":        v.timVars,
 		"incr":        v.timIncr,
 		"counter":     v.timCounter,
 		"hash":        timHash,

@@ -42,6 +42,7 @@ type vm struct {
 	curFn                *lua.LFunction // the hook function running, for traces
 	trace                string         // trace of the last error (trace.go)
 	traceFn, passFn      *lua.LFunction // message handlers (trace.go)
+	declared             []*varSchema   // tim.vars calls of the script loading (checker only)
 	libFormat, libConcat lua.LGFunction // gopher-lua's string.format and table.concat
 }
 
@@ -153,10 +154,14 @@ func (v *vm) loadAll() {
 	}
 }
 
-// loadScript runs a script's chunk and returns which hooks it defines.
-func (v *vm) loadScript(s *script) (uint8, error) {
+// loadScript runs a script's chunk and returns which hooks it defines and the vars
+// schemas it declared.
+func (v *vm) loadScript(s *script) (uint8, []*varSchema, error) {
+	v.declared = []*varSchema{}
 	_, mask, err := v.instantiate(s)
-	return mask, err
+	declared := v.declared
+	v.declared = nil
+	return mask, declared, err
 }
 
 // instantiate runs the chunk of s in its own environment (sandbox.go) and reads the
