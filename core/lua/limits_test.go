@@ -101,10 +101,12 @@ return {message = function(msg)
     (tim.words({"bad"}):mask("so bad", "-")),
     tim.json_encode({a = {1, 2}}),
     1 .. 2,
+    table.concat(tim.regex("\\d"):find_all("a1 b2"), ""),
+    (function() local all = tim.regex("(\\w)(\\d)?"):find_all("a1 b") return all[1][1] .. all[1][2] .. all[1][3] .. all[2][1] .. "[" .. all[2][3] .. "]" end)(),
   }
   msg.content = table.concat(parts, ",")
 end}`}, nil)
-	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12"
+	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12,12,a1a1b[]"
 	if _, c := env.send("u", "v", "x"); c.Content != want {
 		t.Errorf("got  %s\nwant %s", c.Content, want)
 	}

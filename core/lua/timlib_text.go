@@ -209,12 +209,29 @@ func regexFind(L *lua.LState) int {
 	return len(sub)
 }
 
-// re:find_all(text [, n]) → list of matches (at most n; all when n is absent).
+// re:find_all(text [, n]) → list of matches (at most n; all when n is absent). When the
+// pattern has capture groups, each match is a list {match, group1, group2, ...} (a
+// group that did not take part is "").
 func regexFindAll(L *lua.LState) int {
-	all := checkRegex(L).FindAllString(L.CheckString(2), L.OptInt(3, -1))
+	re := checkRegex(L)
+	text, n := L.CheckString(2), L.OptInt(3, -1)
+	if re.NumSubexp() == 0 {
+		all := re.FindAllString(text, n)
+		t := L.CreateTable(len(all), 0)
+		for _, s := range all {
+			t.Append(lua.LString(s))
+		}
+		L.Push(t)
+		return 1
+	}
+	all := re.FindAllStringSubmatch(text, n)
 	t := L.CreateTable(len(all), 0)
-	for _, s := range all {
-		t.Append(lua.LString(s))
+	for _, groups := range all {
+		g := L.CreateTable(len(groups), 0)
+		for _, s := range groups {
+			g.Append(lua.LString(s))
+		}
+		t.Append(g)
 	}
 	L.Push(t)
 	return 1
