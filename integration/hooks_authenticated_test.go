@@ -49,30 +49,27 @@ func TestHookAuthenticatedJWT(t *testing.T) {
 
 	login := func(t *testing.T, how, tok string) (*timclient.Conn, *timclient.Response) {
 		t.Helper()
+		var (
+			c   *timclient.Conn
+			r   *timclient.Response
+			err error
+		)
 		switch how {
 		case "cmd 3":
-			c := g.dial(t, epTCP)
-			r, err := c.Auth(tok, wait)
-			if err != nil && r == nil {
-				t.Fatal(err)
-			}
-			return c, r
+			c = g.dial(t, epTCP)
+			r, err = c.Auth(tok, wait)
 		case "cmd 5":
-			c := g.dial(t, epWS)
-			r, err := c.LoginToken(tok, wait)
-			if err != nil && r == nil {
-				t.Fatal(err)
+			c = g.dial(t, epWS)
+			r, err = c.LoginToken(tok, wait)
+		default: // the WebSocket query
+			c = dialURL(t, epWS.url(g.Addr, "/?token="+url.QueryEscape(tok)))
+			var p packet.Packet
+			if p, err = c.Expect(packet.CmdLoginResp, wait); err == nil {
+				r, err = timclient.DecodeResponse(p)
 			}
-			return c, r
 		}
-		c := dialURL(t, epWS.url(g.Addr, "/?token="+url.QueryEscape(tok)))
-		p, err := c.Expect(packet.CmdLoginResp, wait)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := timclient.DecodeResponse(p)
-		if err != nil && r == nil {
-			t.Fatal(err)
+		if r == nil {
+			t.Fatalf("%s: %v", how, err)
 		}
 		return c, r
 	}

@@ -29,12 +29,8 @@ func authDecision(rep hook.AuthReply) int { return int(rep.Decision) }
 // auth runs the auth chain on v.
 func (r *Runtime) auth(ctx context.Context, g *generation, v *vm, req *hook.AuthRequest) hook.AuthReply {
 	t := v.reqs[pAuth]
-	t.RawSetString("source", lua.LString(req.Source))
-	t.RawSetString("userId", lua.LString(req.UserID))
-	t.RawSetString("password", lua.LString(req.Password))
-	t.RawSetString("token", lua.LString(req.Token))
-	t.RawSetString("protocol", lua.LString(req.Protocol))
-	t.RawSetString("addr", lua.LString(req.Addr))
+	setStrings(t, "source", req.Source, "userId", req.UserID, "password", req.Password, "token", req.Token,
+		"protocol", req.Protocol, "addr", req.Addr)
 	for k := range g.chains[pAuth] {
 		s := v.script(pAuth, k)
 		res, err := v.run(ctx, pAuth, k, t, nil)
@@ -55,6 +51,13 @@ func (r *Runtime) auth(ctx context.Context, g *generation, v *vm, req *hook.Auth
 		}
 	}
 	return hook.AuthReply{}
+}
+
+// setStrings sets the string fields of a request table from key, value pairs.
+func setStrings(t *lua.LTable, kv ...string) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.RawSetString(kv[i], lua.LString(kv[i+1]))
+	}
 }
 
 // authReply interprets the results of an auth hook.

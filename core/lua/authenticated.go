@@ -27,10 +27,8 @@ func (r *Runtime) Authenticated(ctx context.Context, req *hook.AuthenticatedRequ
 func (r *Runtime) authenticated(ctx context.Context, g *generation, v *vm, req *hook.AuthenticatedRequest) hook.AuthReply {
 	L := v.L
 	t := v.reqs[pAuthenticated]
-	t.RawSetString("source", lua.LString(req.Source))
-	t.RawSetString("userId", lua.LString(req.UserID))
-	t.RawSetString("nick", lua.LString(req.Nick))
-	t.RawSetString("avatar", lua.LString(req.Avatar))
+	setStrings(t, "source", req.Source, "userId", req.UserID, "nick", req.Nick, "avatar", req.Avatar,
+		"by", req.By, "protocol", req.Protocol, "addr", req.Addr)
 	groups := L.CreateTable(len(req.Groups), 0)
 	for _, gid := range req.Groups {
 		groups.Append(lua.LString(gid))
@@ -41,9 +39,6 @@ func (r *Runtime) authenticated(ctx context.Context, g *generation, v *vm, req *
 		claims = toLua(L, req.Claims)
 	}
 	t.RawSetString("claims", claims)
-	t.RawSetString("by", lua.LString(req.By))
-	t.RawSetString("protocol", lua.LString(req.Protocol))
-	t.RawSetString("addr", lua.LString(req.Addr))
 	for k := range g.chains[pAuthenticated] {
 		s := v.script(pAuthenticated, k)
 		res, err := v.run(ctx, pAuthenticated, k, t, nil)

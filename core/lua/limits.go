@@ -165,14 +165,12 @@ func (v *vm) tableConcat(L *lua.LState) int {
 	i, j := L.OptInt(3, 1), L.OptInt(4, t.Len())
 	size := 0
 	for k := i; k <= j; k++ {
-		switch x := t.RawGetInt(k).(type) {
-		case lua.LString:
-			size += len(x)
-		case lua.LNumber:
-			size += len(x.String())
-		default:
+		x := t.RawGetInt(k)
+		n, ok := strLen(x)
+		if !ok {
 			L.RaiseError("table.concat: invalid value (%s) at index %d in table for concat", x.Type(), k)
 		}
+		size += n
 		if k < j {
 			size += len(sep)
 		}
@@ -194,12 +192,9 @@ func (v *vm) concat(L *lua.LState) int {
 	n := L.GetTop()
 	size := 0
 	for i := 1; i <= n; i++ {
-		switch x := L.Get(i).(type) {
-		case lua.LString:
-			size += len(x)
-		case lua.LNumber:
-			size += len(x.String())
-		default:
+		k, ok := strLen(L.Get(i))
+		size += k
+		if !ok {
 			args := make([]lua.LValue, n)
 			for k := range args {
 				args[k] = L.Get(k + 1)
@@ -218,6 +213,17 @@ func (v *vm) concat(L *lua.LState) int {
 	}
 	L.Push(lua.LString(b.String()))
 	return 1
+}
+
+// strLen is the length of a string or number as a string; ok is false for other values.
+func strLen(v lua.LValue) (n int, ok bool) {
+	switch x := v.(type) {
+	case lua.LString:
+		return len(x), true
+	case lua.LNumber:
+		return len(x.String()), true
+	}
+	return 0, false
 }
 
 // string.gsub(s, pattern, repl [, n]), linear in the result (gopher-lua's copies the
