@@ -1,9 +1,11 @@
 package lua
 
 import (
+	"context"
 	"testing"
 
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/hook"
 )
 
 // victim is a script whose message hook uses the libraries a tampering script could
@@ -64,5 +66,20 @@ string.shout = function(s) return s:upper() .. "!" end
 return {message = function(msg) msg.content = string.shout(msg.content) .. tostring(_G.string == string) end}`}, nil)
 	if _, c := env.send("u", "v", "hi"); c.Content != "HI!true" {
 		t.Errorf("own library change: %q", c.Content)
+	}
+}
+
+func TestScriptCannotForgeSenderForNext(t *testing.T) {
+	env := newEnv(t, map[string]string{
+		"a.lua": `return {message = function(msg) msg.from = "admin"; msg.msgType = 9; msg.id = "forged"; pcall(rawset, msg, "createTime", 1) end}`,
+		"b.lua": `return {message = function(msg)
+  msg.content = msg.from .. "," .. msg.msgType .. "," .. msg.id .. "," .. tostring(msg.createTime == 1)
+end}`,
+	}, nil)
+	c := chat("alice", "bob", "x")
+	c.ID, c.MsgType, c.CreateTime = "m1", 0, 5
+	env.rt.Message(context.Background(), &hook.MessageRequest{Sender: "alice", Chat: c})
+	if c.Content != "alice,0,m1,false" || c.From != "alice" {
+		t.Errorf("the next script saw %q (from %q), want the real sender and fields", c.Content, c.From)
 	}
 }

@@ -16,6 +16,7 @@ import (
 //   - getmetatable honours __metatable (gopher-lua's does not), and every metatable
 //     the runtime creates (strings, tim.words and tim.regex objects, msg and ctx) has
 //     one, so scripts cannot reach them;
+//   - rawset refuses msg and ctx, whose fields are guarded by their metatable;
 //   - setmetatable accepts tables only (gopher-lua's would replace the metatable of
 //     every string or number of the state) and refuses protected metatables.
 
@@ -31,6 +32,7 @@ func (v *vm) harden() {
 	L := v.L
 	L.SetGlobal("getmetatable", L.NewFunction(safeGetMetatable))
 	L.SetGlobal("setmetatable", L.NewFunction(safeSetMetatable))
+	L.SetGlobal("rawset", L.NewFunction(v.safeRawSet))
 	if str, ok := L.GetGlobal(lua.StringLibName).(*lua.LTable); ok {
 		str.RawSetString("__index", lua.LNil) // it was its own metatable
 		mt := L.CreateTable(0, 2)
@@ -95,6 +97,18 @@ func safeSetMetatable(L *lua.LState) int {
 		L.RaiseError("cannot change a protected metatable")
 	}
 	t.Metatable = mt
+	L.SetTop(1)
+	return 1
+}
+
+// safeRawSet is rawset, refused on the message hook's msg and ctx tables (it would
+// bypass the checks of their fields).
+func (v *vm) safeRawSet(L *lua.LState) int {
+	t := L.CheckTable(1)
+	if t == v.msg || t == v.msgCtx {
+		L.RaiseError("rawset: msg and ctx fields are set by assignment")
+	}
+	L.RawSet(t, L.CheckAny(2), L.CheckAny(3))
 	L.SetTop(1)
 	return 1
 }
