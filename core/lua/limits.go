@@ -14,7 +14,8 @@ import (
 // upper, lower, char, table.concat, the `..` operator, tim.json_encode, m:mask,
 // re:replace) checks the size of its result before building it against
 // hooks.max_string_bytes, and charges it to the running call, which may produce at most
-// hooks.max_call_bytes of strings in all. Both failures are Lua errors naming the limit.
+// hooks.max_call_bytes of strings in all; string.gsub and gmatch, which find every
+// match at once, charge matchCost per match too. Both failures are Lua errors naming the limit.
 // Tables are bounded by the deadline only (scripts/README.md says so).
 
 // Defaults of hooks.max_string_bytes and hooks.max_call_bytes when left at 0.
@@ -53,7 +54,7 @@ func (v *vm) capLibs() {
 		for name, fn := range map[string]lua.LGFunction{
 			"rep": v.strRep, "format": v.strFormat, "gsub": v.strGsub,
 			"upper": v.strCase(strings.ToUpper, "string.upper"), "lower": v.strCase(strings.ToLower, "string.lower"),
-			"char": v.strChar,
+			"char": v.strChar, "gmatch": v.strGmatch, "gfind": v.strGmatch,
 		} {
 			str.RawSetString(name, L.NewFunction(fn))
 		}
@@ -233,10 +234,7 @@ func (v *vm) strGsub(L *lua.LState) int {
 	pat := L.CheckString(2)
 	L.CheckTypes(3, lua.LTString, lua.LTTable, lua.LTFunction)
 	repl := L.Get(3)
-	mds, err := pm.Find(pat, []byte(s), 0, L.OptInt(4, -1))
-	if err != nil {
-		L.RaiseError("string.gsub: %s", err.Error())
-	}
+	mds := v.findAll(L, "string.gsub", pat, s, L.OptInt(4, -1))
 	if len(mds) == 0 {
 		L.SetTop(1)
 		L.Push(lua.LNumber(0))
@@ -292,6 +290,52 @@ func (v *vm) strGsub(L *lua.LState) int {
 	L.Push(lua.LString(b.String()))
 	L.Push(lua.LNumber(len(mds)))
 	return 2
+}
+
+// matchCost is what one pattern match is charged to the call's hooks.max_call_bytes
+// (gopher-lua's matcher allocates about that much per match, all matches at once).
+const matchCost = 64
+
+// findAll is pm.Find of at most limit (< 0: all) matches of pat in s, refusing more
+// matches than the rest of the call's hooks.max_call_bytes pays for.
+func (v *vm) findAll(L *lua.LState, what, pat, s string, limit int) []*pm.MatchData {
+	most := max(0, (v.gen.maxCall-v.spent)/matchCost)
+	if limit < 0 || limit > most+1 {
+		limit = most + 1
+	}
+	mds, err := pm.Find(pat, []byte(s), 0, limit)
+	if err != nil {
+		L.RaiseError("%s: %s", what, err.Error())
+	}
+	if len(mds) > most {
+		L.RaiseError("%s: more than %d matches: this call would exceed hooks.max_call_bytes (%d)", what, most, v.gen.maxCall)
+	}
+	v.spent += len(mds) * matchCost
+	return mds
+}
+
+// string.gmatch(s, pattern): the matches are found at once (as gopher-lua does), and
+// bounded by findAll.
+func (v *vm) strGmatch(L *lua.LState) int {
+	s := L.CheckString(1)
+	mds := v.findAll(L, "string.gmatch", L.CheckString(2), s, -1)
+	i := 0
+	L.Push(L.NewFunction(func(L *lua.LState) int {
+		if i >= len(mds) {
+			return 0
+		}
+		md := mds[i]
+		i++
+		if md.CaptureLength() == 2 {
+			L.Push(lua.LString(s[md.Capture(0):md.Capture(1)]))
+			return 1
+		}
+		for k := 1; k < md.CaptureLength()/2; k++ {
+			L.Push(gsubCapture(L, s, md, k))
+		}
+		return md.CaptureLength()/2 - 1
+	}))
+	return 1
 }
 
 // gsubCapture is capture k (1-based) of a match, the whole match when the pattern has

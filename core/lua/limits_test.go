@@ -47,7 +47,7 @@ func TestStringLimits(t *testing.T) {
 		{"string.rep overflow", `msg.content = string.rep(big, 2^62)`, "string.rep: a result of more than 2^63 bytes exceeds"},
 		{"string.format", `msg.content = string.format("%s%s", big, big)`, "string.format: a result of 8260 bytes exceeds"},
 		{"string.format width", `msg.content = string.format("%999999d", 1)`, "width or precision too long"},
-		{"string.gsub string", `msg.content = string.gsub(string.rep("a", 2000), "", "yy")`, "string.gsub: a result of"},
+		{"string.gsub string", `msg.content = string.gsub(string.rep("a", 900), "", "yyyyy")`, "string.gsub: a result of"},
 		{"string.gsub function", `msg.content = string.gsub("abc", "%w", function() return big end)`, "string.gsub: a result of 8000 bytes"},
 		{"string.upper", `msg.content = msg.content:upper()`, "string.upper: a result of 5000 bytes exceeds"},
 		{"string.char", `local t = {} for i = 1, 5000 do t[i] = 65 end msg.content = string.char(unpack(t))`, "string.char: a result of 5000 bytes exceeds"},
@@ -56,6 +56,8 @@ func TestStringLimits(t *testing.T) {
 		{"mask", `msg.content = tim.words({"x"}):mask("x x x x x x x x", string.rep("#", 1000))`, "m:mask: a result of 15000 bytes exceeds"},
 		{"regex replace", `msg.content = tim.regex("x"):replace(big, "yy")`, "re:replace: a result of"},
 		{"regex replace function", `msg.content = tim.regex("x+"):replace("x-x", function() return big end)`, "re:replace: a result of 8001 bytes"},
+		{"gsub matches", `msg.content = string.gsub(string.rep("a", 4000) .. string.rep("b", 96), "", "")`, "matches: this call would exceed hooks.max_call_bytes (65536)"},
+		{"gmatch matches", `for c in string.gmatch(string.rep("a", 2000), ".") do end`, "string.gmatch: more than"},
 		{"per-call budget", `for i = 1, 100 do local s = big .. i end`, "..: this call built more than hooks.max_call_bytes (65536) of strings"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +94,7 @@ return {message = function(msg)
     (string.gsub("a.b", "%.", "%%")),
     (string.gsub("abc", "", "-")),
     (string.gsub("aaa", "a", "b", 2)),
+    (function() local o = {} for k, v in string.gmatch("a=1, b=2", "(%w+)=(%w+)") do o[#o + 1] = k .. v end for w in ("x y"):gmatch("%a") do o[#o + 1] = w end return table.concat(o) end)(),
     string.format("%5.2f|%-3s|%q", 3.14159, "x", 'a"b'),
     string.char(104, 105), ("Ab"):upper() .. ("Ab"):lower(), string.rep("ab", 3),
     table.concat({1, 2, 3}, "+"), table.concat({"a", "b", "c"}, "", 2, 3),
@@ -106,7 +109,7 @@ return {message = function(msg)
   }
   msg.content = table.concat(parts, ",")
 end}`}, nil)
-	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12,12,a1a1b[]"
+	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba,a1b2xy, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12,12,a1a1b[]"
 	if _, c := env.send("u", "v", "x"); c.Content != want {
 		t.Errorf("got  %s\nwant %s", c.Content, want)
 	}
