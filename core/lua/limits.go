@@ -6,7 +6,6 @@ import (
 	"unicode/utf8"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/pm"
 )
 
 // Memory limits. gopher-lua has no allocation hook, so memory is bounded where it is
@@ -14,8 +13,7 @@ import (
 // upper, lower, char, table.concat, the `..` operator, tim.json_encode, m:mask,
 // re:replace) checks the size of its result before building it against
 // hooks.max_string_bytes, and charges it to the running call, which may produce at most
-// hooks.max_call_bytes of strings in all; string.gsub and gmatch, which find every
-// match at once, charge matchCost per match too. Both failures are Lua errors naming the limit.
+// hooks.max_call_bytes of strings in all. Both failures are Lua errors naming the limit.
 // Tables are bounded by the deadline only (scripts/README.md says so).
 
 // Defaults of hooks.max_string_bytes and hooks.max_call_bytes when left at 0.
@@ -55,6 +53,7 @@ func (v *vm) capLibs() {
 			"rep": v.strRep, "format": v.strFormat, "gsub": v.strGsub,
 			"upper": v.strCase(strings.ToUpper, "string.upper"), "lower": v.strCase(strings.ToLower, "string.lower"),
 			"char": v.strChar, "gmatch": v.strGmatch, "gfind": v.strGmatch,
+			"find": v.strFind, "match": v.strMatch,
 		} {
 			str.RawSetString(name, L.NewFunction(fn))
 		}
@@ -228,134 +227,85 @@ func strLen(v lua.LValue) (n int, ok bool) {
 }
 
 // string.gsub(s, pattern, repl [, n]), linear in the result (gopher-lua's copies the
-// whole string once per match) and bounded while the result grows.
+// whole string once per match), bounded while the result grows, one match at a time
+// (pattern.go).
 func (v *vm) strGsub(L *lua.LState) int {
-	s := L.CheckString(1)
-	pat := L.CheckString(2)
+	src, pat := L.CheckString(1), L.CheckString(2)
 	L.CheckTypes(3, lua.LTString, lua.LTTable, lua.LTFunction)
 	repl := L.Get(3)
-	mds := v.findAll(L, "string.gsub", pat, s, L.OptInt(4, -1))
-	if len(mds) == 0 {
-		L.SetTop(1)
-		L.Push(lua.LNumber(0))
-		return 2
+	maxN := L.OptInt(4, len(src)+1)
+	m := v.newMatcher(L, src, pat)
+	p, anchor := 0, strings.HasPrefix(pat, "^")
+	if anchor {
+		p = 1
 	}
 	var b strings.Builder
-	last := 0
 	grow := func(add string) {
 		if b.Len()+len(add) > v.gen.maxString {
 			v.produce(L, "string.gsub", b.Len()+len(add))
 		}
 		b.WriteString(add)
 	}
-	for _, md := range mds {
-		start, end := md.Capture(0), md.Capture(1)
-		grow(s[last:start])
-		whole := s[start:end]
-		var out lua.LValue
-		switch r := repl.(type) {
-		case lua.LString:
-			grow(expandGsub(L, string(r), s, md))
-			last = end
-			continue
-		case *lua.LTable:
-			out = L.GetTable(r, gsubCapture(L, s, md, 1))
-		case *lua.LFunction:
-			L.Push(r)
-			nargs := max(1, md.CaptureLength()/2-1)
-			for k := 1; k <= nargs; k++ {
-				L.Push(gsubCapture(L, s, md, k))
-			}
-			L.Call(nargs, 1)
-			out = L.Get(-1)
-			L.Pop(1)
+	n, s := 0, 0
+	for n < maxN {
+		m.level = 0
+		e := m.match(s, p)
+		if e != -1 {
+			n++
+			grow(v.gsubValue(m, repl, s, e))
 		}
-		switch o := out.(type) {
-		case lua.LString, lua.LNumber:
-			grow(lua.LVAsString(o))
-		case *lua.LNilType:
-			grow(whole)
-		case lua.LBool:
-			if o {
-				L.RaiseError("string.gsub: invalid replacement value (a boolean)")
-			}
-			grow(whole)
-		default:
-			L.RaiseError("string.gsub: invalid replacement value (a %s)", out.Type())
+		if e != -1 && e > s {
+			s = e
+		} else if s < len(src) {
+			grow(src[s : s+1])
+			s++
+		} else {
+			break
 		}
-		last = end
+		if anchor {
+			break
+		}
 	}
-	grow(s[last:])
+	if s < len(src) {
+		grow(src[s:])
+	}
 	v.produce(L, "string.gsub", b.Len())
 	L.Push(lua.LString(b.String()))
-	L.Push(lua.LNumber(len(mds)))
+	L.Push(lua.LNumber(n))
 	return 2
 }
 
-// matchCost is what one pattern match is charged to the call's hooks.max_call_bytes
-// (gopher-lua's matcher allocates about that much per match, all matches at once).
-const matchCost = 64
-
-// findAll is pm.Find of at most limit (< 0: all) matches of pat in s, refusing more
-// matches than the rest of the call's hooks.max_call_bytes pays for.
-func (v *vm) findAll(L *lua.LState, what, pat, s string, limit int) []*pm.MatchData {
-	most := max(0, (v.gen.maxCall-v.spent)/matchCost)
-	if limit < 0 || limit > most+1 {
-		limit = most + 1
+// gsubValue is the replacement of the match src[s:e] of m.
+func (v *vm) gsubValue(m *matcher, repl lua.LValue, s, e int) string {
+	L := m.L
+	var out lua.LValue
+	switch r := repl.(type) {
+	case lua.LString:
+		return expandGsub(m, string(r), s, e)
+	case *lua.LTable:
+		out = L.GetTable(r, m.captureValue(0, s, e))
+	case *lua.LFunction:
+		L.Push(r)
+		L.Call(m.pushCaptures(s, e, true), 1)
+		out = L.Get(-1)
+		L.Pop(1)
 	}
-	mds, err := pm.Find(pat, []byte(s), 0, limit)
-	if err != nil {
-		L.RaiseError("%s: %s", what, err.Error())
-	}
-	if len(mds) > most {
-		L.RaiseError("%s: more than %d matches: this call would exceed hooks.max_call_bytes (%d)", what, most, v.gen.maxCall)
-	}
-	v.spent += len(mds) * matchCost
-	return mds
-}
-
-// string.gmatch(s, pattern): the matches are found at once (as gopher-lua does), and
-// bounded by findAll.
-func (v *vm) strGmatch(L *lua.LState) int {
-	s := L.CheckString(1)
-	mds := v.findAll(L, "string.gmatch", L.CheckString(2), s, -1)
-	i := 0
-	L.Push(L.NewFunction(func(L *lua.LState) int {
-		if i >= len(mds) {
-			return 0
+	switch o := out.(type) {
+	case lua.LString, lua.LNumber:
+		return lua.LVAsString(o)
+	case *lua.LNilType:
+	case lua.LBool:
+		if o {
+			L.RaiseError("string.gsub: invalid replacement value (a boolean)")
 		}
-		md := mds[i]
-		i++
-		if md.CaptureLength() == 2 {
-			L.Push(lua.LString(s[md.Capture(0):md.Capture(1)]))
-			return 1
-		}
-		for k := 1; k < md.CaptureLength()/2; k++ {
-			L.Push(gsubCapture(L, s, md, k))
-		}
-		return md.CaptureLength()/2 - 1
-	}))
-	return 1
-}
-
-// gsubCapture is capture k (1-based) of a match, the whole match when the pattern has
-// no capture and k is 1.
-func gsubCapture(L *lua.LState, s string, md *pm.MatchData, k int) lua.LValue {
-	idx := 2 * k
-	if idx >= md.CaptureLength() {
-		if k != 1 {
-			L.RaiseError("string.gsub: invalid capture index %%%d", k)
-		}
-		idx = 0
+	default:
+		L.RaiseError("string.gsub: invalid replacement value (a %s)", out.Type())
 	}
-	if md.IsPosCapture(idx) {
-		return lua.LNumber(md.Capture(idx))
-	}
-	return lua.LString(s[md.Capture(idx):md.Capture(idx+1)])
+	return m.src[s:e]
 }
 
 // expandGsub expands a gsub replacement string: %0 the match, %1-%9 captures, %x x.
-func expandGsub(L *lua.LState, repl, s string, md *pm.MatchData) string {
+func expandGsub(m *matcher, repl string, s, e int) string {
 	if strings.IndexByte(repl, '%') < 0 {
 		return repl
 	}
@@ -369,9 +319,9 @@ func expandGsub(L *lua.LState, repl, s string, md *pm.MatchData) string {
 		i++
 		switch d := repl[i]; {
 		case d == '0':
-			b.WriteString(s[md.Capture(0):md.Capture(1)])
+			b.WriteString(m.src[s:e])
 		case d >= '1' && d <= '9':
-			b.WriteString(lua.LVAsString(gsubCapture(L, s, md, int(d-'0'))))
+			b.WriteString(lua.LVAsString(m.captureValue(int(d-'1'), s, e)))
 		default:
 			b.WriteByte(d)
 		}

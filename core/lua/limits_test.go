@@ -56,8 +56,7 @@ func TestStringLimits(t *testing.T) {
 		{"mask", `msg.content = tim.words({"x"}):mask("x x x x x x x x", string.rep("#", 1000))`, "m:mask: a result of 15000 bytes exceeds"},
 		{"regex replace", `msg.content = tim.regex("x"):replace(big, "yy")`, "re:replace: a result of"},
 		{"regex replace function", `msg.content = tim.regex("x+"):replace("x-x", function() return big end)`, "re:replace: a result of 8001 bytes"},
-		{"gsub matches", `msg.content = string.gsub(string.rep("a", 4000) .. string.rep("b", 96), "", "")`, "matches: this call would exceed hooks.max_call_bytes (65536)"},
-		{"gmatch matches", `for c in string.gmatch(string.rep("a", 2000), ".") do end`, "string.gmatch: more than"},
+		{"pattern too complex", `msg.content = string.find("x", string.rep("(", 40))`, "too many captures"},
 		{"per-call budget", `for i = 1, 100 do local s = big .. i end`, "..: this call built more than hooks.max_call_bytes (65536) of strings"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +93,14 @@ return {message = function(msg)
     (string.gsub("a.b", "%.", "%%")),
     (string.gsub("abc", "", "-")),
     (string.gsub("aaa", "a", "b", 2)),
+    table.concat({string.find("hello world", "o w")}, ":"), table.concat({string.find("hello", "l+")}, ":"),
+    table.concat({string.find("a.b", ".", 1, true)}, ":"), table.concat({("key = val"):find("(%w+) = (%w+)")}, ":"),
+    tostring(string.find("abc", "b", -1)), table.concat({string.find("abc", "^b")}, ":") .. "|" .. tostring(string.find("abc", "^a")),
+    string.match("f(a(b)c)d", "%b()"), string.match("THE (quick) fox", "%f[%a]%a+", 5), string.match("abab", "(ab)%1"),
+    table.concat({string.match("hello", "()ll()")}, ":"), string.match("  trim  ", "^%s*(.-)%s*$") .. "|",
+    string.match("2024-01-02", "(%d+)-(%d+)-(%d+)"), tostring(string.match("abc", "x")), string.match("a+b", "[%+]"),
+    string.match("x9", "[^%a]"), string.match("a-z", "[a%-z]+"), string.match("end$", "d%$"), (string.gsub("a b", "%s", "%%")),
+    (string.gsub("hello world", "%w+", "<%0>")), (string.gsub("abc", "^a", "X")), (string.gsub("abc", "$", "!")),
     (function() local o = {} for k, v in string.gmatch("a=1, b=2", "(%w+)=(%w+)") do o[#o + 1] = k .. v end for w in ("x y"):gmatch("%a") do o[#o + 1] = w end return table.concat(o) end)(),
     string.format("%5.2f|%-3s|%q", 3.14159, "x", 'a"b'),
     string.char(104, 105), ("Ab"):upper() .. ("Ab"):lower(), string.rep("ab", 3),
@@ -109,7 +116,7 @@ return {message = function(msg)
   }
   msg.content = table.concat(parts, ",")
 end}`}, nil)
-	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba,a1b2xy, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12,12,a1a1b[]"
+	want := "hell0 w0rld,world hello,12c,AbC,a%b,-a-b-c-,bba,5:7,3:4,2:2,1:9:key:val,nil,|1,(a(b)c),quick,ab,3:5,trim|,2024,nil,+,9,a-z,d$,a%b,<hello> <world>,Xbc,abc!,a1b2xy, 3.14|x  |\"a\\\"b\",hi,ABab,ababab,1+2+3,bc,1a 2b,a<1> b<2>,a1 b#,so ---,{\"a\":[1,2]},12,12,a1a1b[]"
 	if _, c := env.send("u", "v", "x"); c.Content != want {
 		t.Errorf("got  %s\nwant %s", c.Content, want)
 	}
@@ -124,6 +131,9 @@ func TestDeadlineHolds(t *testing.T) {
 		{"pcall recursion", `local function f() return pcall(f) end; while true do f() end`},
 		{"mutual tail recursion", `local g; local function f(n) return g(n) end; g = function(n) return f(n + 1) end; return f(0)`},
 		{"gsub callback loop", `string.gsub("aaaa", "a", function(c) while true do end end)`},
+		{"backtracking find", `msg.content = tostring(string.find(string.rep("a", 300), ".-.-.-.-b"))`},
+		{"backtracking gsub", `msg.content = string.gsub(string.rep("a", 300), ".-.-.-.-b", "")`},
+		{"backtracking gmatch", `for w in string.gmatch(string.rep("a", 300), ".-.-.-.-b") do end`},
 		{"replace callback loop", `tim.regex("a"):replace("aaaa", function(c) while true do end end)`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
