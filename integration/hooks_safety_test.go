@@ -1,7 +1,14 @@
 package integration
 
+// End-to-end tests of the hooks' safety: a login refused after authentication by the
+// verified identity, and scripts that try to exhaust memory or time.
+
 import (
+	"fmt"
 	"net/url"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +111,81 @@ func TestHookAuthenticatedJWT(t *testing.T) {
 			})
 		}
 	}
+}
+
+// bombs are message hooks that build a 1 GiB string, recurse forever or backtrack,
+// when the content names them: one script each (failure logs are rate-limited per
+// script).
+var bombs = map[string]string{
+	"concat": `local t, s = {}, string.rep("x", 1048576)
+    for i = 1, 1024 do t[i] = s end
+    msg.content = table.concat(t)`,
+	"double": `local s = string.rep("x", 1048576)
+    for i = 1, 10 do s = s .. s end
+    msg.content = s`,
+	"tail":    `local function f(n) return f(n + 1) end return f(0)`,
+	"pattern": `msg.content = tostring(string.find(string.rep("a", 300), ".-.-.-.-b"))`,
+}
+
+// TestHookLimitsKeepGatewayGoing sends messages that make a message hook build a
+// 1 GiB string (table.concat, doubling with ..), recurse by tail calls forever or
+// backtrack in a pattern, under fail_closed and the 50 ms timeout: each is refused
+// with 10027 within runawayBound (core/lua's TestDeadlineHolds holds the calls to 2x
+// the timeout), the log names the limit, the gateway's peak memory stays far from
+// 1 GiB, and the next message is delivered.
+func TestHookLimitsKeepGatewayGoing(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{}
+	for name, body := range bombs {
+		files[name+".lua"] = fmt.Sprintf("return {message = function(msg)\n  if msg.content == %q then\n    %s\n  end\nend}\n", name, body)
+	}
+	g := startHookGateway(t, "hook-limits", hookSetup{
+		Files:   files,
+		Scripts: []string{"*.lua"},
+		Hooks:   "  message: {policy: fail_closed}\n", // the harness sets timeout: 50ms
+	})
+	sender, receiver := uid("bomber"), uid("bomb-recv")
+	sc, rc := g.login(t, epTCP, sender), g.login(t, epWS, receiver)
+	for _, tc := range []struct{ content, log string }{
+		{"concat", "table.concat: a result of 1073741824 bytes exceeds hooks.max_string_bytes (1048576)"},
+		{"double", "..: a result of 2097152 bytes exceeds hooks.max_string_bytes (1048576)"},
+		{"tail", "timeout: stopped after hooks.timeout (50ms)"},
+		{"pattern", "timeout: stopped after hooks.timeout (50ms)"},
+	} {
+		t.Run(tc.content, func(t *testing.T) {
+			off := g.log.Len()
+			start := time.Now()
+			r := send(t, sc, receiver, tc.content)
+			took := time.Since(start)
+			mustCode(t, tc.content, r, nil, packet.StatusRejected)
+			if took > runawayBound {
+				t.Errorf("answered after %v", took)
+			}
+			t.Logf("%s refused in %v", tc.content, took.Round(time.Millisecond))
+			waitLogLine(t, g.gateway, off, "hooks: script failed", "script="+tc.content+".lua", tc.log)
+			text := fmt.Sprintf("after %s", tc.content)
+			mustAccepted(t, send(t, sc, receiver, text), nil)
+			mustRecvContents(t, rc, "receiver", text)
+		})
+	}
+	if peak, ok := peakRSS(g.gateway); ok {
+		t.Logf("gateway peak RSS %d MiB", peak>>20)
+		if peak > 512<<20 {
+			t.Errorf("gateway peak RSS %d MiB: a script's strings were not bounded", peak>>20)
+		}
+	}
+}
+
+// peakRSS reads the gateway process' peak resident memory (Linux /proc only).
+func peakRSS(g *gateway) (int64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if err != nil {
+		return 0, false
+	}
+	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0, false
+	}
+	kb, err := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10, err == nil
 }
