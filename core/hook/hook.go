@@ -1,7 +1,8 @@
 // Package hook defines the points where timgw asks a rule engine (the Lua hooks of
 // core/lua, or any other implementation) for a decision: a connection is accepted,
-// a client authenticates, a chat message is sent, a user joins a group, a connection
-// ends. Each point is a typed request/reply pair and a method of Runner.
+// a client authenticates (Auth, before its credentials are verified, and
+// Authenticated, with the verified identity), a chat message is sent, a user joins a
+// group, a connection ends. Each point is a typed request/reply pair and a method of Runner.
 //
 // Concurrency. The gateway calls a Runner from many goroutines at once (its worker
 // pool), for every message. A request is owned by the caller: the Runner reads it, and
