@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,28 @@ func TestDeadlineHolds(t *testing.T) {
 			}
 			checkStillWorks(t, env)
 		})
+	}
+}
+
+func TestErrorTraceNamesHook(t *testing.T) {
+	env := newEnv(t, map[string]string{"s.lua": `
+local function helper() error("boom") end
+return {
+  message = function(msg) helper() end,
+  join = function(j) local t = nil; return t.x end,
+}`}, nil)
+	env.send("u", "v", "x")
+	env.rt.Join(context.Background(), &hook.JoinRequest{User: "u", Group: "g"})
+	logs := env.logs.String()
+	for _, want := range []string{
+		`error="s.lua:2: boom"`, `s.lua:2: in function 'helper'`, `s.lua:4: in message hook`,
+		`s.lua:5: in join hook`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "main chunk") {
+		t.Errorf("a hook function is called main chunk:\n%s", logs)
 	}
 }
