@@ -5,6 +5,7 @@ package integration
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -188,4 +189,38 @@ func peakRSS(g *gateway) (int64, bool) {
 	}
 	kb, err := strconv.ParseInt(string(m[1]), 10, 64)
 	return kb << 10, err == nil
+}
+
+// TestHookVarsReloadRefused edits the configuration so that a var of the shipped
+// moderation script has the wrong type (rate_limit: "20"), beside a change of its word
+// list: the reload, by the watcher and by POST /admin/reload (422), is refused naming
+// the script and the key, and the old word list keeps working.
+func TestHookVarsReloadRefused(t *testing.T) {
+	t.Parallel()
+	cfg := newLiveConfig(t, "hook-vars", gwConfig{})
+	g := startTestGateway(t, "hook-vars", gwConfig{File: cfg.Path})
+	adm := newAdminClient(t, g)
+	sender, receiver := uid("vars-s"), uid("vars-r")
+	sc, rc := g.login(t, epTCP, sender), g.login(t, epWS, receiver)
+
+	bad := cfg.Clone(t)
+	bad.Set("hooks.vars.moderation.words", []any{"badword", "newword"})
+	bad.Set("hooks.vars.moderation.rate_limit", "20")
+	mark := time.Now()
+	bad.Write(t, byRename)
+	wants := []string{"hooks.vars.moderation.rate_limit", "moderation.lua", `wants a number, got a string ("20")`}
+	r := adm.waitReload(t, mark, "the watcher tries the edit", func(r reloadResult) bool { return r.Trigger == "file" })
+	code, res := adm.reload(t)
+	for _, got := range []string{r.Error, res.Error} {
+		for _, want := range wants {
+			if !strings.Contains(got, want) {
+				t.Errorf("reload error %q does not name %q", got, want)
+			}
+		}
+	}
+	if code != http.StatusUnprocessableEntity {
+		t.Errorf("POST /admin/reload: HTTP %d, want 422", code)
+	}
+	mustAccepted(t, send(t, sc, receiver, "badword newword"), nil)
+	mustRecvContents(t, rc, "receiver", "******* newword")
 }

@@ -144,7 +144,7 @@ func (r *Runtime) apply(cfg config.Hooks, why string) error {
 	}
 	if why == "reload" && cfg.Enabled {
 		if err := r.checkVars(cfg.Scripts, cfg.Vars); err != nil {
-			return fmt.Errorf("hooks: configuration refused, its vars do not fit the scripts: %w", err)
+			return fmt.Errorf("refused: the vars do not fit the scripts: %w", err)
 		}
 	}
 	r.cfg = cfg
