@@ -29,9 +29,10 @@ func authDecision(rep hook.AuthReply) int { return int(rep.Decision) }
 // auth runs the auth chain on v.
 func (r *Runtime) auth(ctx context.Context, g *generation, v *vm, req *hook.AuthRequest) hook.AuthReply {
 	t := v.reqs[pAuth]
-	setStrings(t, "source", req.Source, "userId", req.UserID, "password", req.Password, "token", req.Token,
-		"protocol", req.Protocol, "addr", req.Addr)
 	for k := range g.chains[pAuth] {
+		// Set for every script: none sees what an earlier one wrote into the table.
+		setStrings(t, "source", req.Source, "userId", req.UserID, "password", req.Password, "token", req.Token,
+			"protocol", req.Protocol, "addr", req.Addr)
 		s := v.script(pAuth, k)
 		res, err := v.run(ctx, pAuth, k, t, nil)
 		var rep hook.AuthReply

@@ -25,21 +25,9 @@ func (r *Runtime) Authenticated(ctx context.Context, req *hook.AuthenticatedRequ
 
 // authenticated runs the authenticated chain on v.
 func (r *Runtime) authenticated(ctx context.Context, g *generation, v *vm, req *hook.AuthenticatedRequest) hook.AuthReply {
-	L := v.L
 	t := v.reqs[pAuthenticated]
-	setStrings(t, "source", req.Source, "userId", req.UserID, "nick", req.Nick, "avatar", req.Avatar,
-		"by", req.By, "protocol", req.Protocol, "addr", req.Addr)
-	groups := L.CreateTable(len(req.Groups), 0)
-	for _, gid := range req.Groups {
-		groups.Append(lua.LString(gid))
-	}
-	t.RawSetString("groups", groups)
-	var claims lua.LValue = lua.LNil
-	if req.Claims != nil {
-		claims = toLua(L, req.Claims)
-	}
-	t.RawSetString("claims", claims)
 	for k := range g.chains[pAuthenticated] {
+		v.setAuthenticated(t, req) // for every script: claims an earlier one changed are fresh
 		s := v.script(pAuthenticated, k)
 		res, err := v.run(ctx, pAuthenticated, k, t, nil)
 		var d string
@@ -66,4 +54,21 @@ func (r *Runtime) authenticated(ctx context.Context, g *generation, v *vm, req *
 		}
 	}
 	return hook.AuthReply{}
+}
+
+// setAuthenticated fills the request table of an authenticated call.
+func (v *vm) setAuthenticated(t *lua.LTable, req *hook.AuthenticatedRequest) {
+	L := v.L
+	setStrings(t, "source", req.Source, "userId", req.UserID, "nick", req.Nick, "avatar", req.Avatar,
+		"by", req.By, "protocol", req.Protocol, "addr", req.Addr)
+	groups := L.CreateTable(len(req.Groups), 0)
+	for _, gid := range req.Groups {
+		groups.Append(lua.LString(gid))
+	}
+	t.RawSetString("groups", groups)
+	var claims lua.LValue = lua.LNil
+	if req.Claims != nil {
+		claims = toLua(L, req.Claims)
+	}
+	t.RawSetString("claims", claims)
 }

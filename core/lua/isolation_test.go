@@ -83,3 +83,28 @@ end}`,
 		t.Errorf("the next script saw %q (from %q), want the real sender and fields", c.Content, c.From)
 	}
 }
+
+func TestScriptCannotForgeRequestForNext(t *testing.T) {
+	env := newEnv(t, map[string]string{
+		"a.lua": `return {
+  auth = function(req) req.userId = "admin"; req.token = "forged" end,
+  authenticated = function(req) req.userId = "admin"; req.claims.role = "admin" end,
+  join = function(j) j.user = "admin" end,
+}`,
+		"b.lua": `return {
+  auth = function(req) return "reject", req.userId .. "," .. req.token end,
+  authenticated = function(req) return "reject", req.userId .. "," .. req.claims.role end,
+  join = function(j) return "deny", j.user end,
+}`,
+	}, nil)
+	ctx := context.Background()
+	if rep := env.rt.Auth(ctx, &hook.AuthRequest{Source: hook.SourceLogin, UserID: "bob", Token: "t"}); rep.Message != "bob,t" {
+		t.Errorf("auth: the next script saw %q", rep.Message)
+	}
+	if rep := env.rt.Authenticated(ctx, &hook.AuthenticatedRequest{Source: hook.SourceLogin, UserID: "bob", Claims: map[string]any{"role": "user"}}); rep.Message != "bob,user" {
+		t.Errorf("authenticated: the next script saw %q", rep.Message)
+	}
+	if rep := env.rt.Join(ctx, &hook.JoinRequest{User: "bob", Group: "g"}); rep.Reason != "bob" {
+		t.Errorf("join: the next script saw %q", rep.Reason)
+	}
+}
