@@ -14,14 +14,21 @@
 -- must name the token's user. Invalid, expired or not-yet-valid tokens are rejected
 -- (code 10010 for cmd 3, 10008 for logins).
 local tim = tim
-local cfg = tim.config("auth_jwt") or {}
+local cfg = tim.vars("auth_jwt", {
+  secret        = { type = "string", required = true },
+  issuer        = { type = "string", default = "" },
+  audience      = { type = "string", default = "" },
+  leeway        = { type = "number", default = 0 },
+  user_claim    = { type = "string", default = "sub" },
+  require_token = { type = "boolean", default = false },
+})
 
 local secret = cfg.secret
-assert(type(secret) == "string" and secret ~= "", "hooks.vars.auth_jwt.secret is required")
+assert(secret ~= "", "hooks.vars.auth_jwt.secret is required")
 
-local opts = { iss = cfg.issuer, aud = cfg.audience, leeway = tonumber(cfg.leeway) or 0 }
-local user_claim = cfg.user_claim or "sub"
-local require_token = cfg.require_token == true
+local opts = { iss = cfg.issuer, aud = cfg.audience, leeway = cfg.leeway }
+local user_claim = cfg.user_claim
+local require_token = cfg.require_token
 
 local M = {}
 

@@ -17,32 +17,34 @@
 --   exempt        list of user ids never moderated (e.g. the system user).
 local tim = tim
 local incr = tim.incr
-local cfg = tim.config("moderation") or {}
+-- The keys this script reads: a reload giving one a wrong type is refused.
+local cfg = tim.vars("moderation", {
+  action       = { type = "string", default = "mask", one_of = { "mask", "reject" } },
+  words        = { type = "strings", default = {} },
+  words_file   = { type = "string", default = "" },
+  whole_words  = { type = "boolean", default = true },
+  rate_limit   = { type = "number", default = 20 },
+  rate_window  = { type = "number", default = 10 },
+  flood_max    = { type = "number", default = 5 },
+  flood_window = { type = "number", default = 30 },
+  exempt       = { type = "list", default = {} },
+})
 
-local action = cfg.action or "mask"
-assert(action == "mask" or action == "reject",
-  "hooks.vars.moderation.action must be mask or reject, not " .. tostring(action))
-
-local function num(v, default)
-  local n = tonumber(v)
-  if n == nil then return default end
-  return n
-end
-
-local rate_limit = num(cfg.rate_limit, 20)
-local rate_window = num(cfg.rate_window, 10)
-local flood_max = num(cfg.flood_max, 5)
-local flood_window = num(cfg.flood_window, 30)
-local whole = cfg.whole_words ~= false
+local action = cfg.action
+local rate_limit = cfg.rate_limit
+local rate_window = cfg.rate_window
+local flood_max = cfg.flood_max
+local flood_window = cfg.flood_window
+local whole = cfg.whole_words
 
 local exempt = {}
-for _, u in ipairs(cfg.exempt or {}) do exempt[tostring(u)] = true end
+for _, u in ipairs(cfg.exempt) do exempt[tostring(u)] = true end
 
 local matchers = {}
-if cfg.words and #cfg.words > 0 then
+if #cfg.words > 0 then
   matchers[#matchers + 1] = tim.words(cfg.words, { whole_words = whole })
 end
-if cfg.words_file and cfg.words_file ~= "" then
+if cfg.words_file ~= "" then
   matchers[#matchers + 1] = tim.words(cfg.words_file, { whole_words = whole })
 end
 

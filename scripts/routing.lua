@@ -12,14 +12,20 @@
 --                to cs_user (and is kept for it offline).
 --   cs_window    seconds (default 600).
 local tim = tim
-local cfg = tim.config("routing") or {}
+local cfg = tim.vars("routing", {
+  bot_prefix = { type = "string", default = "bot:" },
+  bot_user   = { type = "string", default = "" },
+  cs_user    = { type = "string", default = "" },
+  cs_agents  = { type = "list", default = {} },
+  cs_window  = { type = "number", default = 600 },
+})
 
-local bot_prefix = cfg.bot_prefix or "bot:"
-local bot_user = cfg.bot_user or ""
-local cs_user = cfg.cs_user or ""
-local cs_window = tonumber(cfg.cs_window) or 600
+local bot_prefix = cfg.bot_prefix
+local bot_user = cfg.bot_user
+local cs_user = cfg.cs_user
+local cs_window = cfg.cs_window
 local agents = {}
-for _, a in ipairs(cfg.cs_agents or {}) do agents[#agents + 1] = tostring(a) end
+for _, a in ipairs(cfg.cs_agents) do agents[#agents + 1] = tostring(a) end
 
 -- pick returns the agent for a customer: the sticky one if online, else the least busy
 -- online agent; nil when none is online.

@@ -29,6 +29,9 @@ type Identity struct {
 	Avatar string
 	Groups []string // groups joined at login
 	Token  string   // the token to hand back in the login response
+	// Claims are the verified token's claims (JWT), for the authenticated hook; nil
+	// otherwise.
+	Claims map[string]any
 }
 
 // ErrDenied is wrapped by every refusal, with the reason in the message.
@@ -127,7 +130,11 @@ func (j *JWT) Authenticate(_ context.Context, c Credentials) (Identity, error) {
 	if c.UserID != "" && c.UserID != cl.Subject {
 		return Identity{}, denied("userId %q does not match the token's subject", c.UserID)
 	}
-	return Identity{UserID: cl.Subject, Nick: cl.Nick, Avatar: cl.Avatar, Groups: cl.Groups, Token: c.Token}, nil
+	all := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(c.Token, all); err != nil {
+		return Identity{}, denied("invalid token: %v", err) // verified above: cannot happen
+	}
+	return Identity{UserID: cl.Subject, Nick: cl.Nick, Avatar: cl.Avatar, Groups: cl.Groups, Token: c.Token, Claims: all}, nil
 }
 
 // Sign issues an HS256 token for userID valid for ttl; for tools and tests.

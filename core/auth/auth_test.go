@@ -95,6 +95,12 @@ func TestJWT(t *testing.T) {
 	if id.Nick != "Bobby" || len(id.Groups) != 1 || id.Token != good {
 		t.Errorf("claims not carried: %+v", id)
 	}
+	if id.Claims["sub"] != "bob" || id.Claims["iss"] != "me" || id.Claims["nick"] != "Bobby" {
+		t.Errorf("all claims not carried for the authenticated hook: %v", id.Claims)
+	}
+	if id, _ := (Open{}).Authenticate(context.Background(), Credentials{UserID: "bob"}); id.Claims != nil {
+		t.Errorf("open mode has claims: %v", id.Claims)
+	}
 }
 
 func TestSignRoundTrip(t *testing.T) {

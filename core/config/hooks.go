@@ -45,6 +45,11 @@ type Hooks struct {
 	// Vars are values scripts read with tim.config(key): strings, numbers, booleans,
 	// lists and maps.
 	Vars map[string]any `yaml:"vars"`
+	// MaxStringBytes bounds every string a script builds (string.rep, format, gsub,
+	// table.concat, `..`, tim helpers); 0: 1 MiB.
+	MaxStringBytes int `yaml:"max_string_bytes"`
+	// MaxCallBytes bounds the bytes of strings one script call builds in all; 0: 16 MiB.
+	MaxCallBytes int `yaml:"max_call_bytes"`
 }
 
 // HookPoint configures one hook point.
@@ -102,6 +107,12 @@ func (h *Hooks) Validate() error {
 				errs = append(errs, fmt.Errorf("hooks.%s.order[%d]: %w", name, i, err))
 			}
 		}
+	}
+	if h.MaxStringBytes != 0 && (h.MaxStringBytes < 1024 || h.MaxStringBytes > 256<<20) {
+		errs = append(errs, fmt.Errorf("hooks.max_string_bytes: %d must be between 1024 and 268435456 (0: 1 MiB)", h.MaxStringBytes))
+	}
+	if h.MaxCallBytes != 0 && (h.MaxCallBytes < max(h.MaxStringBytes, 1024) || h.MaxCallBytes > 1<<30) {
+		errs = append(errs, fmt.Errorf("hooks.max_call_bytes: %d must be between max_string_bytes and 1073741824 (0: 16 MiB)", h.MaxCallBytes))
 	}
 	for k := range h.Vars {
 		if strings.TrimSpace(k) == "" {

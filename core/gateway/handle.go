@@ -159,6 +159,12 @@ func (g *Gateway) login(ctx context.Context, c Conn, cl *client, resp packet.Cmd
 	if !decided {
 		id, err = g.authenticator().Authenticate(ctx, cred)
 	}
+	if err == nil && id.UserID != "" {
+		err = g.authenticatedHook(ctx, c, source, id, decided)
+	}
+	if ref := (*refusal)(nil); errors.As(err, &ref) && ref.code != 0 {
+		failCode = ref.code
+	}
 	if err != nil {
 		msg := err.Error()
 		if !errors.Is(err, auth.ErrDenied) {

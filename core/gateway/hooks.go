@@ -38,13 +38,42 @@ func (g *Gateway) authHook(ctx context.Context, c Conn, source string, cred auth
 		}
 		return auth.Identity{UserID: rep.UserID, Nick: rep.Nick, Avatar: rep.Avatar, Groups: rep.Groups, Token: cred.Token}, true, nil
 	case hook.AuthReject:
-		msg := rep.Message
-		if msg == "" {
-			msg = "refused by a rule"
-		}
-		return auth.Identity{}, true, fmt.Errorf("%w: %s", auth.ErrDenied, msg)
+		return auth.Identity{}, true, refused(rep)
 	}
 	return auth.Identity{}, false, nil
+}
+
+// authenticatedHook asks the authenticated hook whether the verified identity id may
+// log in; byHook tells whether the auth hook accepted it. It returns the refusal.
+func (g *Gateway) authenticatedHook(ctx context.Context, c Conn, source string, id auth.Identity, byHook bool) error {
+	by := hook.ByAuthenticator
+	if byHook {
+		by = hook.ByAuthHook
+	}
+	rep := g.hooks.Authenticated(ctx, &hook.AuthenticatedRequest{Source: source, UserID: id.UserID, Nick: id.Nick,
+		Avatar: id.Avatar, Groups: id.Groups, Claims: id.Claims, By: by, Protocol: c.Transport().Protocol, Addr: c.Transport().RemoteAddr})
+	if rep.Decision == hook.AuthReject {
+		return refused(rep)
+	}
+	return nil
+}
+
+// refusal is a login a hook refused, with the status it chose (0: the default).
+type refusal struct {
+	code packet.Status
+	msg  string
+}
+
+func (r *refusal) Error() string { return auth.ErrDenied.Error() + ": " + r.msg }
+func (r *refusal) Unwrap() error { return auth.ErrDenied }
+
+// refused is the error of a hook's AuthReject reply.
+func refused(rep hook.AuthReply) error {
+	msg := rep.Message
+	if msg == "" {
+		msg = "refused by a rule"
+	}
+	return &refusal{code: rep.Code, msg: msg}
 }
 
 // chatResponse builds the cmd 12 answer to a chat from the router's result: the one

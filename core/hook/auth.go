@@ -2,17 +2,16 @@ package hook
 
 import "github.com/timgw/timgw/core/packet"
 
-// Auth sources: where the credentials of an AuthRequest came from.
+// Auth sources: where the credentials of an AuthRequest came from. A WebSocket upgrade
+// whose query names a user or token (?username=&password=&token=) is a cmd 5 login.
 const (
-	SourceAuth    = "auth"     // cmd 3 AUTH_REQ: a token
-	SourceLogin   = "login"    // cmd 5 LOGIN_REQ: userId+password and/or token
-	SourceWSQuery = "ws_query" // WebSocket upgrade query (?username=&password=&token=)
-	SourceHTTP    = "http"     // HTTP callers that present user credentials
+	SourceAuth  = "auth"  // cmd 3 AUTH_REQ: a token
+	SourceLogin = "login" // cmd 5 LOGIN_REQ (or a WebSocket query): userId+password and/or token
 )
 
 // AuthRequest carries the credentials of one authentication attempt.
 type AuthRequest struct {
-	// Source is SourceAuth, SourceLogin, SourceWSQuery or SourceHTTP.
+	// Source is SourceAuth or SourceLogin.
 	Source string
 	// UserID is the user id claimed by the client (empty for a token alone).
 	UserID string
@@ -76,8 +75,32 @@ type AuthReply struct {
 // FailureStatus is the status a rejected attempt from source answers with when the
 // rule names none: 10008 login failed for logins, 10010 auth failed otherwise.
 func FailureStatus(source string) packet.Status {
-	if source == SourceLogin || source == SourceWSQuery {
+	if source == SourceLogin {
 		return packet.StatusLoginFailed
 	}
 	return packet.StatusAuthFailed
+}
+
+// Who authenticated a login (AuthenticatedRequest.By).
+const (
+	ByAuthHook      = "auth_hook"     // an auth hook script accepted it
+	ByAuthenticator = "authenticator" // the built-in authenticator (auth.mode) did
+)
+
+// AuthenticatedRequest describes a login that succeeded, after the credentials were
+// verified and before the session is bound: the last chance to refuse it.
+type AuthenticatedRequest struct {
+	// Source is SourceAuth or SourceLogin.
+	Source string
+	// UserID is the verified user id (the token's subject in jwt mode).
+	UserID string
+	// Nick, Avatar and Groups are the identity's (from the token or the auth hook).
+	Nick, Avatar string
+	Groups       []string
+	// Claims are the verified token's claims (jwt mode); nil otherwise.
+	Claims map[string]any
+	// By is ByAuthHook or ByAuthenticator.
+	By string
+	// Protocol is ProtocolTCP, ProtocolWS or ProtocolHTTP; Addr the remote "ip:port".
+	Protocol, Addr string
 }

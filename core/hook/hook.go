@@ -1,7 +1,8 @@
 // Package hook defines the points where timgw asks a rule engine (the Lua hooks of
 // core/lua, or any other implementation) for a decision: a connection is accepted,
-// a client authenticates, a chat message is sent, a user joins a group, a connection
-// ends. Each point is a typed request/reply pair and a method of Runner.
+// a client authenticates (Auth, before its credentials are verified, and
+// Authenticated, with the verified identity), a chat message is sent, a user joins a
+// group, a connection ends. Each point is a typed request/reply pair and a method of Runner.
 //
 // Concurrency. The gateway calls a Runner from many goroutines at once (its worker
 // pool), for every message. A request is owned by the caller: the Runner reads it, and
@@ -24,10 +25,13 @@ const (
 	PointMessage    Point = "message"
 	PointJoin       Point = "join"
 	PointDisconnect Point = "disconnect"
+	// PointAuthenticated runs after a successful authentication (auth hook or built-in
+	// authenticator), with the verified identity.
+	PointAuthenticated Point = "authenticated"
 )
 
 // Points lists the hook points in a stable order.
-var Points = []Point{PointConnect, PointAuth, PointMessage, PointJoin, PointDisconnect}
+var Points = []Point{PointConnect, PointAuth, PointMessage, PointJoin, PointDisconnect, PointAuthenticated}
 
 // Runner is what the gateway calls at each hook point. Implementations are safe for
 // concurrent use, never panic into the caller, and return within their configured
@@ -42,6 +46,11 @@ type Runner interface {
 	Connect(ctx context.Context, req *ConnectRequest) ConnectReply
 	// Auth is called for every authentication attempt, before the built-in authenticator.
 	Auth(ctx context.Context, req *AuthRequest) AuthReply
+	// Authenticated is called after an attempt was accepted (by Auth or the built-in
+	// authenticator), with the verified identity, before the session is bound. An
+	// AuthReject reply refuses the login; UserID and the profile fields of the reply
+	// are ignored.
+	Authenticated(ctx context.Context, req *AuthenticatedRequest) AuthReply
 	// Message is called for every chat message (cmd 11 and the HTTP send API) after it
 	// is decoded and `from` is set to the logged-in user, before it is validated for
 	// routing, stored or delivered.
@@ -66,6 +75,9 @@ func (Noop) Connect(context.Context, *ConnectRequest) ConnectReply { return Conn
 
 // Auth has no opinion.
 func (Noop) Auth(context.Context, *AuthRequest) AuthReply { return AuthReply{} }
+
+// Authenticated has no opinion.
+func (Noop) Authenticated(context.Context, *AuthenticatedRequest) AuthReply { return AuthReply{} }
 
 // Message passes the message unchanged.
 func (Noop) Message(context.Context, *MessageRequest) MessageReply { return MessageReply{} }

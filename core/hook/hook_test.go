@@ -40,8 +40,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("%d: %s", d, d)
 		}
 	}
-	if FailureStatus(SourceLogin) != packet.StatusLoginFailed || FailureStatus(SourceWSQuery) != packet.StatusLoginFailed ||
-		FailureStatus(SourceAuth) != packet.StatusAuthFailed || FailureStatus(SourceHTTP) != packet.StatusAuthFailed {
+	if FailureStatus(SourceLogin) != packet.StatusLoginFailed || FailureStatus(SourceAuth) != packet.StatusAuthFailed {
 		t.Error("FailureStatus")
 	}
 }

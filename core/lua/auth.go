@@ -29,13 +29,10 @@ func authDecision(rep hook.AuthReply) int { return int(rep.Decision) }
 // auth runs the auth chain on v.
 func (r *Runtime) auth(ctx context.Context, g *generation, v *vm, req *hook.AuthRequest) hook.AuthReply {
 	t := v.reqs[pAuth]
-	t.RawSetString("source", lua.LString(req.Source))
-	t.RawSetString("userId", lua.LString(req.UserID))
-	t.RawSetString("password", lua.LString(req.Password))
-	t.RawSetString("token", lua.LString(req.Token))
-	t.RawSetString("protocol", lua.LString(req.Protocol))
-	t.RawSetString("addr", lua.LString(req.Addr))
 	for k := range g.chains[pAuth] {
+		// Set for every script: none sees what an earlier one wrote into the table.
+		setStrings(t, "source", req.Source, "userId", req.UserID, "password", req.Password, "token", req.Token,
+			"protocol", req.Protocol, "addr", req.Addr)
 		s := v.script(pAuth, k)
 		res, err := v.run(ctx, pAuth, k, t, nil)
 		var rep hook.AuthReply
@@ -57,6 +54,13 @@ func (r *Runtime) auth(ctx context.Context, g *generation, v *vm, req *hook.Auth
 	return hook.AuthReply{}
 }
 
+// setStrings sets the string fields of a request table from key, value pairs.
+func setStrings(t *lua.LTable, kv ...string) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.RawSetString(kv[i], lua.LString(kv[i+1]))
+	}
+}
+
 // authReply interprets the results of an auth hook.
 func authReply(req *hook.AuthRequest, res results) (hook.AuthReply, error) {
 	d, err := decision(res[0])
@@ -67,11 +71,7 @@ func authReply(req *hook.AuthRequest, res results) (hook.AuthReply, error) {
 	case "", "pass":
 		return hook.AuthReply{}, nil
 	case "reject":
-		return hook.AuthReply{
-			Decision: hook.AuthReject,
-			Message:  text(res[1], "authentication rejected"),
-			Code:     status(res[2], hook.FailureStatus(req.Source)),
-		}, nil
+		return rejectReply(req.Source, res), nil
 	case "accept":
 		rep := hook.AuthReply{Decision: hook.AuthAccept}
 		switch u := res[1].(type) {
@@ -101,14 +101,29 @@ func authReply(req *hook.AuthRequest, res results) (hook.AuthReply, error) {
 	return hook.AuthReply{}, fmt.Errorf("unknown decision %q (want nil, \"pass\", \"accept\" or \"reject\")", d)
 }
 
+// rejectReply is a "reject", message [, code] result of an auth or authenticated hook.
+func rejectReply(source string, res results) hook.AuthReply {
+	return hook.AuthReply{
+		Decision: hook.AuthReject,
+		Message:  text(res[1], "authentication rejected"),
+		Code:     status(res[2], hook.FailureStatus(source)),
+	}
+}
+
 func rejectAuth(g *generation, req *hook.AuthRequest, script string) hook.AuthReply {
-	if !g.failClosed[pAuth] {
+	return failAuth(g, pAuth, req.Source, script)
+}
+
+// failAuth is the reply of a failed auth or authenticated call: a rejection under
+// fail_closed, no opinion under fail_open.
+func failAuth(g *generation, p point, source, script string) hook.AuthReply {
+	if !g.failClosed[p] {
 		return hook.AuthReply{}
 	}
 	return hook.AuthReply{
 		Decision: hook.AuthReject,
-		Code:     hook.FailureStatus(req.Source),
-		Message:  "authentication unavailable: auth hook failed",
+		Code:     hook.FailureStatus(source),
+		Message:  fmt.Sprintf("authentication unavailable: %s hook failed", p),
 		Script:   script,
 	}
 }

@@ -238,3 +238,18 @@ func BenchmarkContextWithTimeout(b *testing.B) {
 		cancel()
 	}
 }
+
+// BenchmarkRunawayScript measures how long a runaway tail recursion runs under a 50 ms
+// timeout (ms/op: the whole call; overshoot-ms: past the timeout).
+func BenchmarkRunawayScript(b *testing.B) {
+	env := limitsEnv(b, `local function f(n) return f(n + 1) end return f(0)`, 50*time.Millisecond)
+	b.ResetTimer()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		env.send("u", "v", "go")
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/op")
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N)-50, "overshoot-ms")
+}

@@ -25,6 +25,7 @@ func (v *vm) run(ctx context.Context, p point, k int, a1, a2 lua.LValue) (res re
 		return res, fmt.Errorf("%s hook not run: %w", p, err)
 	}
 	L := v.L
+	v.curFn = fn
 	L.Push(fn)
 	L.Push(a1)
 	n := 1

@@ -146,6 +146,44 @@ func jsonEncode(v lua.LValue) ([]byte, error) {
 	return json.Marshal(g)
 }
 
+// jsonEncodeMax is jsonEncode refusing, before encoding, values whose JSON would
+// clearly be longer than limit bytes (the same string referenced many times, say).
+func jsonEncodeMax(v lua.LValue, limit int) ([]byte, error) {
+	g, err := toGo(v, 0)
+	if err != nil {
+		return nil, err
+	}
+	if n := jsonSize(g, limit); n > limit {
+		return nil, fmt.Errorf("the JSON text would exceed hooks.max_string_bytes (%d)", limit)
+	}
+	return json.Marshal(g)
+}
+
+// jsonSize is a lower bound of the JSON length of g, counted until it exceeds limit.
+func jsonSize(g any, limit int) int {
+	switch g := g.(type) {
+	case string:
+		return len(g) + 2
+	case []any:
+		n := 2
+		for _, x := range g {
+			if n += jsonSize(x, limit) + 1; n > limit {
+				break
+			}
+		}
+		return n
+	case map[string]any:
+		n := 2
+		for k, x := range g {
+			if n += len(k) + 4 + jsonSize(x, limit); n > limit {
+				break
+			}
+		}
+		return n
+	}
+	return 4
+}
+
 // jsonDecode decodes JSON into a Lua value.
 func jsonDecode(L *lua.LState, data []byte) (lua.LValue, error) {
 	var g any

@@ -3,6 +3,7 @@ package lua
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -30,12 +31,13 @@ const (
 	pMessage
 	pJoin
 	pDisconnect
+	pAuthenticated
 	numPoints
 	pLoad = numPoints // a script's chunk running at load time (logs only)
 )
 
 var pointNames = [numPoints + 1]hook.Point{
-	hook.PointConnect, hook.PointAuth, hook.PointMessage, hook.PointJoin, hook.PointDisconnect, "load",
+	hook.PointConnect, hook.PointAuth, hook.PointMessage, hook.PointJoin, hook.PointDisconnect, hook.PointAuthenticated, "load",
 }
 
 func (p point) String() string { return string(pointNames[p]) }
@@ -54,7 +56,8 @@ type script struct {
 // scriptState is what the Runtime remembers of a file across rebuilds.
 type scriptState struct {
 	active    *script
-	hooks     uint8 // hook points the active version defines (bit per point)
+	hooks     uint8        // hook points the active version defines (bit per point)
+	schemas   []*varSchema // the vars the active version declared (tim.vars)
 	versions  int
 	lastErr   string
 	lastErrAt time.Time
@@ -66,6 +69,8 @@ type generation struct {
 	id          uint64
 	timeout     int64 // ns per script call
 	loadTimeout int64 // ns for a chunk at load time
+	maxString   int   // hooks.max_string_bytes
+	maxCall     int   // hooks.max_call_bytes
 	scripts     []*script
 	chains      [numPoints][]int // indexes into scripts, in call order
 	failClosed  [numPoints]bool
@@ -121,11 +126,14 @@ func (r *Runtime) rebuild(why string, strict bool) error {
 		id:          r.nextGen + 1,
 		timeout:     int64(cfg.Timeout),
 		loadTimeout: int64(max(10*cfg.Timeout, 250*time.Millisecond)),
+		maxString:   cmp.Or(cfg.MaxStringBytes, defaultMaxString),
+		maxCall:     cmp.Or(cfg.MaxCallBytes, defaultMaxCall),
 		vars:        cfg.Vars,
 		words:       words,
 		fingerprint: fp,
 	}
-	for p, hp := range []config.HookPoint{cfg.Connect, cfg.Auth, cfg.Message, cfg.Join, cfg.Disconnect} {
+	// authenticated follows the auth point's policy and order.
+	for p, hp := range []config.HookPoint{cfg.Connect, cfg.Auth, cfg.Message, cfg.Join, cfg.Disconnect, cfg.Auth} {
 		g.failClosed[p] = hp.Policy == config.PolicyFailClosed
 	}
 	checker, err := r.newVM(g, false)
@@ -191,10 +199,12 @@ func (r *Runtime) check(checker *vm, st *scriptState, src source) (*script, uint
 		s, err := compile(src)
 		if err == nil {
 			var mask uint8
-			if mask, err = checker.loadScript(s); err == nil {
+			var schemas []*varSchema
+			if mask, schemas, err = checker.loadScript(s); err == nil {
 				st.versions++
 				s.version, s.loadedAt = st.versions, time.Now()
 				st.active, st.hooks, st.lastErr, st.lastErrAt = s, mask, "", time.Time{}
+				st.schemas = schemas
 				r.log.Info("hooks: script loaded", "script", s.name, "version", s.version, "hash", s.hash, "hooks", maskNames(mask))
 				return s, mask, nil
 			}
@@ -206,13 +216,13 @@ func (r *Runtime) check(checker *vm, st *scriptState, src source) (*script, uint
 	}
 	// Same content as the active version, or a rejected new one: (re)check the active
 	// version against this generation's vars and word lists.
-	mask, err := checker.loadScript(st.active)
+	mask, schemas, err := checker.loadScript(st.active)
 	if err != nil {
 		s := st.active
-		st.active, st.hooks = nil, 0
+		st.active, st.hooks, st.schemas = nil, 0, nil
 		return nil, 0, errors.Join(loadErr, fmt.Errorf("load script %s (version %d): %w", s.name, s.version, err))
 	}
-	st.hooks = mask
+	st.hooks, st.schemas = mask, schemas
 	if loadErr == nil {
 		st.lastErr, st.lastErrAt = "", time.Time{} // the file is the active version again
 	}
@@ -225,6 +235,7 @@ func compile(src source) (*script, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile script %s: %w", src.name, err)
 	}
+	rewriteConcat(chunk)
 	proto, err := lua.Compile(chunk, src.name)
 	if err != nil {
 		return nil, fmt.Errorf("compile script %s: %w", src.name, err)
@@ -307,7 +318,7 @@ func fingerprint(srcs []source, words map[string][]string, cfg config.Hooks) str
 // list first, then the others in load order.
 func buildChains(cfg config.Hooks, scripts []*script, masks []uint8, r *Runtime) [numPoints][]int {
 	var chains [numPoints][]int
-	orders := [numPoints][]string{cfg.Connect.Order, cfg.Auth.Order, cfg.Message.Order, cfg.Join.Order, cfg.Disconnect.Order}
+	orders := [numPoints][]string{cfg.Connect.Order, cfg.Auth.Order, cfg.Message.Order, cfg.Join.Order, cfg.Disconnect.Order, cfg.Auth.Order}
 	for p := point(0); p < numPoints; p++ {
 		used := make([]bool, len(scripts))
 		for _, name := range orders[p] {

@@ -27,10 +27,10 @@ func connectDecision(rep hook.ConnectReply) int { return b2i(rep.Deny) }
 // connect runs the connect chain on v.
 func (r *Runtime) connect(ctx context.Context, g *generation, v *vm, req *hook.ConnectRequest) hook.ConnectReply {
 	t := v.reqs[pConnect]
-	t.RawSetString("addr", lua.LString(req.Addr))
-	t.RawSetString("protocol", lua.LString(req.Protocol))
-	t.RawSetString("tls", lua.LBool(req.TLS))
 	for k := range g.chains[pConnect] {
+		// Set for every script: none sees what an earlier one wrote into the table.
+		setStrings(t, "addr", req.Addr, "protocol", req.Protocol)
+		t.RawSetString("tls", lua.LBool(req.TLS))
 		deny, reason, stop, err := allowDeny(v.run(ctx, pConnect, k, t, nil))
 		s := v.script(pConnect, k)
 		if err != nil {
@@ -94,12 +94,8 @@ func joinDecision(rep hook.JoinReply) int { return b2i(rep.Deny) }
 // join runs the join chain on v.
 func (r *Runtime) join(ctx context.Context, g *generation, v *vm, req *hook.JoinRequest) hook.JoinReply {
 	t := v.reqs[pJoin]
-	t.RawSetString("user", lua.LString(req.User))
-	t.RawSetString("group", lua.LString(req.Group))
-	t.RawSetString("name", lua.LString(req.Name))
-	t.RawSetString("protocol", lua.LString(req.Protocol))
-	t.RawSetString("addr", lua.LString(req.Addr))
 	for k := range g.chains[pJoin] {
+		setStrings(t, "user", req.User, "group", req.Group, "name", req.Name, "protocol", req.Protocol, "addr", req.Addr)
 		deny, reason, stop, err := allowDeny(v.run(ctx, pJoin, k, t, nil))
 		s := v.script(pJoin, k)
 		if err != nil {
@@ -142,11 +138,8 @@ func doneDecision(struct{}) int { return 0 } // decisionNames[pDisconnect]: "don
 // disconnect runs every disconnect script on v.
 func (r *Runtime) disconnect(ctx context.Context, g *generation, v *vm, ev *hook.DisconnectEvent) struct{} {
 	t := v.reqs[pDisconnect]
-	t.RawSetString("user", lua.LString(ev.User))
-	t.RawSetString("addr", lua.LString(ev.Addr))
-	t.RawSetString("protocol", lua.LString(ev.Protocol))
-	t.RawSetString("reason", lua.LString(ev.Reason))
 	for k := range g.chains[pDisconnect] {
+		setStrings(t, "user", ev.User, "addr", ev.Addr, "protocol", ev.Protocol, "reason", ev.Reason)
 		if _, err := v.run(ctx, pDisconnect, k, t, nil); err != nil {
 			r.failed(pDisconnect, v.script(pDisconnect, k), err)
 		}

@@ -83,7 +83,7 @@ end}`}, nil)
 		{"keep", "claimed", hook.SourceLogin, hook.AuthReply{Decision: hook.AuthAccept, UserID: "claimed", Script: "a.lua"}},
 		{"bad", "", hook.SourceAuth, hook.AuthReply{Decision: hook.AuthReject, Code: packet.StatusAuthFailed, Message: "bad token", Script: "a.lua"}},
 		{"bad", "", hook.SourceLogin, hook.AuthReply{Decision: hook.AuthReject, Code: packet.StatusLoginFailed, Message: "bad token", Script: "a.lua"}},
-		{"code", "", hook.SourceHTTP, hook.AuthReply{Decision: hook.AuthReject, Code: packet.StatusForbidden, Message: "forbidden", Script: "a.lua"}},
+		{"code", "", hook.SourceAuth, hook.AuthReply{Decision: hook.AuthReject, Code: packet.StatusForbidden, Message: "forbidden", Script: "a.lua"}},
 		// Failures under the default auth policy, fail_closed.
 		{"noid", "", hook.SourceAuth, hook.AuthReply{Decision: hook.AuthReject, Code: packet.StatusAuthFailed, Message: "authentication unavailable: auth hook failed", Script: "a.lua"}},
 		{"weird", "", hook.SourceLogin, hook.AuthReply{Decision: hook.AuthReject, Code: packet.StatusLoginFailed, Message: "authentication unavailable: auth hook failed", Script: "a.lua"}},

@@ -31,6 +31,9 @@ func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.M
 	last := "" // the last script that ran without failing
 	for k := range g.chains[pMessage] {
 		s := v.script(pMessage, k)
+		if k > 0 {
+			v.restoreReadOnly(req.Chat)
+		}
 		res, err := v.run(ctx, pMessage, k, v.msg, v.msgCtx)
 		var d string
 		if err == nil {

@@ -23,6 +23,8 @@ var decisionNames = [numPoints][]string{
 	pMessage:    {"pass", "rewrite", "reroute", "reject", "drop"},
 	pJoin:       {"allow", "deny"},
 	pDisconnect: {"done"},
+
+	pAuthenticated: {"pass", "accept", "reject"},
 }
 
 // newMetrics registers the series on reg (nil: none).

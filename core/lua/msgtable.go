@@ -60,6 +60,27 @@ func (v *vm) setMessage(req *hook.MessageRequest) {
 	}
 }
 
+// readOnlyLazy are the lazy fields a script cannot change (bits of vm.touched).
+const readOnlyLazy = lazyID | lazyMsgType | lazyCreateTime
+
+// restoreReadOnly undoes what the previous script of the chain wrote into msg's
+// read-only fields (from, id, msgType, createTime), so that no script sees another's
+// forged sender.
+func (v *vm) restoreReadOnly(c *packet.Chat) {
+	t := v.msg
+	if s, ok := t.RawGetString("from").(lua.LString); !ok || string(s) != string(c.From) {
+		t.RawSetString("from", lua.LString(c.From))
+	}
+	if v.touched&readOnlyLazy != 0 {
+		for i, name := range lazyNames {
+			if bit := uint8(1) << i; bit&readOnlyLazy != 0 && v.touched&bit != 0 {
+				t.RawSetString(name, lua.LNil) // produced again on the next read
+				v.touched &^= bit
+			}
+		}
+	}
+}
+
 // ctxNames are the fields of a message call's ctx table.
 var ctxNames = [...]string{"user", "protocol", "addr"}
 

@@ -200,7 +200,7 @@ func errorText(err error) (msg, trace string) {
 	if errors.As(err, &ae) {
 		msg = ae.Object.String()
 		if te := (*timeoutError)(nil); errors.As(err, &te) {
-			msg = "timeout: " + msg
+			msg = te.prefix() + msg
 		}
 		return msg, ae.StackTrace
 	}

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -140,6 +141,11 @@ func (r *Runtime) apply(cfg config.Hooks, why string) error {
 	case <-r.closed:
 		return errors.New("hooks runtime closed")
 	default:
+	}
+	if why == "reload" && cfg.Enabled {
+		if err := r.checkVars(cfg.Scripts, cfg.Vars); err != nil {
+			return fmt.Errorf("refused: the vars do not fit the scripts: %w", err)
+		}
 	}
 	r.cfg = cfg
 	r.fsys, r.watched = r.source(cfg)

@@ -168,7 +168,7 @@ func TestModerationBadConfig(t *testing.T) {
 	cfg := config.DefaultHooks()
 	cfg.Dir = shippedDir
 	cfg.Vars = moderationVars(map[string]any{"action": "shout"})
-	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "mask or reject") {
+	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), `hooks.vars.moderation.action: moderation.lua wants one of mask, reject, got "shout"`) {
 		t.Errorf("bad action accepted: %v", err)
 	}
 }
@@ -210,7 +210,7 @@ func TestAuthJWT(t *testing.T) {
 		{"login for another user", hook.AuthRequest{Source: hook.SourceLogin, UserID: "mallory", Token: good}, hook.AuthReject, "", packet.StatusLoginFailed, "not for user mallory"},
 		{"no token: built-in decides", hook.AuthRequest{Source: hook.SourceLogin, UserID: "bob", Password: "pw"}, hook.AuthPass, "", 0, ""},
 		{"expired", hook.AuthRequest{Source: hook.SourceAuth, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "timgw-test", "exp": time.Now().Add(-time.Hour).Unix()}, "k3y")}, hook.AuthReject, "", packet.StatusAuthFailed, "expired"},
-		{"wrong key", hook.AuthRequest{Source: hook.SourceWSQuery, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "timgw-test"}, "other")}, hook.AuthReject, "", packet.StatusLoginFailed, "invalid token"},
+		{"wrong key", hook.AuthRequest{Source: hook.SourceLogin, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "timgw-test"}, "other")}, hook.AuthReject, "", packet.StatusLoginFailed, "invalid token"},
 		{"wrong issuer", hook.AuthRequest{Source: hook.SourceAuth, Token: signHS256(t, jwt.MapClaims{"sub": "alice", "iss": "evil"}, "k3y")}, hook.AuthReject, "", packet.StatusAuthFailed, "issuer"},
 		{"no subject", hook.AuthRequest{Source: hook.SourceAuth, Token: signHS256(t, jwt.MapClaims{"iss": "timgw-test"}, "k3y")}, hook.AuthReject, "", packet.StatusAuthFailed, "no sub claim"},
 	}
@@ -240,7 +240,7 @@ func TestAuthJWTNeedsSecret(t *testing.T) {
 	cfg.Dir = shippedDir
 	cfg.Scripts = []string{"auth_jwt.lua"}
 	cfg.Vars = nil
-	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "secret is required") {
+	if _, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "hooks.vars.auth_jwt.secret: required by auth_jwt.lua") {
 		t.Errorf("missing secret: %v", err)
 	}
 }

@@ -21,11 +21,12 @@ func (v *vm) timModule() *lua.LTable {
 		"log":         v.timLog,
 		"now":         timNow,
 		"config":      v.timConfig,
+		"vars":        v.timVars,
 		"incr":        v.timIncr,
 		"counter":     v.timCounter,
 		"hash":        timHash,
 		"is_online":   v.timIsOnline,
-		"json_encode": timJSONEncode,
+		"json_encode": v.timJSONEncode,
 		"json_decode": timJSONDecode,
 		"hmac_sha256": timHMAC,
 		"jwt_verify":  timJWTVerify,
@@ -175,9 +176,11 @@ func (v *vm) timIsOnline(L *lua.LState) int {
 }
 
 // tim.json_encode(value) → string, or nil and an error.
-func timJSONEncode(L *lua.LState) int {
-	b, err := jsonEncode(L.Get(1))
-	if err != nil {
+func (v *vm) timJSONEncode(L *lua.LState) int {
+	b, err := jsonEncodeMax(L.Get(1), v.gen.maxString)
+	if err == nil {
+		v.produce(L, "tim.json_encode", len(b))
+	} else {
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err.Error()))
 		return 2

@@ -67,7 +67,7 @@ func (v *vm) registerMatcherType() {
 	L.SetField(mt, "__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"find":     matcherFind,
 		"find_all": matcherFindAll,
-		"mask":     matcherMask,
+		"mask":     v.matcherMask,
 		"count":    matcherCount,
 	}))
 }
@@ -108,14 +108,18 @@ func matcherFindAll(L *lua.LState) int {
 
 // m:mask(text [, mask]) → text with each rune of each match replaced by mask ("*"),
 // and the number of matches.
-func matcherMask(L *lua.LState) int {
+func (v *vm) matcherMask(L *lua.LState) int {
 	m := checkMatcher(L)
 	text := L.Get(2)
 	s, ok := text.(lua.LString)
 	if !ok {
 		s = lua.LString(L.CheckString(2))
 	}
-	out, n := m.Mask(string(s), L.OptString(3, "*"))
+	mask := L.OptString(3, "*")
+	if len(mask) > 1 {
+		v.produce(L, "m:mask", maskSize(string(s), mask))
+	}
+	out, n := m.Mask(string(s), mask)
 	if n == 0 {
 		L.Push(text) // the same string value: no copy
 	} else {
@@ -174,7 +178,7 @@ func (v *vm) registerRegexType() {
 		"match":    regexMatch,
 		"find":     regexFind,
 		"find_all": regexFindAll,
-		"replace":  regexReplace,
+		"replace":  v.regexReplace,
 	}))
 }
 
@@ -205,19 +209,87 @@ func regexFind(L *lua.LState) int {
 	return len(sub)
 }
 
-// re:find_all(text [, n]) → list of matches (at most n; all when n is absent).
+// re:find_all(text [, n]) → list of matches (at most n; all when n is absent). When the
+// pattern has capture groups, each match is a list {match, group1, group2, ...} (a
+// group that did not take part is "").
 func regexFindAll(L *lua.LState) int {
-	all := checkRegex(L).FindAllString(L.CheckString(2), L.OptInt(3, -1))
+	re := checkRegex(L)
+	text, n := L.CheckString(2), L.OptInt(3, -1)
+	if re.NumSubexp() == 0 {
+		all := re.FindAllString(text, n)
+		t := L.CreateTable(len(all), 0)
+		for _, s := range all {
+			t.Append(lua.LString(s))
+		}
+		L.Push(t)
+		return 1
+	}
+	all := re.FindAllStringSubmatch(text, n)
 	t := L.CreateTable(len(all), 0)
-	for _, s := range all {
-		t.Append(lua.LString(s))
+	for _, groups := range all {
+		g := L.CreateTable(len(groups), 0)
+		for _, s := range groups {
+			g.Append(lua.LString(s))
+		}
+		t.Append(g)
 	}
 	L.Push(t)
 	return 1
 }
 
-// re:replace(text, repl) → text with every match replaced ($1 expands submatches).
-func regexReplace(L *lua.LState) int {
-	L.Push(lua.LString(checkRegex(L).ReplaceAllString(L.CheckString(2), L.CheckString(3))))
+// re:replace(text, repl) → text with every match replaced: repl is a string ($1
+// expands submatches) or a function called with the match and its submatches, whose
+// string result replaces it (nil or false keeps the match). The result is bounded as it
+// grows (limits.go).
+func (v *vm) regexReplace(L *lua.LState) int {
+	re := checkRegex(L)
+	text := L.CheckString(2)
+	repl := L.Get(3)
+	fn, isFn := repl.(*lua.LFunction)
+	tmpl := ""
+	if !isFn {
+		tmpl = L.CheckString(3)
+	}
+	dollars := strings.Count(tmpl, "$")
+	var out []byte
+	last := 0
+	for _, m := range re.FindAllStringSubmatchIndex(text, -1) {
+		out = append(out, text[last:m[0]]...)
+		if isFn {
+			L.Push(fn)
+			for k := 0; k < len(m); k += 2 {
+				if m[k] < 0 {
+					L.Push(lua.LNil)
+				} else {
+					L.Push(lua.LString(text[m[k]:m[k+1]]))
+				}
+			}
+			L.Call(len(m)/2, 1)
+			r := L.Get(-1)
+			L.Pop(1)
+			if r == lua.LNil || r == lua.LFalse {
+				out = append(out, text[m[0]:m[1]]...)
+			} else if s, ok := r.(lua.LString); ok {
+				out = append(out, s...)
+			} else if n, ok := r.(lua.LNumber); ok {
+				out = append(out, n.String()...)
+			} else {
+				L.RaiseError("re:replace: the function returned a %s, want a string", r.Type())
+			}
+		} else {
+			// Submatches lie within the match: this bounds the expansion.
+			if bound := len(out) + len(tmpl) + dollars*(m[1]-m[0]); bound > v.gen.maxString {
+				v.produce(L, "re:replace", bound)
+			}
+			out = re.ExpandString(out, tmpl, text, m)
+		}
+		if len(out) > v.gen.maxString {
+			v.produce(L, "re:replace", len(out))
+		}
+		last = m[1]
+	}
+	out = append(out, text[last:]...)
+	v.produce(L, "re:replace", len(out))
+	L.Push(lua.LString(out))
 	return 1
 }

@@ -2,9 +2,9 @@ package lua
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -37,6 +37,13 @@ type vm struct {
 	msgReq      *hook.MessageRequest   // the running message call, for ctx
 	ctxTouched  bool                   // ctx fields were materialized in this call
 	touched     uint8                  // lazy msg fields read or written in this call
+
+	spent                int            // string bytes the running call built (limits.go)
+	curFn                *lua.LFunction // the hook function running, for traces
+	trace                string         // trace of the last error (trace.go)
+	traceFn, passFn      *lua.LFunction // message handlers (trace.go)
+	declared             []*varSchema   // tim.vars calls of the script loading (checker only)
+	libFormat, libConcat lua.LGFunction // gopher-lua's string.format and table.concat
 }
 
 // sandboxed are the globals removed from the base library: file access, code loading,
@@ -45,9 +52,6 @@ var sandboxed = []string{
 	"dofile", "loadfile", "load", "loadstring", "require", "module", "getfenv", "setfenv",
 	"collectgarbage", "newproxy", "print", "_printregs",
 }
-
-// maxRep bounds string.rep results, the cheapest way to exhaust memory.
-const maxRep = 1 << 20
 
 // newVM creates a sandboxed state for g, with the scripts of g loaded when
 // withScripts. The VM is registered with the watchdog until discard.
@@ -70,11 +74,11 @@ func (r *Runtime) newVM(g *generation, withScripts bool) (*vm, error) {
 	for p := range v.reqs {
 		v.reqs[p] = L.NewTable()
 	}
-	mt := L.NewTable()
+	mt := lock(L.NewTable())
 	mt.RawSetString("__index", L.NewFunction(v.msgIndex))
 	mt.RawSetString("__newindex", L.NewFunction(v.msgNewIndex))
 	L.SetMetatable(v.msg, mt)
-	cmt := L.NewTable()
+	cmt := lock(L.NewTable())
 	cmt.RawSetString("__index", L.NewFunction(v.ctxIndex))
 	L.SetMetatable(v.msgCtx, cmt)
 	r.vmsMu.Lock()
@@ -120,27 +124,13 @@ func (v *vm) openLibs() (err error) {
 	for _, name := range sandboxed {
 		L.SetGlobal(name, lua.LNil)
 	}
-	if str, ok := L.GetGlobal("string").(*lua.LTable); ok {
-		str.RawSetString("dump", lua.LNil)
-		str.RawSetString("rep", L.NewFunction(strRep))
-	}
+	v.traceFn, v.passFn = L.NewFunction(v.traceback), L.NewFunction(passError)
+	L.SetGlobal("pcall", L.NewFunction(v.scriptPCall))
+	L.SetGlobal("xpcall", L.NewFunction(v.scriptXPCall))
+	v.capLibs()
 	L.SetGlobal("tim", v.timModule())
+	v.harden()
 	return nil
-}
-
-// strRep is string.rep with a bounded result.
-func strRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	if n <= 0 || s == "" {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	if len(s)*n > maxRep || len(s)*n < 0 {
-		L.RaiseError("string.rep: result longer than %d bytes", maxRep)
-	}
-	L.Push(lua.LString(strings.Repeat(s, n)))
-	return 1
 }
 
 // loadAll loads every script of the generation and resolves the chains.
@@ -164,22 +154,22 @@ func (v *vm) loadAll() {
 	}
 }
 
-// loadScript runs a script's chunk and returns which hooks it defines.
-func (v *vm) loadScript(s *script) (uint8, error) {
+// loadScript runs a script's chunk and returns which hooks it defines and the vars
+// schemas it declared.
+func (v *vm) loadScript(s *script) (uint8, []*varSchema, error) {
+	v.declared = []*varSchema{}
 	_, mask, err := v.instantiate(s)
-	return mask, err
+	declared := v.declared
+	v.declared = nil
+	return mask, declared, err
 }
 
-// instantiate runs the chunk of s in its own environment (globals it sets stay its
-// own; reads fall through to the shared globals) and reads the table it returns.
+// instantiate runs the chunk of s in its own environment (sandbox.go) and reads the
+// table it returns.
 func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8, err error) {
 	L := v.L
 	fn := L.NewFunctionFromProto(s.proto)
-	env := L.NewTable()
-	mt := L.CreateTable(0, 1)
-	mt.RawSetString("__index", L.G.Global)
-	L.SetMetatable(env, mt)
-	fn.Env = env
+	fn.Env = v.scriptEnv()
 	L.Push(fn)
 	if err := v.pcall(s, pLoad, 0, 1, v.gen.loadTimeout); err != nil {
 		return hooks, 0, fmt.Errorf("load script %s: %w", s.name, err)
@@ -188,7 +178,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 	L.Pop(1)
 	tbl, ok := ret.(*lua.LTable)
 	if !ok {
-		return hooks, 0, fmt.Errorf("load script %s: it returned a %s; it must return a table of hook functions (connect, auth, message, join, disconnect)", s.name, ret.Type())
+		return hooks, 0, fmt.Errorf("load script %s: it returned a %s; it must return a table of hook functions (connect, auth, authenticated, message, join, disconnect)", s.name, ret.Type())
 	}
 	for p := point(0); p < numPoints; p++ {
 		switch f := tbl.RawGetString(p.String()).(type) {
@@ -201,7 +191,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 		}
 	}
 	if mask == 0 {
-		return hooks, 0, fmt.Errorf("load script %s: it defines no hook (return a table with connect, auth, message, join or disconnect)", s.name)
+		return hooks, 0, fmt.Errorf("load script %s: it defines no hook (return a table with connect, auth, authenticated, message, join or disconnect)", s.name)
 	}
 	return hooks, mask, nil
 }
@@ -210,17 +200,21 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 // under a deadline of timeout ns. A script stopped by the deadline gives a
 // *timeoutError.
 func (v *vm) pcall(s *script, p point, nargs, nret int, timeout int64) error {
-	v.cur, v.curPoint = s, p
+	v.cur, v.curPoint, v.spent = s, p, 0
 	d := v.rt.deadline(timeout)
 	v.deadline.Store(d)
-	err := v.L.PCall(nargs, nret, nil)
+	v.trace = ""
+	err := v.L.PCall(nargs, nret, v.traceFn)
+	if ae, ok := err.(*lua.ApiError); ok && ae.StackTrace == "" {
+		ae.StackTrace = v.trace
+	}
 	if !v.deadline.CompareAndSwap(d, 0) {
 		v.rearm()
 		if err != nil {
-			err = &timeoutError{err: err}
+			err = &timeoutError{err: err, limit: time.Duration(timeout)}
 		}
 	}
-	v.cur = nil
+	v.cur, v.curFn = nil, nil
 	return err
 }
 
@@ -228,7 +222,14 @@ func (v *vm) pcall(s *script, p point, nargs, nret int, timeout int64) error {
 func (v *vm) close() { v.L.Close() }
 
 // timeoutError is a script stopped by its deadline.
-type timeoutError struct{ err error }
+type timeoutError struct {
+	err   error
+	limit time.Duration
+}
 
-func (e *timeoutError) Error() string { return "timeout: " + e.err.Error() }
+func (e *timeoutError) Error() string { return e.prefix() + e.err.Error() }
+
+func (e *timeoutError) prefix() string {
+	return fmt.Sprintf("timeout: stopped after hooks.timeout (%v): ", e.limit)
+}
 func (e *timeoutError) Unwrap() error { return e.err }
