@@ -3,6 +3,8 @@
 //	timgw [-config conf/timgw.yaml] [-listen :8888]
 //	timgw -version
 //	timgw health [ADDR]
+//	timgw script-test [-v] PATH...
+//	timgw check -config FILE
 //
 // With no -config and no conf/timgw.yaml, it runs with the embedded default
 // configuration. SIGTERM and SIGINT stop it gracefully (a drain, then a goodbye to every
@@ -35,6 +37,9 @@ func main() {
 	pluginhost.Main() // `timgw __plugin KIND NAME`: a built-in plugin (plugins.go)
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		os.Exit(health(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "script-test" {
+		os.Exit(scriptTest(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "timgw:", err)

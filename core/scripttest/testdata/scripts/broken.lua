@@ -1,0 +1,2 @@
+local M = {
+function M.message(msg) end
