@@ -158,6 +158,10 @@ func (s *Store) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.ensureReceiptIndexes(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	// Every plugin process opened on this database sees one store: seqs are claimed with
 	// unique _ids and dedup keys are unique (seq.go), so gateways may share it.
 	return &pb.OpenResponse{Name: Name, Version: Version, Shared: true}, nil
@@ -391,6 +395,9 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 	// Inbox entries of the new chats, and of duplicates whose first write was cut short
 	// by a crash (existing entries are kept as they are); then the marks.
 	if err := s.inboxed(ctx, append(fresh, dupDocs...), append(freshReceivers, dupReceivers...)); err != nil {
+		return nil, fmt.Errorf("storage-mongo: append: %w", err)
+	}
+	if err := s.afterAppend(ctx, fresh); err != nil {
 		return nil, fmt.Errorf("storage-mongo: append: %w", err)
 	}
 	byKey := make(map[string]*msgDoc, len(fresh))
