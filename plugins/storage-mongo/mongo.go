@@ -392,12 +392,14 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 		}
 		fresh, freshReceivers = stored, storedReceivers
 	}
+	// Conversation heads and senders' cursors (receipts.go), before the marks: a chat
+	// whose write was cut short gets them again with the inbox entries when resent.
+	if err := s.afterAppend(ctx, append(fresh[:len(fresh):len(fresh)], dupDocs...)); err != nil {
+		return nil, fmt.Errorf("storage-mongo: append: %w", err)
+	}
 	// Inbox entries of the new chats, and of duplicates whose first write was cut short
 	// by a crash (existing entries are kept as they are); then the marks.
 	if err := s.inboxed(ctx, append(fresh, dupDocs...), append(freshReceivers, dupReceivers...)); err != nil {
-		return nil, fmt.Errorf("storage-mongo: append: %w", err)
-	}
-	if err := s.afterAppend(ctx, fresh); err != nil {
 		return nil, fmt.Errorf("storage-mongo: append: %w", err)
 	}
 	byKey := make(map[string]*msgDoc, len(fresh))

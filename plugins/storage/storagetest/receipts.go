@@ -210,7 +210,7 @@ func testConversations(t *testing.T, open Opener) {
 
 	// Reads lower the unread counts; a recalled chat is not unread; the peer sees them.
 	setCursor(t, b, "alice", ab, 0, 1)
-	setCursor(t, b, "alice", room, 1, 0) // delivered only: still unread
+	setCursor(t, b, "alice", room, 1, 0)                         // delivered only: still unread
 	mustAppend(t, b, chat("carol", "alice", "c2", "again", 160)) // 161
 	if _, err := b.Recall(ctx(t), &pb.RecallRequest{From: "carol", Id: "c1", By: "carol", Time: 170, Receivers: []string{"alice"}}); err != nil {
 		t.Fatalf("Recall: %v", err)
