@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -61,7 +62,11 @@ func (g *Gateway) receipt(ctx context.Context, c Conn, cl *client, r packet.Rece
 		Delivered: int64(r.Delivered), Read: int64(r.Read)})
 	if err != nil {
 		g.log.Warn("receipt", "user", cl.userID, "err", err)
-		g.fail(c, packet.CmdReceiptResp, storageStatus(err, packet.StatusInvalidBody), err.Error())
+		code := storageStatus(err, packet.StatusStorageUnavailable)
+		if errors.Is(err, store.ErrInvalid) {
+			code = packet.StatusInvalidBody
+		}
+		g.fail(c, packet.CmdReceiptResp, code, err.Error())
 		return
 	}
 	data := packet.Receipt{To: packet.Str(peer), GroupID: packet.Str(group), Delivered: packet.Int(cur.Delivered), Read: packet.Int(cur.Read)}

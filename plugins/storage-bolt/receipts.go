@@ -154,15 +154,21 @@ func dropDelivered(tx *bolt.Tx, user, conv string, upTo int64) (int64, error) {
 	return int64(len(del)), nil
 }
 
+// readsOf checks a read of user's (op names it) and waits until what was appended is
+// readable.
+func (s *Store) readsOf(op, user string) error {
+	if err := s.opened(); err != nil {
+		return err
+	}
+	if user == "" {
+		return fmt.Errorf("storage-bolt: %s: empty user: %w", op, storage.ErrInvalid)
+	}
+	return s.syncReads()
+}
+
 // Cursors implements storage.Backend.
 func (s *Store) Cursors(_ context.Context, req *pb.CursorsRequest) (*pb.CursorsResponse, error) {
-	if err := s.opened(); err != nil {
-		return nil, err
-	}
-	if req.User == "" {
-		return nil, fmt.Errorf("storage-bolt: cursors: empty user: %w", storage.ErrInvalid)
-	}
-	if err := s.syncReads(); err != nil {
+	if err := s.readsOf("cursors", req.User); err != nil {
 		return nil, err
 	}
 	res := &pb.CursorsResponse{}
@@ -185,13 +191,7 @@ func (s *Store) Cursors(_ context.Context, req *pb.CursorsRequest) (*pb.CursorsR
 // and req.Groups, each with its last chat (a seek on msgs), newest first; unread counts
 // and cursors are read for the page only.
 func (s *Store) Conversations(_ context.Context, req *pb.ConversationsRequest) (*pb.ConversationsResponse, error) {
-	if err := s.opened(); err != nil {
-		return nil, err
-	}
-	if req.User == "" {
-		return nil, fmt.Errorf("storage-bolt: conversations: empty user: %w", storage.ErrInvalid)
-	}
-	if err := s.syncReads(); err != nil {
+	if err := s.readsOf("conversations", req.User); err != nil {
 		return nil, err
 	}
 	res := &pb.ConversationsResponse{}
@@ -223,8 +223,13 @@ func (s *Store) Conversations(_ context.Context, req *pb.ConversationsRequest) (
 		slices.SortFunc(res.Conversations, func(a, b *pb.Conversation) int {
 			return cmp.Or(cmp.Compare(b.LastTime, a.LastTime), cmp.Compare(a.Conv, b.Conv))
 		})
-		if req.Limit > 0 && len(res.Conversations) > int(req.Limit) {
-			res.Conversations, res.More = res.Conversations[:req.Limit], true
+		if cs := res.Conversations; req.Limit > 0 && len(cs) > int(req.Limit) {
+			// A page ends between two server times, never inside one (before is exclusive).
+			n := int(req.Limit)
+			for n < len(cs) && cs[n].LastTime == cs[n-1].LastTime {
+				n++
+			}
+			res.Conversations, res.More = cs[:n], n < len(cs)
 		}
 		cursors := tx.Bucket(bCursors)
 		for _, cv := range res.Conversations {

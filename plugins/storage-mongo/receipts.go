@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -163,13 +164,33 @@ func (s *Store) cursorsOf(ctx context.Context, user string, convs []string) (map
 	return out, nil
 }
 
-// Cursors implements storage.Backend.
-func (s *Store) Cursors(ctx context.Context, req *pb.CursorsRequest) (*pb.CursorsResponse, error) {
+// userOp checks a request about user (op names it).
+func (s *Store) userOp(op, user string) error {
 	if err := s.opened(); err != nil {
+		return err
+	}
+	if user == "" {
+		return fmt.Errorf("storage-mongo: %s: empty user: %w", op, storage.ErrInvalid)
+	}
+	return nil
+}
+
+func findHeads(ctx context.Context, coll *mongo.Collection, filter bson.D, opts *options.FindOptionsBuilder) ([]headDoc, error) {
+	cur, err := coll.Find(ctx, filter, opts)
+	if err != nil {
 		return nil, err
 	}
-	if req.User == "" {
-		return nil, fmt.Errorf("storage-mongo: cursors: empty user: %w", storage.ErrInvalid)
+	var heads []headDoc
+	if err := cur.All(ctx, &heads); err != nil {
+		return nil, err
+	}
+	return heads, nil
+}
+
+// Cursors implements storage.Backend.
+func (s *Store) Cursors(ctx context.Context, req *pb.CursorsRequest) (*pb.CursorsResponse, error) {
+	if err := s.userOp("cursors", req.User); err != nil {
+		return nil, err
 	}
 	got, err := s.cursorsOf(ctx, req.User, req.Convs)
 	if err != nil {
@@ -189,11 +210,8 @@ func (s *Store) Cursors(ctx context.Context, req *pb.CursorsRequest) (*pb.Cursor
 // conversations by the us index, the groups by _id), then for the page the last chats,
 // both sides' cursors and one count per conversation.
 func (s *Store) Conversations(ctx context.Context, req *pb.ConversationsRequest) (*pb.ConversationsResponse, error) {
-	if err := s.opened(); err != nil {
+	if err := s.userOp("conversations", req.User); err != nil {
 		return nil, err
-	}
-	if req.User == "" {
-		return nil, fmt.Errorf("storage-mongo: conversations: empty user: %w", storage.ErrInvalid)
 	}
 	res, err := s.conversations(ctx, req)
 	if err != nil {
@@ -207,10 +225,11 @@ func (s *Store) conversations(ctx context.Context, req *pb.ConversationsRequest)
 	for i, g := range req.Groups {
 		groups[i] = storage.GroupConv(g)
 	}
-	filter := bson.D{{Key: "$or", Value: bson.A{
+	ofUser := bson.E{Key: "$or", Value: bson.A{
 		bson.D{{Key: "us", Value: req.User}},
 		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: groups}}}},
-	}}}
+	}}
+	filter := bson.D{ofUser}
 	if req.Before > 0 {
 		filter = append(filter, bson.E{Key: "stime", Value: bson.D{{Key: "$lt", Value: req.Before}}})
 	}
@@ -218,17 +237,31 @@ func (s *Store) conversations(ctx context.Context, req *pb.ConversationsRequest)
 	if req.Limit > 0 {
 		opts.SetLimit(int64(req.Limit) + 1)
 	}
-	cur, err := s.headsColl().Find(ctx, filter, opts)
+	heads, err := findHeads(ctx, s.headsColl(), filter, opts)
 	if err != nil {
-		return nil, err
-	}
-	var heads []headDoc
-	if err := cur.All(ctx, &heads); err != nil {
 		return nil, err
 	}
 	res := &pb.ConversationsResponse{}
 	if req.Limit > 0 && len(heads) > int(req.Limit) {
-		heads, res.More = heads[:req.Limit], true
+		res.More = true
+		if t := heads[req.Limit-1].STime; heads[req.Limit].STime == t {
+			// A page ends between two server times, never inside one (before is
+			// exclusive): every head of the page's last time joins it.
+			same, err := findHeads(ctx, s.headsColl(), bson.D{ofUser, {Key: "stime", Value: t}},
+				options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+			if err != nil {
+				return nil, err
+			}
+			heads = append(slices.DeleteFunc(heads, func(h headDoc) bool { return h.STime == t }), same...)
+			older, err := s.headsColl().CountDocuments(ctx, bson.D{ofUser, {Key: "stime", Value: bson.D{{Key: "$lt", Value: t}}}},
+				options.Count().SetLimit(1))
+			if err != nil {
+				return nil, err
+			}
+			res.More = older > 0
+		} else {
+			heads = heads[:req.Limit]
+		}
 	}
 	refs := make([]string, len(heads))
 	convs := make([]string, len(heads))

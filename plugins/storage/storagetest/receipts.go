@@ -249,3 +249,22 @@ func testConversations(t *testing.T, open Opener) {
 		t.Errorf("Conversations without a user: %v, want ErrInvalid", err)
 	}
 }
+
+// testConversationsTies: a page never ends inside one server time (before is exclusive),
+// so paging loses no conversation whose last chat shares the time of a page's last one.
+func testConversationsTies(t *testing.T, open Opener) {
+	b := fresh(t, open)
+	for i, peer := range []string{"p1", "p2", "p3"} {
+		r := chat(peer, "zed", fmt.Sprint("t", i), "same time", 499) // server time 500
+		mustAppend(t, b, r)
+	}
+	mustAppend(t, b, chat("p4", "zed", "t4", "older", 399))
+	p1 := conversations(t, b, &pb.ConversationsRequest{User: "zed", Limit: 2})
+	if len(p1.Conversations) != 3 || !p1.More {
+		t.Fatalf("first page of 2 with 3 conversations at one time: %d conversations (more %v), want all 3 and more", len(p1.Conversations), p1.More)
+	}
+	p2 := conversations(t, b, &pb.ConversationsRequest{User: "zed", Limit: 2, Before: p1.Conversations[2].LastTime})
+	if len(p2.Conversations) != 1 || p2.More || p2.Conversations[0].Last.GetId() != "t4" {
+		t.Errorf("second page: %v, want only t4", p2)
+	}
+}

@@ -70,6 +70,7 @@ func Run(t *testing.T, open Opener) {
 		{"CursorInbox", testCursorInbox},
 		{"CursorSender", testCursorSender},
 		{"Conversations", testConversations},
+		{"ConversationsTies", testConversationsTies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
