@@ -29,6 +29,48 @@ var (
 
 func init() { buckets = append(buckets, bCursors, bUConvs) }
 
+// kUConvs (in meta) says uconvs lists every private conversation: a store written by a
+// version without receipts gets it built on the first conversation list (backfill).
+var kUConvs = []byte("uconvs-built")
+
+// backfill lists the private conversations of msgs in uconvs once, for a store written
+// before uconvs existed: one seek per conversation.
+func (s *Store) backfill() error {
+	var done bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		done = tx.Bucket(bMeta).Get(kUConvs) != nil
+		return nil
+	}); err != nil || done {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		uconvs, c := tx.Bucket(bUConvs), tx.Bucket(bMsgs).Cursor()
+		for k, _ := c.First(); k != nil; {
+			conv, _, err := readStr(k)
+			if err != nil {
+				return err
+			}
+			if g, a, b, err := storage.ParseConv(conv); err == nil && g == "" {
+				for _, u := range []string{a, b} {
+					if err := uconvs.Put(pairKey(u, conv), nil); err != nil {
+						return err
+					}
+				}
+			}
+			k, _ = c.Seek(appendU64(strKey(conv), ^uint64(0))) // past the conversation
+			if k != nil && bytes.HasPrefix(k, strKey(conv)) {
+				k, _ = c.Next()
+			}
+		}
+		return tx.Bucket(bMeta).Put(kUConvs, []byte{1})
+	})
+}
+
 func getCursor(b *bolt.Bucket, user, conv string) *pb.Cursor {
 	c := &pb.Cursor{Conv: conv}
 	if v := b.Get(pairKey(user, conv)); len(v) == 16 {
@@ -193,6 +235,9 @@ func (s *Store) Cursors(_ context.Context, req *pb.CursorsRequest) (*pb.CursorsR
 func (s *Store) Conversations(_ context.Context, req *pb.ConversationsRequest) (*pb.ConversationsResponse, error) {
 	if err := s.readsOf("conversations", req.User); err != nil {
 		return nil, err
+	}
+	if err := s.backfill(); err != nil {
+		return nil, fmt.Errorf("storage-bolt: conversations: list private conversations: %w", err)
 	}
 	res := &pb.ConversationsResponse{}
 	err := s.db.View(func(tx *bolt.Tx) error {
