@@ -124,6 +124,16 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 		if g.decode(c, p, &t) && g.loggedIn(c, cl, p.Cmd) {
 			g.typing(c, cl, t)
 		}
+	case packet.CmdReceiptReq:
+		var r packet.Receipt
+		if g.decode(c, p, &r) && g.loggedIn(c, cl, p.Cmd) {
+			g.receipt(ctx, c, cl, r)
+		}
+	case packet.CmdConversationsReq:
+		var q packet.ConversationsQuery
+		if g.decode(c, p, &q) && g.loggedIn(c, cl, p.Cmd) {
+			g.conversations(ctx, c, cl, q)
+		}
 	default:
 		if p.Cmd.Valid() {
 			g.fail(c, p.Cmd, packet.StatusUnsupportedCmd, fmt.Sprintf("cmd %d (%s) is sent by the server, not accepted from clients", p.Cmd, p.Cmd))

@@ -21,6 +21,9 @@ type Storage interface {
 	Join(ctx context.Context, group, name string, members ...string) error
 	Leave(ctx context.Context, group, member string) error
 	RememberUser(ctx context.Context, id, nick, avatar string) error
+	// Receipt and Conversations serve cmd 25 and cmd 28 (receipts.go).
+	Receipt(ctx context.Context, q store.ReceiptQuery) (store.Cursor, error)
+	Conversations(ctx context.Context, q store.ConversationsQuery) (store.ConversationsPage, error)
 }
 
 var (

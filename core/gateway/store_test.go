@@ -21,6 +21,9 @@ type fakeStorage struct {
 	users    []string
 	err      error
 	recalled bool
+	// receipts.go
+	receipts    []store.ReceiptQuery
+	convQueries []store.ConversationsQuery
 }
 
 func (f *fakeStorage) Offline(_ context.Context, q store.OfflineQuery) (store.OfflinePage, error) {

@@ -148,6 +148,32 @@ type Typing struct {
 	State string `json:"state,omitempty"`
 }
 
+// Receipt is the body of cmd 25 (timgw) as a client sends it, of the data of its answer
+// (cmd 26), and of cmd 27 as the conversation's other side gets it: the reader's
+// delivered and read cursors (seqs) of a private conversation (to) or a group (groupId).
+type Receipt struct {
+	Cmd Cmd `json:"cmd,omitempty"`
+	// From is the reader, set by the server (cmd 27 only).
+	From Str `json:"from,omitempty"`
+	// To is the peer of a private conversation.
+	To Str `json:"to,omitempty"`
+	// GroupID is the group of a group conversation.
+	GroupID Str `json:"groupId,omitempty"`
+	// Delivered: every chat up to this seq reached the reader's device.
+	Delivered Int `json:"delivered"`
+	// Read: every chat up to this seq was read (read implies delivered).
+	Read Int `json:"read"`
+}
+
+// ConversationsQuery is the body of cmd 28 (timgw): a page of the caller's
+// conversations, newest first.
+type ConversationsQuery struct {
+	// Limit is the page size (0: the default).
+	Limit Int `json:"limit"`
+	// Before pages: only conversations whose last chat's serverTime is before it (ms).
+	Before Int `json:"before"`
+}
+
 // Close is the body of cmd 14.
 type Close struct {
 	UserID Str `json:"userId"`

@@ -42,10 +42,16 @@ const (
 	CmdLeaveGroupResp Cmd = 22
 	CmdTypingReq      Cmd = 23 // a live typing signal to a peer or a group, never stored
 	CmdTypingNotify   Cmd = 24 // the typing signal as receivers get it
+	// Receipts and conversation lists (docs/protocol.md, "Receipts and conversations").
+	CmdReceiptReq        Cmd = 25 // delivered/read receipt of a conversation up to a seq
+	CmdReceiptResp       Cmd = 26
+	CmdReceiptNotify     Cmd = 27 // a receipt as the conversation's other side gets it
+	CmdConversationsReq  Cmd = 28 // list the caller's conversations
+	CmdConversationsResp Cmd = 29
 )
 
 // MaxCmd is the highest command code of the protocol, timgw's extensions included.
-const MaxCmd = CmdTypingNotify
+const MaxCmd = CmdConversationsResp
 
 var cmdNames = [...]string{
 	"COMMAND_ERROR", "COMMAND_HANDSHAKE_REQ", "COMMAND_HANDSHAKE_RESP", "COMMAND_AUTH_REQ",
@@ -55,6 +61,8 @@ var cmdNames = [...]string{
 	"COMMAND_CANCEL_MSG_REQ", "COMMAND_CANCEL_MSG_RESP", "COMMAND_GET_USER_REQ",
 	"COMMAND_GET_USER_RESP", "COMMAND_GET_MESSAGE_REQ", "COMMAND_GET_MESSAGE_RESP",
 	"COMMAND_LEAVE_GROUP_REQ", "COMMAND_LEAVE_GROUP_RESP", "COMMAND_TYPING_REQ", "COMMAND_TYPING_NOTIFY",
+	"COMMAND_RECEIPT_REQ", "COMMAND_RECEIPT_RESP", "COMMAND_RECEIPT_NOTIFY", "COMMAND_CONVERSATIONS_REQ",
+	"COMMAND_CONVERSATIONS_RESP",
 }
 
 // Valid reports whether c is a command of the protocol table.
@@ -73,7 +81,7 @@ func (c Cmd) String() string {
 func (c Cmd) Response() Cmd {
 	switch c {
 	case CmdHandshakeReq, CmdAuthReq, CmdLoginReq, CmdJoinGroupReq, CmdChatReq,
-		CmdCancelMsgReq, CmdGetUserReq, CmdGetMessageReq, CmdLeaveGroupReq:
+		CmdCancelMsgReq, CmdGetUserReq, CmdGetMessageReq, CmdLeaveGroupReq, CmdReceiptReq, CmdConversationsReq:
 		return c + 1
 	}
 	return c

@@ -158,6 +158,10 @@ func (s *Store) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.ensureReceiptIndexes(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	// Every plugin process opened on this database sees one store: seqs are claimed with
 	// unique _ids and dedup keys are unique (seq.go), so gateways may share it.
 	return &pb.OpenResponse{Name: Name, Version: Version, Shared: true}, nil
@@ -387,6 +391,11 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 			stored, storedReceivers = append(stored, d), append(storedReceivers, freshReceivers[i])
 		}
 		fresh, freshReceivers = stored, storedReceivers
+	}
+	// Conversation heads and senders' cursors (receipts.go), before the marks: a chat
+	// whose write was cut short gets them again with the inbox entries when resent.
+	if err := s.afterAppend(ctx, append(fresh[:len(fresh):len(fresh)], dupDocs...)); err != nil {
+		return nil, fmt.Errorf("storage-mongo: append: %w", err)
 	}
 	// Inbox entries of the new chats, and of duplicates whose first write was cut short
 	// by a crash (existing entries are kept as they are); then the marks.

@@ -21,6 +21,13 @@
 //   - Recall marks a chat recalled (clearing its content and extras), appends a recall
 //     event (Kind 1) with the conversation's next seq, and adds inbox entries for it.
 //   - Groups and members, and known users, are kept for the gateway to reload on start.
+//   - Receipts: a user's delivered and read cursors per conversation only go up (read
+//     implies delivered). Append raises the sender's cursors of the conversation to the
+//     chat's seq (one has read what one wrote); a delivered cursor that rises removes the
+//     user's inbox entries of that conversation up to it.
+//   - Conversations: the head of each conversation (its last chat) is kept with every
+//     Append, so that a user's conversations are listed newest first with both sides'
+//     cursors and the unread count (chats of others, not recalled, after the read cursor).
 //
 // A plugin whose store is shared (a database server that the plugin processes of several
 // gateways open with the same configuration) says so with OpenResponse.Shared, and then
@@ -116,6 +123,17 @@ type Backend interface {
 	PutUser(ctx context.Context, req *pb.PutUserRequest) (*pb.PutUserResponse, error)
 	// ListUsers pages through users with ids greater than req.After, ordered by id.
 	ListUsers(ctx context.Context, req *pb.ListRequest) (*pb.ListUsersResponse, error)
+	// SetCursor raises req.User's delivered and read cursors of req.Conv to req.Delivered
+	// and req.Read (a cursor never goes down; read implies delivered), removes the user's
+	// inbox entries of req.Conv with seq <= the delivered cursor, and answers the cursors
+	// as stored.
+	SetCursor(ctx context.Context, req *pb.SetCursorRequest) (*pb.SetCursorResponse, error)
+	// Cursors reads req.User's cursors of req.Convs (conversations without any are left
+	// out).
+	Cursors(ctx context.Context, req *pb.CursorsRequest) (*pb.CursorsResponse, error)
+	// Conversations lists req.User's private conversations and those of req.Groups that
+	// have a chat, newest last chat first, paged by req.Before and req.Limit.
+	Conversations(ctx context.Context, req *pb.ConversationsRequest) (*pb.ConversationsResponse, error)
 	// Close closes the store.
 	Close() error
 }

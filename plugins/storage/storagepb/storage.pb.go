@@ -1684,6 +1684,489 @@ func (x *ListUsersResponse) GetMore() bool {
 	return false
 }
 
+// Cursor is a user's position in a conversation: delivered and read are seqs, only ever
+// raised (read implies delivered).
+type Cursor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          string                 `protobuf:"bytes,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	Delivered     int64                  `protobuf:"varint,2,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Read          int64                  `protobuf:"varint,3,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cursor) Reset() {
+	*x = Cursor{}
+	mi := &file_storage_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cursor) ProtoMessage() {}
+
+func (x *Cursor) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cursor.ProtoReflect.Descriptor instead.
+func (*Cursor) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Cursor) GetConv() string {
+	if x != nil {
+		return x.Conv
+	}
+	return ""
+}
+
+func (x *Cursor) GetDelivered() int64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *Cursor) GetRead() int64 {
+	if x != nil {
+		return x.Read
+	}
+	return 0
+}
+
+type SetCursorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Conv          string                 `protobuf:"bytes,2,opt,name=conv,proto3" json:"conv,omitempty"`
+	Delivered     int64                  `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"` // raise delivered to this (0: leave it)
+	Read          int64                  `protobuf:"varint,4,opt,name=read,proto3" json:"read,omitempty"`           // raise read (and delivered) to this (0: leave it)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCursorRequest) Reset() {
+	*x = SetCursorRequest{}
+	mi := &file_storage_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCursorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCursorRequest) ProtoMessage() {}
+
+func (x *SetCursorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCursorRequest.ProtoReflect.Descriptor instead.
+func (*SetCursorRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SetCursorRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *SetCursorRequest) GetConv() string {
+	if x != nil {
+		return x.Conv
+	}
+	return ""
+}
+
+func (x *SetCursorRequest) GetDelivered() int64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *SetCursorRequest) GetRead() int64 {
+	if x != nil {
+		return x.Read
+	}
+	return 0
+}
+
+type SetCursorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cursor        *Cursor                `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`    // as stored after the raise
+	Removed       int64                  `protobuf:"varint,2,opt,name=removed,proto3" json:"removed,omitempty"` // inbox entries removed because delivered rose
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCursorResponse) Reset() {
+	*x = SetCursorResponse{}
+	mi := &file_storage_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCursorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCursorResponse) ProtoMessage() {}
+
+func (x *SetCursorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCursorResponse.ProtoReflect.Descriptor instead.
+func (*SetCursorResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetCursorResponse) GetCursor() *Cursor {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *SetCursorResponse) GetRemoved() int64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+type CursorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Convs         []string               `protobuf:"bytes,2,rep,name=convs,proto3" json:"convs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CursorsRequest) Reset() {
+	*x = CursorsRequest{}
+	mi := &file_storage_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CursorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CursorsRequest) ProtoMessage() {}
+
+func (x *CursorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CursorsRequest.ProtoReflect.Descriptor instead.
+func (*CursorsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CursorsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CursorsRequest) GetConvs() []string {
+	if x != nil {
+		return x.Convs
+	}
+	return nil
+}
+
+type CursorsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cursors       []*Cursor              `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"` // one per conversation asked that has cursors
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CursorsResponse) Reset() {
+	*x = CursorsResponse{}
+	mi := &file_storage_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CursorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CursorsResponse) ProtoMessage() {}
+
+func (x *CursorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CursorsResponse.ProtoReflect.Descriptor instead.
+func (*CursorsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CursorsResponse) GetCursors() []*Cursor {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
+type ConversationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`  // the user's groups (the host knows its memberships)
+	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`   // at most this many (0: all)
+	Before        int64                  `protobuf:"varint,4,opt,name=before,proto3" json:"before,omitempty"` // only conversations whose last message's server time < before (0: any)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationsRequest) Reset() {
+	*x = ConversationsRequest{}
+	mi := &file_storage_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationsRequest) ProtoMessage() {}
+
+func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
+func (*ConversationsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ConversationsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ConversationsRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ConversationsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ConversationsRequest) GetBefore() int64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+// Conversation is one conversation of a user, as ConversationsResponse lists them.
+type Conversation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          string                 `protobuf:"bytes,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	Last          *Message               `protobuf:"bytes,2,opt,name=last,proto3" json:"last,omitempty"`                          // the last chat (kind 0) stored in it
+	LastTime      int64                  `protobuf:"varint,3,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"` // its server time (the order of the list)
+	Unread        int64                  `protobuf:"varint,4,opt,name=unread,proto3" json:"unread,omitempty"`                     // chats (kind 0, not the user's own, not recalled) with seq > read
+	Mine          *Cursor                `protobuf:"bytes,5,opt,name=mine,proto3" json:"mine,omitempty"`                          // the user's cursors
+	Peer          *Cursor                `protobuf:"bytes,6,opt,name=peer,proto3" json:"peer,omitempty"`                          // the other user's (private conversations)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Conversation) Reset() {
+	*x = Conversation{}
+	mi := &file_storage_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Conversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Conversation) ProtoMessage() {}
+
+func (x *Conversation) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
+func (*Conversation) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Conversation) GetConv() string {
+	if x != nil {
+		return x.Conv
+	}
+	return ""
+}
+
+func (x *Conversation) GetLast() *Message {
+	if x != nil {
+		return x.Last
+	}
+	return nil
+}
+
+func (x *Conversation) GetLastTime() int64 {
+	if x != nil {
+		return x.LastTime
+	}
+	return 0
+}
+
+func (x *Conversation) GetUnread() int64 {
+	if x != nil {
+		return x.Unread
+	}
+	return 0
+}
+
+func (x *Conversation) GetMine() *Cursor {
+	if x != nil {
+		return x.Mine
+	}
+	return nil
+}
+
+func (x *Conversation) GetPeer() *Cursor {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+type ConversationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conversations []*Conversation        `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationsResponse) Reset() {
+	*x = ConversationsResponse{}
+	mi := &file_storage_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationsResponse) ProtoMessage() {}
+
+func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationsResponse.ProtoReflect.Descriptor instead.
+func (*ConversationsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ConversationsResponse) GetConversations() []*Conversation {
+	if x != nil {
+		return x.Conversations
+	}
+	return nil
+}
+
+func (x *ConversationsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_storage_proto protoreflect.FileDescriptor
 
 const file_storage_proto_rawDesc = "" +
@@ -1811,7 +2294,39 @@ const file_storage_proto_rawDesc = "" +
 	"\x0fPutUserResponse\"U\n" +
 	"\x11ListUsersResponse\x12,\n" +
 	"\x05users\x18\x01 \x03(\v2\x16.timgw.storage.v1.UserR\x05users\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more2\xfc\x06\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"N\n" +
+	"\x06Cursor\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\tR\x04conv\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12\x12\n" +
+	"\x04read\x18\x03 \x01(\x03R\x04read\"l\n" +
+	"\x10SetCursorRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
+	"\x04conv\x18\x02 \x01(\tR\x04conv\x12\x1c\n" +
+	"\tdelivered\x18\x03 \x01(\x03R\tdelivered\x12\x12\n" +
+	"\x04read\x18\x04 \x01(\x03R\x04read\"_\n" +
+	"\x11SetCursorResponse\x120\n" +
+	"\x06cursor\x18\x01 \x01(\v2\x18.timgw.storage.v1.CursorR\x06cursor\x12\x18\n" +
+	"\aremoved\x18\x02 \x01(\x03R\aremoved\":\n" +
+	"\x0eCursorsRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x14\n" +
+	"\x05convs\x18\x02 \x03(\tR\x05convs\"E\n" +
+	"\x0fCursorsResponse\x122\n" +
+	"\acursors\x18\x01 \x03(\v2\x18.timgw.storage.v1.CursorR\acursors\"p\n" +
+	"\x14ConversationsRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06before\x18\x04 \x01(\x03R\x06before\"\xe2\x01\n" +
+	"\fConversation\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\tR\x04conv\x12-\n" +
+	"\x04last\x18\x02 \x01(\v2\x19.timgw.storage.v1.MessageR\x04last\x12\x1b\n" +
+	"\tlast_time\x18\x03 \x01(\x03R\blastTime\x12\x16\n" +
+	"\x06unread\x18\x04 \x01(\x03R\x06unread\x12,\n" +
+	"\x04mine\x18\x05 \x01(\v2\x18.timgw.storage.v1.CursorR\x04mine\x12,\n" +
+	"\x04peer\x18\x06 \x01(\v2\x18.timgw.storage.v1.CursorR\x04peer\"q\n" +
+	"\x15ConversationsResponse\x12D\n" +
+	"\rconversations\x18\x01 \x03(\v2\x1e.timgw.storage.v1.ConversationR\rconversations\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more2\x84\t\n" +
 	"\aStorage\x12E\n" +
 	"\x04Open\x12\x1d.timgw.storage.v1.OpenRequest\x1a\x1e.timgw.storage.v1.OpenResponse\x12P\n" +
 	"\x06Append\x12\x1d.timgw.storage.v1.AppendBatch\x1a#.timgw.storage.v1.AppendBatchResult(\x010\x01\x12H\n" +
@@ -1825,7 +2340,10 @@ const file_storage_proto_rawDesc = "" +
 	"\n" +
 	"ListGroups\x12\x1d.timgw.storage.v1.ListRequest\x1a$.timgw.storage.v1.ListGroupsResponse\x12N\n" +
 	"\aPutUser\x12 .timgw.storage.v1.PutUserRequest\x1a!.timgw.storage.v1.PutUserResponse\x12O\n" +
-	"\tListUsers\x12\x1d.timgw.storage.v1.ListRequest\x1a#.timgw.storage.v1.ListUsersResponseB2Z0github.com/timgw/timgw/plugins/storage/storagepbb\x06proto3"
+	"\tListUsers\x12\x1d.timgw.storage.v1.ListRequest\x1a#.timgw.storage.v1.ListUsersResponse\x12T\n" +
+	"\tSetCursor\x12\".timgw.storage.v1.SetCursorRequest\x1a#.timgw.storage.v1.SetCursorResponse\x12N\n" +
+	"\aCursors\x12 .timgw.storage.v1.CursorsRequest\x1a!.timgw.storage.v1.CursorsResponse\x12`\n" +
+	"\rConversations\x12&.timgw.storage.v1.ConversationsRequest\x1a'.timgw.storage.v1.ConversationsResponseB2Z0github.com/timgw/timgw/plugins/storage/storagepbb\x06proto3"
 
 var (
 	file_storage_proto_rawDescOnce sync.Once
@@ -1839,35 +2357,43 @@ func file_storage_proto_rawDescGZIP() []byte {
 	return file_storage_proto_rawDescData
 }
 
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_storage_proto_goTypes = []any{
-	(*OpenRequest)(nil),        // 0: timgw.storage.v1.OpenRequest
-	(*OpenResponse)(nil),       // 1: timgw.storage.v1.OpenResponse
-	(*Message)(nil),            // 2: timgw.storage.v1.Message
-	(*AppendRequest)(nil),      // 3: timgw.storage.v1.AppendRequest
-	(*AppendBatch)(nil),        // 4: timgw.storage.v1.AppendBatch
-	(*AppendResult)(nil),       // 5: timgw.storage.v1.AppendResult
-	(*AppendBatchResult)(nil),  // 6: timgw.storage.v1.AppendBatchResult
-	(*InboxRequest)(nil),       // 7: timgw.storage.v1.InboxRequest
-	(*InboxEntry)(nil),         // 8: timgw.storage.v1.InboxEntry
-	(*InboxResponse)(nil),      // 9: timgw.storage.v1.InboxResponse
-	(*ConfirmRequest)(nil),     // 10: timgw.storage.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),    // 11: timgw.storage.v1.ConfirmResponse
-	(*HistoryRequest)(nil),     // 12: timgw.storage.v1.HistoryRequest
-	(*HistoryResponse)(nil),    // 13: timgw.storage.v1.HistoryResponse
-	(*RecallRequest)(nil),      // 14: timgw.storage.v1.RecallRequest
-	(*RecallResponse)(nil),     // 15: timgw.storage.v1.RecallResponse
-	(*JoinGroupRequest)(nil),   // 16: timgw.storage.v1.JoinGroupRequest
-	(*JoinGroupResponse)(nil),  // 17: timgw.storage.v1.JoinGroupResponse
-	(*LeaveGroupRequest)(nil),  // 18: timgw.storage.v1.LeaveGroupRequest
-	(*LeaveGroupResponse)(nil), // 19: timgw.storage.v1.LeaveGroupResponse
-	(*ListRequest)(nil),        // 20: timgw.storage.v1.ListRequest
-	(*Group)(nil),              // 21: timgw.storage.v1.Group
-	(*ListGroupsResponse)(nil), // 22: timgw.storage.v1.ListGroupsResponse
-	(*User)(nil),               // 23: timgw.storage.v1.User
-	(*PutUserRequest)(nil),     // 24: timgw.storage.v1.PutUserRequest
-	(*PutUserResponse)(nil),    // 25: timgw.storage.v1.PutUserResponse
-	(*ListUsersResponse)(nil),  // 26: timgw.storage.v1.ListUsersResponse
+	(*OpenRequest)(nil),           // 0: timgw.storage.v1.OpenRequest
+	(*OpenResponse)(nil),          // 1: timgw.storage.v1.OpenResponse
+	(*Message)(nil),               // 2: timgw.storage.v1.Message
+	(*AppendRequest)(nil),         // 3: timgw.storage.v1.AppendRequest
+	(*AppendBatch)(nil),           // 4: timgw.storage.v1.AppendBatch
+	(*AppendResult)(nil),          // 5: timgw.storage.v1.AppendResult
+	(*AppendBatchResult)(nil),     // 6: timgw.storage.v1.AppendBatchResult
+	(*InboxRequest)(nil),          // 7: timgw.storage.v1.InboxRequest
+	(*InboxEntry)(nil),            // 8: timgw.storage.v1.InboxEntry
+	(*InboxResponse)(nil),         // 9: timgw.storage.v1.InboxResponse
+	(*ConfirmRequest)(nil),        // 10: timgw.storage.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 11: timgw.storage.v1.ConfirmResponse
+	(*HistoryRequest)(nil),        // 12: timgw.storage.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 13: timgw.storage.v1.HistoryResponse
+	(*RecallRequest)(nil),         // 14: timgw.storage.v1.RecallRequest
+	(*RecallResponse)(nil),        // 15: timgw.storage.v1.RecallResponse
+	(*JoinGroupRequest)(nil),      // 16: timgw.storage.v1.JoinGroupRequest
+	(*JoinGroupResponse)(nil),     // 17: timgw.storage.v1.JoinGroupResponse
+	(*LeaveGroupRequest)(nil),     // 18: timgw.storage.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),    // 19: timgw.storage.v1.LeaveGroupResponse
+	(*ListRequest)(nil),           // 20: timgw.storage.v1.ListRequest
+	(*Group)(nil),                 // 21: timgw.storage.v1.Group
+	(*ListGroupsResponse)(nil),    // 22: timgw.storage.v1.ListGroupsResponse
+	(*User)(nil),                  // 23: timgw.storage.v1.User
+	(*PutUserRequest)(nil),        // 24: timgw.storage.v1.PutUserRequest
+	(*PutUserResponse)(nil),       // 25: timgw.storage.v1.PutUserResponse
+	(*ListUsersResponse)(nil),     // 26: timgw.storage.v1.ListUsersResponse
+	(*Cursor)(nil),                // 27: timgw.storage.v1.Cursor
+	(*SetCursorRequest)(nil),      // 28: timgw.storage.v1.SetCursorRequest
+	(*SetCursorResponse)(nil),     // 29: timgw.storage.v1.SetCursorResponse
+	(*CursorsRequest)(nil),        // 30: timgw.storage.v1.CursorsRequest
+	(*CursorsResponse)(nil),       // 31: timgw.storage.v1.CursorsResponse
+	(*ConversationsRequest)(nil),  // 32: timgw.storage.v1.ConversationsRequest
+	(*Conversation)(nil),          // 33: timgw.storage.v1.Conversation
+	(*ConversationsResponse)(nil), // 34: timgw.storage.v1.ConversationsResponse
 }
 var file_storage_proto_depIdxs = []int32{
 	2,  // 0: timgw.storage.v1.AppendRequest.message:type_name -> timgw.storage.v1.Message
@@ -1881,33 +2407,45 @@ var file_storage_proto_depIdxs = []int32{
 	21, // 8: timgw.storage.v1.ListGroupsResponse.groups:type_name -> timgw.storage.v1.Group
 	23, // 9: timgw.storage.v1.PutUserRequest.user:type_name -> timgw.storage.v1.User
 	23, // 10: timgw.storage.v1.ListUsersResponse.users:type_name -> timgw.storage.v1.User
-	0,  // 11: timgw.storage.v1.Storage.Open:input_type -> timgw.storage.v1.OpenRequest
-	4,  // 12: timgw.storage.v1.Storage.Append:input_type -> timgw.storage.v1.AppendBatch
-	7,  // 13: timgw.storage.v1.Storage.Inbox:input_type -> timgw.storage.v1.InboxRequest
-	10, // 14: timgw.storage.v1.Storage.Confirm:input_type -> timgw.storage.v1.ConfirmRequest
-	12, // 15: timgw.storage.v1.Storage.History:input_type -> timgw.storage.v1.HistoryRequest
-	14, // 16: timgw.storage.v1.Storage.Recall:input_type -> timgw.storage.v1.RecallRequest
-	16, // 17: timgw.storage.v1.Storage.JoinGroup:input_type -> timgw.storage.v1.JoinGroupRequest
-	18, // 18: timgw.storage.v1.Storage.LeaveGroup:input_type -> timgw.storage.v1.LeaveGroupRequest
-	20, // 19: timgw.storage.v1.Storage.ListGroups:input_type -> timgw.storage.v1.ListRequest
-	24, // 20: timgw.storage.v1.Storage.PutUser:input_type -> timgw.storage.v1.PutUserRequest
-	20, // 21: timgw.storage.v1.Storage.ListUsers:input_type -> timgw.storage.v1.ListRequest
-	1,  // 22: timgw.storage.v1.Storage.Open:output_type -> timgw.storage.v1.OpenResponse
-	6,  // 23: timgw.storage.v1.Storage.Append:output_type -> timgw.storage.v1.AppendBatchResult
-	9,  // 24: timgw.storage.v1.Storage.Inbox:output_type -> timgw.storage.v1.InboxResponse
-	11, // 25: timgw.storage.v1.Storage.Confirm:output_type -> timgw.storage.v1.ConfirmResponse
-	13, // 26: timgw.storage.v1.Storage.History:output_type -> timgw.storage.v1.HistoryResponse
-	15, // 27: timgw.storage.v1.Storage.Recall:output_type -> timgw.storage.v1.RecallResponse
-	17, // 28: timgw.storage.v1.Storage.JoinGroup:output_type -> timgw.storage.v1.JoinGroupResponse
-	19, // 29: timgw.storage.v1.Storage.LeaveGroup:output_type -> timgw.storage.v1.LeaveGroupResponse
-	22, // 30: timgw.storage.v1.Storage.ListGroups:output_type -> timgw.storage.v1.ListGroupsResponse
-	25, // 31: timgw.storage.v1.Storage.PutUser:output_type -> timgw.storage.v1.PutUserResponse
-	26, // 32: timgw.storage.v1.Storage.ListUsers:output_type -> timgw.storage.v1.ListUsersResponse
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	27, // 11: timgw.storage.v1.SetCursorResponse.cursor:type_name -> timgw.storage.v1.Cursor
+	27, // 12: timgw.storage.v1.CursorsResponse.cursors:type_name -> timgw.storage.v1.Cursor
+	2,  // 13: timgw.storage.v1.Conversation.last:type_name -> timgw.storage.v1.Message
+	27, // 14: timgw.storage.v1.Conversation.mine:type_name -> timgw.storage.v1.Cursor
+	27, // 15: timgw.storage.v1.Conversation.peer:type_name -> timgw.storage.v1.Cursor
+	33, // 16: timgw.storage.v1.ConversationsResponse.conversations:type_name -> timgw.storage.v1.Conversation
+	0,  // 17: timgw.storage.v1.Storage.Open:input_type -> timgw.storage.v1.OpenRequest
+	4,  // 18: timgw.storage.v1.Storage.Append:input_type -> timgw.storage.v1.AppendBatch
+	7,  // 19: timgw.storage.v1.Storage.Inbox:input_type -> timgw.storage.v1.InboxRequest
+	10, // 20: timgw.storage.v1.Storage.Confirm:input_type -> timgw.storage.v1.ConfirmRequest
+	12, // 21: timgw.storage.v1.Storage.History:input_type -> timgw.storage.v1.HistoryRequest
+	14, // 22: timgw.storage.v1.Storage.Recall:input_type -> timgw.storage.v1.RecallRequest
+	16, // 23: timgw.storage.v1.Storage.JoinGroup:input_type -> timgw.storage.v1.JoinGroupRequest
+	18, // 24: timgw.storage.v1.Storage.LeaveGroup:input_type -> timgw.storage.v1.LeaveGroupRequest
+	20, // 25: timgw.storage.v1.Storage.ListGroups:input_type -> timgw.storage.v1.ListRequest
+	24, // 26: timgw.storage.v1.Storage.PutUser:input_type -> timgw.storage.v1.PutUserRequest
+	20, // 27: timgw.storage.v1.Storage.ListUsers:input_type -> timgw.storage.v1.ListRequest
+	28, // 28: timgw.storage.v1.Storage.SetCursor:input_type -> timgw.storage.v1.SetCursorRequest
+	30, // 29: timgw.storage.v1.Storage.Cursors:input_type -> timgw.storage.v1.CursorsRequest
+	32, // 30: timgw.storage.v1.Storage.Conversations:input_type -> timgw.storage.v1.ConversationsRequest
+	1,  // 31: timgw.storage.v1.Storage.Open:output_type -> timgw.storage.v1.OpenResponse
+	6,  // 32: timgw.storage.v1.Storage.Append:output_type -> timgw.storage.v1.AppendBatchResult
+	9,  // 33: timgw.storage.v1.Storage.Inbox:output_type -> timgw.storage.v1.InboxResponse
+	11, // 34: timgw.storage.v1.Storage.Confirm:output_type -> timgw.storage.v1.ConfirmResponse
+	13, // 35: timgw.storage.v1.Storage.History:output_type -> timgw.storage.v1.HistoryResponse
+	15, // 36: timgw.storage.v1.Storage.Recall:output_type -> timgw.storage.v1.RecallResponse
+	17, // 37: timgw.storage.v1.Storage.JoinGroup:output_type -> timgw.storage.v1.JoinGroupResponse
+	19, // 38: timgw.storage.v1.Storage.LeaveGroup:output_type -> timgw.storage.v1.LeaveGroupResponse
+	22, // 39: timgw.storage.v1.Storage.ListGroups:output_type -> timgw.storage.v1.ListGroupsResponse
+	25, // 40: timgw.storage.v1.Storage.PutUser:output_type -> timgw.storage.v1.PutUserResponse
+	26, // 41: timgw.storage.v1.Storage.ListUsers:output_type -> timgw.storage.v1.ListUsersResponse
+	29, // 42: timgw.storage.v1.Storage.SetCursor:output_type -> timgw.storage.v1.SetCursorResponse
+	31, // 43: timgw.storage.v1.Storage.Cursors:output_type -> timgw.storage.v1.CursorsResponse
+	34, // 44: timgw.storage.v1.Storage.Conversations:output_type -> timgw.storage.v1.ConversationsResponse
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -1921,7 +2459,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

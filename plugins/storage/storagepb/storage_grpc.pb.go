@@ -29,17 +29,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Storage_Open_FullMethodName       = "/timgw.storage.v1.Storage/Open"
-	Storage_Append_FullMethodName     = "/timgw.storage.v1.Storage/Append"
-	Storage_Inbox_FullMethodName      = "/timgw.storage.v1.Storage/Inbox"
-	Storage_Confirm_FullMethodName    = "/timgw.storage.v1.Storage/Confirm"
-	Storage_History_FullMethodName    = "/timgw.storage.v1.Storage/History"
-	Storage_Recall_FullMethodName     = "/timgw.storage.v1.Storage/Recall"
-	Storage_JoinGroup_FullMethodName  = "/timgw.storage.v1.Storage/JoinGroup"
-	Storage_LeaveGroup_FullMethodName = "/timgw.storage.v1.Storage/LeaveGroup"
-	Storage_ListGroups_FullMethodName = "/timgw.storage.v1.Storage/ListGroups"
-	Storage_PutUser_FullMethodName    = "/timgw.storage.v1.Storage/PutUser"
-	Storage_ListUsers_FullMethodName  = "/timgw.storage.v1.Storage/ListUsers"
+	Storage_Open_FullMethodName          = "/timgw.storage.v1.Storage/Open"
+	Storage_Append_FullMethodName        = "/timgw.storage.v1.Storage/Append"
+	Storage_Inbox_FullMethodName         = "/timgw.storage.v1.Storage/Inbox"
+	Storage_Confirm_FullMethodName       = "/timgw.storage.v1.Storage/Confirm"
+	Storage_History_FullMethodName       = "/timgw.storage.v1.Storage/History"
+	Storage_Recall_FullMethodName        = "/timgw.storage.v1.Storage/Recall"
+	Storage_JoinGroup_FullMethodName     = "/timgw.storage.v1.Storage/JoinGroup"
+	Storage_LeaveGroup_FullMethodName    = "/timgw.storage.v1.Storage/LeaveGroup"
+	Storage_ListGroups_FullMethodName    = "/timgw.storage.v1.Storage/ListGroups"
+	Storage_PutUser_FullMethodName       = "/timgw.storage.v1.Storage/PutUser"
+	Storage_ListUsers_FullMethodName     = "/timgw.storage.v1.Storage/ListUsers"
+	Storage_SetCursor_FullMethodName     = "/timgw.storage.v1.Storage/SetCursor"
+	Storage_Cursors_FullMethodName       = "/timgw.storage.v1.Storage/Cursors"
+	Storage_Conversations_FullMethodName = "/timgw.storage.v1.Storage/Conversations"
 )
 
 // StorageClient is the client API for Storage service.
@@ -71,6 +74,15 @@ type StorageClient interface {
 	// PutUser records a known user (upsert); ListUsers pages through them by user id.
 	PutUser(ctx context.Context, in *PutUserRequest, opts ...grpc.CallOption) (*PutUserResponse, error)
 	ListUsers(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
+	// SetCursor raises a user's delivered and read cursors of a conversation (never lowers
+	// them; read implies delivered) and removes the user's inbox entries of that
+	// conversation with seq <= the delivered cursor. It answers the cursors as stored.
+	SetCursor(ctx context.Context, in *SetCursorRequest, opts ...grpc.CallOption) (*SetCursorResponse, error)
+	// Cursors reads a user's cursors of some conversations.
+	Cursors(ctx context.Context, in *CursorsRequest, opts ...grpc.CallOption) (*CursorsResponse, error)
+	// Conversations lists a user's conversations, newest last message first, with the
+	// cursors of both sides and the unread count.
+	Conversations(ctx context.Context, in *ConversationsRequest, opts ...grpc.CallOption) (*ConversationsResponse, error)
 }
 
 type storageClient struct {
@@ -194,6 +206,36 @@ func (c *storageClient) ListUsers(ctx context.Context, in *ListRequest, opts ...
 	return out, nil
 }
 
+func (c *storageClient) SetCursor(ctx context.Context, in *SetCursorRequest, opts ...grpc.CallOption) (*SetCursorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCursorResponse)
+	err := c.cc.Invoke(ctx, Storage_SetCursor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageClient) Cursors(ctx context.Context, in *CursorsRequest, opts ...grpc.CallOption) (*CursorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CursorsResponse)
+	err := c.cc.Invoke(ctx, Storage_Cursors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageClient) Conversations(ctx context.Context, in *ConversationsRequest, opts ...grpc.CallOption) (*ConversationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConversationsResponse)
+	err := c.cc.Invoke(ctx, Storage_Conversations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -223,6 +265,15 @@ type StorageServer interface {
 	// PutUser records a known user (upsert); ListUsers pages through them by user id.
 	PutUser(context.Context, *PutUserRequest) (*PutUserResponse, error)
 	ListUsers(context.Context, *ListRequest) (*ListUsersResponse, error)
+	// SetCursor raises a user's delivered and read cursors of a conversation (never lowers
+	// them; read implies delivered) and removes the user's inbox entries of that
+	// conversation with seq <= the delivered cursor. It answers the cursors as stored.
+	SetCursor(context.Context, *SetCursorRequest) (*SetCursorResponse, error)
+	// Cursors reads a user's cursors of some conversations.
+	Cursors(context.Context, *CursorsRequest) (*CursorsResponse, error)
+	// Conversations lists a user's conversations, newest last message first, with the
+	// cursors of both sides and the unread count.
+	Conversations(context.Context, *ConversationsRequest) (*ConversationsResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -265,6 +316,15 @@ func (UnimplementedStorageServer) PutUser(context.Context, *PutUserRequest) (*Pu
 }
 func (UnimplementedStorageServer) ListUsers(context.Context, *ListRequest) (*ListUsersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListUsers not implemented")
+}
+func (UnimplementedStorageServer) SetCursor(context.Context, *SetCursorRequest) (*SetCursorResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetCursor not implemented")
+}
+func (UnimplementedStorageServer) Cursors(context.Context, *CursorsRequest) (*CursorsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Cursors not implemented")
+}
+func (UnimplementedStorageServer) Conversations(context.Context, *ConversationsRequest) (*ConversationsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Conversations not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -474,6 +534,60 @@ func _Storage_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_SetCursor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCursorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).SetCursor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_SetCursor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).SetCursor(ctx, req.(*SetCursorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Storage_Cursors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CursorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).Cursors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_Cursors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).Cursors(ctx, req.(*CursorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Storage_Conversations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConversationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).Conversations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_Conversations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).Conversations(ctx, req.(*ConversationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -520,6 +634,18 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUsers",
 			Handler:    _Storage_ListUsers_Handler,
+		},
+		{
+			MethodName: "SetCursor",
+			Handler:    _Storage_SetCursor_Handler,
+		},
+		{
+			MethodName: "Cursors",
+			Handler:    _Storage_Cursors_Handler,
+		},
+		{
+			MethodName: "Conversations",
+			Handler:    _Storage_Conversations_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

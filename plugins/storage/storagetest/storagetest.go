@@ -66,6 +66,11 @@ func Run(t *testing.T, open Opener) {
 		{"Groups", testGroups},
 		{"Users", testUsers},
 		{"Reopen", testReopen},
+		{"CursorRaise", testCursorRaise},
+		{"CursorInbox", testCursorInbox},
+		{"CursorSender", testCursorSender},
+		{"Conversations", testConversations},
+		{"ConversationsTies", testConversationsTies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
