@@ -50,6 +50,9 @@ type Hooks struct {
 	MaxStringBytes int `yaml:"max_string_bytes"`
 	// MaxCallBytes bounds the bytes of strings one script call builds in all; 0: 16 MiB.
 	MaxCallBytes int `yaml:"max_call_bytes"`
+	// Senders are the service identities (user ids such as "bot") that scripts may send
+	// messages as, with tim.send in the message hook. Empty: tim.send is refused.
+	Senders []string `yaml:"senders"`
 }
 
 // HookPoint configures one hook point.
@@ -90,6 +93,11 @@ func (h *Hooks) Validate() error {
 	for i, s := range h.Scripts {
 		if err := validScriptName(s, true); err != nil {
 			errs = append(errs, fmt.Errorf("hooks.scripts[%d]: %w", i, err))
+		}
+	}
+	for i, u := range h.Senders {
+		if strings.TrimSpace(u) == "" || len(u) > 128 {
+			errs = append(errs, fmt.Errorf("hooks.senders[%d]: %q is not a user id of 1 to 128 bytes", i, u))
 		}
 	}
 	for name, p := range h.Points() {

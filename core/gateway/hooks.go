@@ -94,6 +94,9 @@ func chatResponse(res router.Result) *packet.Response {
 func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transport, m *packet.Chat) router.Result {
 	m.From = packet.Str(from.UserID)
 	rep := g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
+	if len(rep.Sends) > 0 {
+		defer g.serviceSends(ctx, rep)
+	}
 	switch rep.Action {
 	case hook.MessageReject:
 		code := rep.Code
@@ -106,7 +109,20 @@ func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transp
 	case hook.MessageReroute:
 		return g.reroute(ctx, from, m, rep)
 	}
-	return g.router.Route(ctx, from, m)
+	return g.router.RouteAlso(ctx, from, m, rep.Also)
+}
+
+// serviceSends routes the messages a hook sent as a service identity (tim.send), after
+// the message that caused them. Their senders are not connections: nothing answers them,
+// so a failure is logged.
+func (g *Gateway) serviceSends(ctx context.Context, rep hook.MessageReply) {
+	for i := range rep.Sends {
+		s := rep.Sends[i]
+		res := g.router.Route(ctx, router.Sender{UserID: string(s.From), Service: true}, &s)
+		if !res.Accepted() {
+			g.log.Warn("hook send not accepted", "script", rep.Script, "from", s.From, "to", s.To, "group", s.GroupID, "code", res.Code, "msg", res.Msg)
+		}
+	}
 }
 
 // reroute sends a chat to the receivers a hook chose: a private copy to every user of

@@ -90,4 +90,13 @@ type MessageReply struct {
 	// Script is the script that rejected or dropped the message; for a rewrite or
 	// reroute, the last script of the chain that ran.
 	Script string
+	// Also are users who get a copy of the message besides its receivers, in the same
+	// conversation (MessagePass, MessageRewrite): the stored message, its conversation
+	// and the sender's answer stay those of the original receiver, so the sender does
+	// not learn who else got it.
+	Also []string
+	// Sends are messages the scripts send as a service identity (hooks.senders; From is
+	// set), routed after this message whatever the action, without running the message
+	// hook again.
+	Sends []packet.Chat
 }

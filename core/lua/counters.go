@@ -86,7 +86,19 @@ func (c *Counters) Incr(key string, delta int64, ttl time.Duration) int64 {
 	return c.incr(sh, k, delta, ttl)
 }
 
+// IncrSliding adds delta to key and returns the new value, like Incr, but every
+// increment restarts the TTL: the counter lives ttl after its last change (an idle
+// timeout, not a fixed window).
+func (c *Counters) IncrSliding(key string, delta int64, ttl time.Duration) int64 {
+	sh, k := c.slot(key)
+	return c.add(sh, k, delta, ttl, true)
+}
+
 func (c *Counters) incr(sh *counterShard, k uint64, delta int64, ttl time.Duration) int64 {
+	return c.add(sh, k, delta, ttl, false)
+}
+
+func (c *Counters) add(sh *counterShard, k uint64, delta int64, ttl time.Duration, sliding bool) int64 {
 	now := c.now()
 	sh.mu.Lock()
 	e, ok := sh.m[k]
@@ -95,6 +107,9 @@ func (c *Counters) incr(sh *counterShard, k uint64, delta int64, ttl time.Durati
 			sh.evict(now)
 		}
 		e = counterEntry{expires: now + int64(ttl)}
+	}
+	if sliding {
+		e.expires = now + int64(ttl)
 	}
 	e.value += delta
 	sh.m[k] = e

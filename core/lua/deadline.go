@@ -102,6 +102,7 @@ func (r *Runtime) watchdog() {
 			r.vmsMu.Unlock()
 			if now.Sub(lastSweep) >= counterSweep {
 				r.counters.Sweep()
+				r.kv.Sweep()
 				lastSweep = now
 			}
 		}

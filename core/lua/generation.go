@@ -76,6 +76,7 @@ type generation struct {
 	failClosed  [numPoints]bool
 	vars        map[string]any
 	words       map[string][]string // word-list files by name
+	senders     map[string]bool     // hooks.senders: who tim.send may send as
 	fingerprint string
 	matchers    matcherCache
 }
@@ -131,6 +132,10 @@ func (r *Runtime) rebuild(why string, strict bool) error {
 		vars:        cfg.Vars,
 		words:       words,
 		fingerprint: fp,
+		senders:     make(map[string]bool, len(cfg.Senders)),
+	}
+	for _, u := range cfg.Senders {
+		g.senders[u] = true
 	}
 	// authenticated follows the auth point's policy and order.
 	for p, hp := range []config.HookPoint{cfg.Connect, cfg.Auth, cfg.Message, cfg.Join, cfg.Disconnect, cfg.Auth} {

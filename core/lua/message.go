@@ -25,15 +25,30 @@ func (r *Runtime) Message(ctx context.Context, req *hook.MessageRequest) (rep ho
 // messageDecision indexes decisionNames[pMessage].
 func messageDecision(rep hook.MessageReply) int { return int(rep.Action) }
 
-// message runs the message chain on v and reads back what the scripts changed.
-func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest) (rep hook.MessageReply) {
+// message runs the message chain on v and hands back what the scripts changed and the
+// messages they sent (tim.send, tim.deliver_to).
+func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest) hook.MessageReply {
 	v.setMessage(req)
+	rep := r.messageChain(ctx, g, v, req)
+	if len(v.sends) > 0 {
+		rep.Sends = append([]packet.Chat(nil), v.sends...)
+	}
+	if len(v.also) > 0 && (rep.Action == hook.MessagePass || rep.Action == hook.MessageRewrite) {
+		rep.Also = append([]string(nil), v.also...)
+	}
+	v.chat, v.sends, v.also = nil, v.sends[:0], v.also[:0]
+	return rep
+}
+
+// messageChain runs the scripts of the message chain in order.
+func (r *Runtime) messageChain(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest) (rep hook.MessageReply) {
 	last := "" // the last script that ran without failing
 	for k := range g.chains[pMessage] {
 		s := v.script(pMessage, k)
 		if k > 0 {
 			v.restoreReadOnly(req.Chat)
 		}
+		ns, na := len(v.sends), len(v.also)
 		res, err := v.run(ctx, pMessage, k, v.msg, v.msgCtx)
 		var d string
 		if err == nil {
@@ -60,6 +75,7 @@ func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.M
 			}
 		}
 		if err != nil {
+			v.sends, v.also = v.sends[:ns], v.also[:na] // a failed script sends nothing
 			r.failed(pMessage, s, err)
 			if g.failClosed[pMessage] {
 				return rejectMessage(g, s.name)

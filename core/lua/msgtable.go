@@ -51,6 +51,7 @@ func (v *vm) setMessage(req *hook.MessageRequest) {
 	t.RawSetString("to", lua.LString(c.To))
 	t.RawSetString("content", lua.LString(c.Content))
 	v.msgReq = req
+	v.sends, v.also = v.sends[:0], v.also[:0]
 	if v.ctxTouched { // ctx fields are lazy too: clear the previous call's
 		x := v.msgCtx
 		for _, name := range ctxNames {

@@ -46,6 +46,7 @@ type Runtime struct {
 	builtin  fs.FS
 	metrics  *metrics
 	counters *Counters
+	kv       *KV // tim.kv_set / tim.kv_get
 	regexes  regexCache
 	epoch    time.Time
 	now      atomic.Int64 // coarse clock: ns since epoch, advanced by the watchdog
@@ -104,6 +105,7 @@ func New(cfg config.Hooks, opts Options) (*Runtime, error) {
 		r.log = slog.Default()
 	}
 	r.counters = newCounters(r.coarse)
+	r.kv = newKV(r.coarse)
 	if r.builtin == nil {
 		r.builtin = scripts.FS
 	}

@@ -37,6 +37,8 @@ type vm struct {
 	msgReq      *hook.MessageRequest   // the running message call, for ctx
 	ctxTouched  bool                   // ctx fields were materialized in this call
 	touched     uint8                  // lazy msg fields read or written in this call
+	sends       []packet.Chat          // tim.send of this message call
+	also        []string               // tim.deliver_to of this message call
 
 	spent                int            // string bytes the running call built (limits.go)
 	curFn                *lua.LFunction // the hook function running, for traces

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,9 @@ func (r *Router) NewID() string {
 type Sender struct {
 	UserID string // the logged-in user: becomes Chat.From
 	ConnID uint64 // the sending connection, or 0 (HTTP)
+	// Service marks an operator-trusted identity (a hook's tim.send as one of
+	// hooks.senders): it may post to a group it is not a member of.
+	Service bool
 }
 
 // Result is the router's answer to a chat: the cmd 12 code, a message for refusals, and
@@ -110,16 +114,23 @@ func Refused(code packet.Status, msg string) Result { return Result{Code: code, 
 // stamps chat in place (sender, id, time): chat belongs to the caller, and the delivery
 // stages only read it.
 func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) Result {
+	return r.RouteAlso(ctx, from, chat, nil)
+}
+
+// RouteAlso is Route, delivering the chat to the users of also as well: the chat keeps
+// its conversation (it is stored once, with its own receiver), and the result, like the
+// sender's answer, does not name them. A hook's tim.deliver_to uses it.
+func (r *Router) RouteAlso(ctx context.Context, from Sender, chat *packet.Chat, also []string) Result {
 	if r.opts.Observe == nil {
-		return r.route(ctx, from, chat)
+		return r.route(ctx, from, chat, also)
 	}
 	start := time.Now()
-	res := r.route(ctx, from, chat)
+	res := r.route(ctx, from, chat, also)
 	r.opts.Observe(res.Code, time.Since(start))
 	return res
 }
 
-func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) Result {
+func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat, also []string) Result {
 	if code, msg := r.check(from, chat); code != 0 {
 		return Refused(code, msg)
 	}
@@ -129,6 +140,9 @@ func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat) Resu
 		env.Receivers, _ = r.reg.MembersView(string(chat.GroupID))
 	} else {
 		env.Receivers = []string{string(chat.To)}
+	}
+	if len(also) > 0 {
+		env.Receivers = appendNew(slices.Clip(env.Receivers), also, from.UserID)
 	}
 	out, err := r.deliver.Deliver(ctx, env)
 	if err != nil {
@@ -203,7 +217,7 @@ func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
 		if chat.GroupID == "" {
 			return packet.StatusNoReceiver, "group chat (chatType 1) needs \"groupId\""
 		}
-		if !r.reg.IsMember(string(chat.GroupID), from.UserID) && !r.open.Load().Match(string(chat.GroupID)) {
+		if !from.Service && !r.reg.IsMember(string(chat.GroupID), from.UserID) && !r.open.Load().Match(string(chat.GroupID)) {
 			return packet.StatusNotGroupMember, fmt.Sprintf("%s is not a member of group %s", from.UserID, chat.GroupID)
 		}
 	case packet.ChatTypeUnknown:
@@ -234,4 +248,14 @@ func (r *Router) stamp(from Sender, chat *packet.Chat) {
 	}
 	chat.Seq = 0
 	chat.Recalled = false
+}
+
+// appendNew appends the users of add that are neither in list nor skip.
+func appendNew(list, add []string, skip string) []string {
+	for _, u := range add {
+		if u != skip && !slices.Contains(list, u) {
+			list = append(list, u)
+		}
+	}
+	return list
 }
