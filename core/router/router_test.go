@@ -56,33 +56,33 @@ func TestRoute(t *testing.T) {
 		// received counts per connection name
 		want map[string]int
 	}{
-		{"private to online", Sender{"alice", 1}, packet.Chat{To: "bob", ChatType: 2, Content: "hi"},
+		{"private to online", Sender{UserID: "alice", ConnID: 1}, packet.Chat{To: "bob", ChatType: 2, Content: "hi"},
 			packet.StatusOK, "", map[string]int{"bob": 1}},
-		{"private to self reaches other devices", Sender{"alice", 1}, packet.Chat{To: "alice", ChatType: 2, Content: "note"},
+		{"private to self reaches other devices", Sender{UserID: "alice", ConnID: 1}, packet.Chat{To: "alice", ChatType: 2, Content: "note"},
 			packet.StatusOK, "", map[string]int{"alice2": 1}},
-		{"private to offline", Sender{"alice", 1}, packet.Chat{To: "zed", ChatType: 2, Content: "hi"},
+		{"private to offline", Sender{UserID: "alice", ConnID: 1}, packet.Chat{To: "zed", ChatType: 2, Content: "hi"},
 			packet.StatusOffline, "", nil},
-		{"no chatType but to", Sender{"alice", 1}, packet.Chat{To: "bob", Content: "hi"},
+		{"no chatType but to", Sender{UserID: "alice", ConnID: 1}, packet.Chat{To: "bob", Content: "hi"},
 			packet.StatusOK, "", map[string]int{"bob": 1}},
-		{"private without to", Sender{"alice", 1}, packet.Chat{ChatType: 2, Content: "hi"},
+		{"private without to", Sender{UserID: "alice", ConnID: 1}, packet.Chat{ChatType: 2, Content: "hi"},
 			packet.StatusNoReceiver, "needs \"to\"", nil},
-		{"bad chatType", Sender{"alice", 1}, packet.Chat{ChatType: 7, Content: "hi"},
+		{"bad chatType", Sender{UserID: "alice", ConnID: 1}, packet.Chat{ChatType: 7, Content: "hi"},
 			packet.StatusNoReceiver, "chatType 7", nil},
-		{"bad chatType with to", Sender{"alice", 1}, packet.Chat{ChatType: 7, To: "bob", Content: "hi"},
+		{"bad chatType with to", Sender{UserID: "alice", ConnID: 1}, packet.Chat{ChatType: 7, To: "bob", Content: "hi"},
 			packet.StatusNoReceiver, "chatType 7", nil},
-		{"no chatType, no receiver", Sender{"alice", 1}, packet.Chat{Content: "hi"},
+		{"no chatType, no receiver", Sender{UserID: "alice", ConnID: 1}, packet.Chat{Content: "hi"},
 			packet.StatusNoReceiver, "chatType 0", nil},
-		{"group fan-out skips sending conn", Sender{"alice", 1}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
+		{"group fan-out skips sending conn", Sender{UserID: "alice", ConnID: 1}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
 			packet.StatusOK, "", map[string]int{"alice2": 1, "bob": 1}},
-		{"group by non-member", Sender{"carol", 4}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
+		{"group by non-member", Sender{UserID: "carol", ConnID: 4}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
 			packet.StatusNotGroupMember, "not a member", nil},
-		{"group without id", Sender{"alice", 1}, packet.Chat{ChatType: 1, Content: "hey"},
+		{"group without id", Sender{UserID: "alice", ConnID: 1}, packet.Chat{ChatType: 1, Content: "hey"},
 			packet.StatusNoReceiver, "groupId", nil},
-		{"content too large", Sender{"alice", 1}, packet.Chat{To: "bob", ChatType: 2, Content: "0123456789x"},
+		{"content too large", Sender{UserID: "alice", ConnID: 1}, packet.Chat{To: "bob", ChatType: 2, Content: "0123456789x"},
 			packet.StatusTooLarge, "11 bytes", nil},
-		{"extras not an object", Sender{"alice", 1}, packet.Chat{To: "bob", ChatType: 2, Extras: json.RawMessage(`[1]`)},
+		{"extras not an object", Sender{UserID: "alice", ConnID: 1}, packet.Chat{To: "bob", ChatType: 2, Extras: json.RawMessage(`[1]`)},
 			packet.StatusInvalidBody, "extras", nil},
-		{"http sender (no conn)", Sender{"system", 0}, packet.Chat{To: "alice", ChatType: 2, Content: "sys"},
+		{"http sender (no conn)", Sender{UserID: "system", ConnID: 0}, packet.Chat{To: "alice", ChatType: 2, Content: "sys"},
 			packet.StatusOK, "", map[string]int{"alice1": 1, "alice2": 1}},
 	}
 	for _, tt := range tests {
@@ -119,7 +119,7 @@ func TestRoute(t *testing.T) {
 func TestRouteOverwritesForgedFromAndKeepsClientID(t *testing.T) {
 	r, _, conns := setup()
 	chat := packet.Chat{ID: "client-1", From: "mallory", To: "bob", ChatType: 2, Content: "x"}
-	r.Route(context.Background(), Sender{"alice", 1}, &chat)
+	r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat)
 	got := conns["bob"].got
 	if len(got) != 1 || got[0].From != "alice" || got[0].ID != "client-1" {
 		t.Fatalf("bob got %+v, want from alice with id client-1", got)
@@ -141,7 +141,7 @@ func TestRouteDeliveryErrors(t *testing.T) {
 	for _, tt := range tests {
 		reg := session.New()
 		r := New(reg, failing{tt.err}, Options{})
-		resp := r.Route(context.Background(), Sender{"a", 1}, &packet.Chat{To: "b", ChatType: 2})
+		resp := r.Route(context.Background(), Sender{UserID: "a", ConnID: 1}, &packet.Chat{To: "b", ChatType: 2})
 		if resp.Code != tt.want || !strings.Contains(resp.Msg, tt.err.Error()) {
 			t.Errorf("%v: got %d %q, want %d", tt.err, resp.Code, resp.Msg, tt.want)
 		}
@@ -236,6 +236,6 @@ func BenchmarkRoutePrivate(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		chat := packet.Chat{To: "bob", ChatType: 2, Content: "hello"}
-		r.Route(context.Background(), Sender{"alice", 1}, &chat)
+		r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat)
 	}
 }

@@ -25,6 +25,9 @@ const (
 	opJoin    = "join"
 	opLeave   = "leave"
 	opPutUser = "put_user"
+	// receipts.go
+	opCursor        = "cursor"
+	opConversations = "conversations"
 )
 
 // newMetrics registers the storage metrics on reg (nil: none are kept).
@@ -47,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("storage metrics: %w", err)
 		}
 	}
-	for _, op := range []string{opAppend, opInbox, opConfirm, opHistory, opRecall, opJoin, opLeave, opPutUser} {
+	for _, op := range []string{opAppend, opInbox, opConfirm, opHistory, opRecall, opJoin, opLeave, opPutUser, opCursor, opConversations} {
 		m.errs.WithLabelValues(op) // the series exist from the start, at 0
 	}
 	return m, nil

@@ -38,14 +38,15 @@ func (s *Service) Receipt(ctx context.Context, q ReceiptQuery) (Cursor, error) {
 	if cv == "" {
 		return Cursor{}, errors.New("a receipt needs a peer or a group")
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return Cursor{}, err
+		return Cursor{}, s.fail(nil, opCursor, err)
 	}
 	res, err := c.SetCursor(ctx, &pb.SetCursorRequest{User: q.User, Conv: cv, Delivered: q.Delivered, Read: q.Read})
 	if err != nil {
-		s.failed(c, err)
-		return Cursor{}, fmt.Errorf("receipt: %w", err)
+		return Cursor{}, fmt.Errorf("receipt: %w", s.fail(c, opCursor, err))
 	}
 	return cursorOf(res.Cursor), nil
 }
@@ -82,15 +83,16 @@ type ConversationsPage struct {
 // Conversations returns a page of q.User's conversations with their last chat, both
 // sides' cursors and the unread count.
 func (s *Service) Conversations(ctx context.Context, q ConversationsQuery) (ConversationsPage, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.get(ctx)
 	if err != nil {
-		return ConversationsPage{}, err
+		return ConversationsPage{}, s.fail(nil, opConversations, err)
 	}
 	res, err := c.Conversations(ctx, &pb.ConversationsRequest{User: q.User, Groups: q.Groups,
 		Limit: s.page(q.Count), Before: q.Before})
 	if err != nil {
-		s.failed(c, err)
-		return ConversationsPage{}, fmt.Errorf("conversations: %w", err)
+		return ConversationsPage{}, fmt.Errorf("conversations: %w", s.fail(c, opConversations, err))
 	}
 	var page ConversationsPage
 	for _, cv := range res.Conversations {
