@@ -84,6 +84,8 @@ func TestRoute(t *testing.T) {
 			packet.StatusInvalidBody, "extras", nil},
 		{"http sender (no conn)", Sender{UserID: "system", ConnID: 0}, packet.Chat{To: "alice", ChatType: 2, Content: "sys"},
 			packet.StatusOK, "", map[string]int{"alice1": 1, "alice2": 1}},
+		{"a service identity posts to a group it did not join", Sender{UserID: "bot", Service: true}, packet.Chat{GroupID: "g1", ChatType: 1, Content: "hey"},
+			packet.StatusOK, "", map[string]int{"alice1": 1, "alice2": 1, "bob": 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,5 +239,22 @@ func BenchmarkRoutePrivate(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		chat := packet.Chat{To: "bob", ChatType: 2, Content: "hello"}
 		r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat)
+	}
+}
+
+func TestRouteAlso(t *testing.T) {
+	r, _, conns := setup()
+	chat := packet.Chat{To: "zed", ChatType: 2, Content: "for bot"}
+	// zed (the bot) is offline; carol gets a copy; alice (the sender) and a repeat of
+	// carol are not added twice.
+	res := r.RouteAlso(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat, []string{"carol", "alice", "carol"})
+	if res.Code != packet.StatusOK || res.Ack == nil || res.Ack.To != "zed" || res.Ack.Delivered != 1 {
+		t.Fatalf("result %+v ack %+v: want 10000, to zed, 1 delivery", res, res.Ack)
+	}
+	if got := conns["carol"].got; len(got) != 1 || got[0].To != "zed" || got[0].From != "alice" {
+		t.Fatalf("carol got %+v, want the chat to zed from alice", got)
+	}
+	if len(conns["alice2"].got) != 0 || len(conns["bob"].got) != 0 {
+		t.Fatalf("others got copies: alice2 %d bob %d", len(conns["alice2"].got), len(conns["bob"].got))
 	}
 }
