@@ -24,6 +24,7 @@ func (v *vm) run(ctx context.Context, p point, k int, a1, a2 lua.LValue) (res re
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("%s hook not run: %w", p, err)
 	}
+	v.rt.metrics.called(p, s.name)
 	L := v.L
 	v.curFn = fn
 	L.Push(fn)

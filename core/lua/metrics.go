@@ -2,6 +2,7 @@ package lua
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +12,8 @@ type metrics struct {
 	latency   [numPoints]prometheus.Observer
 	decisions [numPoints][]prometheus.Counter
 	failures  *prometheus.CounterVec
+	calls     *prometheus.CounterVec
+	callsOf   sync.Map // scriptKey → prometheus.Counter: no label lookup per call
 	reloads   prometheus.Counter
 	loadErrs  *prometheus.CounterVec
 }
@@ -45,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "timgw_hook_failures_total",
 		Help: "Script failures by hook point, script and kind (error, timeout); script \"-\" is the hook point itself (no Lua state free).",
 	}, []string{"hook", "script", "kind"})
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "timgw_hook_calls_total",
+		Help: "Script calls by hook point and script (each script of a chain counts once per call it runs in); its failures are timgw_hook_failures_total.",
+	}, []string{"hook", "script"})
 	reloads := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "timgw_hook_reloads_total",
 		Help: "Script sets published (start, configuration reloads and file changes).",
@@ -53,12 +60,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "timgw_hook_load_errors_total",
 		Help: "Script versions rejected at load (compile or load error), by script.",
 	}, []string{"script"})
-	for _, c := range []prometheus.Collector{latency, decisions, failures, reloads, loadErrs} {
+	for _, c := range []prometheus.Collector{latency, decisions, failures, calls, reloads, loadErrs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register hook metrics: %w", err)
 		}
 	}
-	m := &metrics{failures: failures, reloads: reloads, loadErrs: loadErrs}
+	m := &metrics{failures: failures, calls: calls, reloads: reloads, loadErrs: loadErrs}
 	for p := point(0); p < numPoints; p++ {
 		m.latency[p] = latency.WithLabelValues(p.String())
 		for _, d := range decisionNames[p] {
@@ -78,6 +85,25 @@ func (m *metrics) observe(p point, seconds float64, decision int) {
 	if decision >= 0 && decision < len(m.decisions[p]) {
 		m.decisions[p][decision].Inc()
 	}
+}
+
+// scriptKey names a script at a hook point.
+type scriptKey struct {
+	p      point
+	script string
+}
+
+// called counts one run of script at p.
+func (m *metrics) called(p point, script string) {
+	if m == nil {
+		return
+	}
+	k := scriptKey{p, script}
+	c, ok := m.callsOf.Load(k)
+	if !ok {
+		c, _ = m.callsOf.LoadOrStore(k, m.calls.WithLabelValues(p.String(), script))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func (m *metrics) failure(p point, script, kind string) {

@@ -182,6 +182,7 @@ end}`})
 		"timgw_hook_failures_total{hook=message,kind=error,script=a.lua}":   1,
 		"timgw_hook_failures_total{hook=message,kind=timeout,script=a.lua}": 1,
 		"timgw_hook_reloads_total":                                          1,
+		"timgw_hook_calls_total{hook=message,script=a.lua}":                 4,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %v, want %v", key, got[key], want)

@@ -30,8 +30,6 @@ var exported = map[string]string{
 	"timgw_plugin_hangs_total":              "counter",
 	"timgw_codec_plugin_packets_total":      "counter",
 	"timgw_hook_calls_total":                "counter",
-	"timgw_hook_errors_total":               "counter",
-	"timgw_hook_timeouts_total":             "counter",
 	"timgw_connections_refused_total":       "counter",
 	"timgw_cluster_batches_published_total": "counter",
 	"timgw_cluster_bytes_published_total":   "counter",
