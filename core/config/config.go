@@ -45,6 +45,8 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 	// Groups configures how groups behave as they grow (join/leave notices, listings).
 	Groups Groups `yaml:"groups"`
+	// Webhooks POSTs events (offline messages, presence, refusals) to HTTP endpoints.
+	Webhooks Webhooks `yaml:"webhooks"`
 }
 
 // Listener is a dedicated port for one protocol.
@@ -146,6 +148,8 @@ func Defaults() Config {
 		Log:    Log{Level: "info", Format: "text"},
 		Hooks:  DefaultHooks(),
 		Groups: DefaultGroups(),
+
+		Webhooks: DefaultWebhooks(), // off until an endpoint is configured
 	}
 }
 
@@ -257,6 +261,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("hooks: %w", err))
 	}
 	errs = append(errs, c.Groups.validate()...)
+	errs = append(errs, c.Webhooks.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
