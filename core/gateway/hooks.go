@@ -71,13 +71,14 @@ func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transp
 		if code == 0 {
 			code = packet.StatusRejected
 		}
+		g.emitRefused(m, code, rep.Reason)
 		return router.Refused(code, rep.Reason)
 	case hook.MessageDrop:
 		return g.router.Dropped(m)
 	case hook.MessageReroute:
 		return g.reroute(ctx, from, m, rep)
 	}
-	return g.router.Route(ctx, from, m)
+	return g.route(ctx, from, m)
 }
 
 // reroute sends a chat to the receivers a hook chose: a private copy to every user of
@@ -96,7 +97,7 @@ func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Cha
 	if rep.GroupID != "" {
 		c := *m
 		c.ChatType, c.GroupID, c.To = packet.ChatTypeGroup, packet.Str(rep.GroupID), ""
-		keep(g.router.Route(ctx, from, &c))
+		keep(g.route(ctx, from, &c))
 	}
 	for i, to := range rep.To {
 		c := *m
@@ -104,7 +105,7 @@ func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Cha
 		if i > 0 || rep.GroupID != "" {
 			c.ID = "" // each copy is its own message
 		}
-		keep(g.router.Route(ctx, from, &c))
+		keep(g.route(ctx, from, &c))
 	}
 	switch {
 	case firstOK != nil:
