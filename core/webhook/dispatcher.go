@@ -248,41 +248,37 @@ func (d *Dispatcher) drop(id, why string) {
 // Close it flushes what is left in the channel.
 func (d *Dispatcher) spoolLoop() {
 	defer close(d.spoolDone)
-	const maxBatch = 1000
 	batch := make([]Event, 0, maxBatch)
 	for {
 		select {
 		case e := <-d.in:
-			batch = append(batch[:0], e)
-		fill:
-			for len(batch) < maxBatch {
-				select {
-				case e := <-d.in:
-					batch = append(batch, e)
-				default:
-					break fill
-				}
-			}
-			d.persist(batch)
+			d.persist(d.fill(append(batch[:0], e)))
 		case <-d.spoolStop:
 			for {
-				batch = batch[:0]
-			drain:
-				for len(batch) < maxBatch {
-					select {
-					case e := <-d.in:
-						batch = append(batch, e)
-					default:
-						break drain
-					}
-				}
-				if len(batch) == 0 {
+				if batch = d.fill(batch[:0]); len(batch) == 0 {
 					return
 				}
 				d.persist(batch)
 			}
 		}
 	}
+}
+
+// maxBatch is the most events one segment holds.
+const maxBatch = 1000
+
+// fill appends the events waiting in the channel to batch, up to maxBatch, without
+// waiting for more.
+func (d *Dispatcher) fill(batch []Event) []Event {
+	for len(batch) < maxBatch {
+		select {
+		case e := <-d.in:
+			batch = append(batch, e)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // persist writes a batch as one segment and adds its events to the pending ones. When

@@ -133,6 +133,18 @@ func (rc *receiver) waitN(t *testing.T, n int) []request {
 	}
 }
 
+// sortedUsers returns the user field of the events POSTed, sorted.
+func sortedUsers(reqs []request) []string {
+	var users []string
+	for _, r := range reqs {
+		var ev Event
+		_ = json.Unmarshal(r.body, &ev)
+		users = append(users, ev.User)
+	}
+	slices.Sort(users)
+	return users
+}
+
 // testConfig is a webhooks section with fast retries, POSTing to urls.
 func testConfig(urls ...string) config.Webhooks {
 	c := config.DefaultWebhooks()
@@ -292,15 +304,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 
 	up := newReceiver(t, nil)
 	d2 := startDispatcher(t, Options{Config: testConfig(up.URL), Dir: dir})
-	reqs := up.waitN(t, 3)
-	var users []string
-	for _, r := range reqs {
-		var ev Event
-		_ = json.Unmarshal(r.body, &ev)
-		users = append(users, ev.User)
-	}
-	slices.Sort(users)
-	if !slices.Equal(users, []string{"u0", "u1", "u2"}) {
+	if users := sortedUsers(up.waitN(t, 3)); !slices.Equal(users, []string{"u0", "u1", "u2"}) {
 		t.Errorf("after the restart the receiver got %v", users)
 	}
 	waitStatus(t, d2, "settled", func(s Status) bool { return s.Pending == 0 && s.Delivered == 3 })
@@ -349,14 +353,7 @@ func TestQueueBoundDropsOldest(t *testing.T) {
 	rc := newReceiver(t, nil)
 	up := testConfig(rc.URL) // a reload to a working endpoint: the pending events go there
 	d.SetConfig(up)
-	var users []string
-	for _, r := range rc.waitN(t, 3) {
-		var ev Event
-		_ = json.Unmarshal(r.body, &ev)
-		users = append(users, ev.User)
-	}
-	slices.Sort(users)
-	if !slices.Equal(users, []string{"u2", "u3", "u4"}) {
+	if users := sortedUsers(rc.waitN(t, 3)); !slices.Equal(users, []string{"u2", "u3", "u4"}) {
 		t.Errorf("the newest 3 must be kept, the receiver got %v", users)
 	}
 	waitStatus(t, d, "settled", func(s Status) bool { return s.Pending == 0 })
