@@ -345,3 +345,53 @@ func TestWebhookQueueAcrossRestart(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWebhookReload starts a gateway without webhooks, adds an endpoint by a live reload
+// (events flow, no restart), then rotates its secret (the next event is signed with the
+// new one), then removes it (no more events).
+func TestWebhookReload(t *testing.T) {
+	t.Parallel()
+	rc := newHookReceiver(t, nil)
+	cfg := newLiveConfig(t, "webhook-reload", gwConfig{})
+	g := startTestGateway(t, "webhook-reload", gwConfig{File: cfg.Path})
+	adm := newAdminClient(t, g)
+	if st, err := adm.webhooks(); err != nil || st.Endpoints != 0 {
+		t.Fatalf("webhooks before the reload: %+v %v", st, err)
+	}
+	g.login(t, epTCP, uid("whl-before")) // no endpoint: no event
+
+	endpoint := func(secret string) map[string]any {
+		return map[string]any{"url": rc.URL, "secret": secret, "events": []any{"user.online"}}
+	}
+	cfg.Set("webhooks.endpoints", []any{endpoint("first")})
+	if r := cfg.ApplyByAPI(t, adm, byRename); !r.hasChange("webhooks") {
+		t.Fatalf("the reload did not apply webhooks: %s", r)
+	}
+	u1 := uid("whl-one")
+	g.login(t, epTCP, u1)
+	checkSigned(t, rc.waitFor(t, "user.online after the endpoint was added", func(d hookDelivery) bool { return d.Event.User == u1 }), "first")
+
+	cfg.Set("webhooks.endpoints", []any{endpoint("second")})
+	cfg.ApplyByAPI(t, adm, byRename)
+	u2 := uid("whl-two")
+	g.login(t, epTCP, u2)
+	checkSigned(t, rc.waitFor(t, "user.online after the secret changed", func(d hookDelivery) bool { return d.Event.User == u2 }), "second")
+
+	cfg.Set("webhooks.endpoints", []any{})
+	cfg.ApplyByAPI(t, adm, byRename)
+	u3 := uid("whl-three")
+	c := g.login(t, epTCP, u3)
+	mustSync(t, c, u3)
+	eventually(t, "the endpoint is gone", func() error {
+		st, err := adm.webhooks()
+		if err != nil || st.Endpoints != 0 {
+			return fmt.Errorf("parts.webhooks %+v %v", st, err)
+		}
+		return nil
+	})
+	for _, d := range rc.all() {
+		if d.Event.User != u1 && d.Event.User != u2 {
+			t.Errorf("unexpected event %s", d.Body)
+		}
+	}
+}
