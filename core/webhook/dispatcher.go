@@ -68,6 +68,7 @@ type Dispatcher struct {
 	stopping  bool
 
 	delivered, failed, dropped atomic.Uint64
+	dropLogged                 atomic.Int64 // when drop last logged, unix ns
 
 	wake       chan struct{}
 	work       chan task
@@ -238,10 +239,15 @@ func (d *Dispatcher) Emit(e Event) {
 	}
 }
 
+// drop counts an event that is given up before delivery. It logs at most once a second
+// (an overload drops many).
 func (d *Dispatcher) drop(id, why string) {
-	d.dropped.Add(1)
+	n := d.dropped.Add(1)
 	d.m.result(resultDropped)
-	d.log.Warn("webhook event dropped", "event", id, "reason", why)
+	now := time.Now().UnixNano()
+	if last := d.dropLogged.Load(); now-last >= int64(time.Second) && d.dropLogged.CompareAndSwap(last, now) {
+		d.log.Warn("webhook event dropped", "event", id, "reason", why, "dropped_total", n)
+	}
 }
 
 // spoolLoop persists emitted events in batches and hands them to the scheduler; on

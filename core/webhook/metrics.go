@@ -16,7 +16,7 @@ const (
 
 // metrics are the Prometheus series of a Dispatcher; a nil *metrics records nothing.
 type metrics struct {
-	events  *prometheus.CounterVec
+	events  map[string]prometheus.Counter // by type, looked up once
 	results map[string]prometheus.Counter
 }
 
@@ -39,9 +39,9 @@ func newMetrics(reg prometheus.Registerer, d *Dispatcher) (*metrics, error) {
 			return nil, fmt.Errorf("webhook metrics: %w", err)
 		}
 	}
-	m := &metrics{events: events, results: map[string]prometheus.Counter{}}
+	m := &metrics{events: map[string]prometheus.Counter{}, results: map[string]prometheus.Counter{}}
 	for _, t := range Types {
-		events.WithLabelValues(t)
+		m.events[t] = events.WithLabelValues(t)
 	}
 	for _, r := range []string{resultDelivered, resultRetry, resultFailed, resultDropped} {
 		m.results[r] = deliveries.WithLabelValues(r)
@@ -50,8 +50,8 @@ func newMetrics(reg prometheus.Registerer, d *Dispatcher) (*metrics, error) {
 }
 
 func (m *metrics) event(typ string) {
-	if m != nil {
-		m.events.WithLabelValues(typ).Inc()
+	if c := m.counter(typ); c != nil {
+		c.Inc()
 	}
 }
 
@@ -59,4 +59,12 @@ func (m *metrics) result(r string) {
 	if m != nil {
 		m.results[r].Inc()
 	}
+}
+
+// counter is the events counter of typ (nil: no metrics, or not a known type).
+func (m *metrics) counter(typ string) prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.events[typ]
 }

@@ -92,7 +92,7 @@ type receiver struct {
 	got    chan struct{}
 }
 
-func newReceiver(t *testing.T, answer func(n int, r request) int) *receiver {
+func newReceiver(t testing.TB, answer func(n int, r request) int) *receiver {
 	t.Helper()
 	rc := &receiver{answer: answer, got: make(chan struct{}, 1000)}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +107,10 @@ func newReceiver(t *testing.T, answer func(n int, r request) int) *receiver {
 			code = rc.answer(n, req)
 		}
 		w.WriteHeader(code)
-		rc.got <- struct{}{}
+		select { // wakes waitN; when full, waitN has wake-ups queued already
+		case rc.got <- struct{}{}:
+		default:
+		}
 	}))
 	t.Cleanup(rc.Close)
 	return rc
@@ -128,7 +131,10 @@ func (rc *receiver) waitN(t *testing.T, n int) []request {
 		select {
 		case <-rc.got:
 		case <-deadline:
-			t.Fatalf("the receiver got %d requests, want %d", len(rc.reqs), n)
+			rc.mu.Lock()
+			got := len(rc.reqs)
+			rc.mu.Unlock()
+			t.Fatalf("the receiver got %d requests, want %d", got, n)
 		}
 	}
 }
@@ -250,7 +256,7 @@ func TestRetryKeepsEventID(t *testing.T) {
 	if n := counterValue(t, d.m.results[resultRetry]); n != 2 {
 		t.Errorf("retry count %v, want 2", n)
 	}
-	if n := counterValue(t, d.m.events.WithLabelValues(TypeUserOnline)); n != 1 {
+	if n := counterValue(t, d.m.events[TypeUserOnline]); n != 1 {
 		t.Errorf("events count %v, want 1", n)
 	}
 }
