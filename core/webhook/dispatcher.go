@@ -64,6 +64,7 @@ type Dispatcher struct {
 	cfg       config.Webhooks // resolved
 	endpoints map[string]config.WebhookEndpoint
 	items     *list.List // of *item, oldest first
+	health    map[string]*endpointHealth
 	tasks     taskHeap
 	stopping  bool
 
@@ -90,6 +91,15 @@ type item struct {
 	el   *list.Element
 	eps  map[string]*attempt
 	gone bool // settled: delivered everywhere, given up, or dropped
+}
+
+// endpointHealth is an endpoint's run of failures. After a failure the endpoint cools
+// down (the backoff of its run of failures): no event is sent to it until then, so that an
+// endpoint that is down gets a probe per backoff period, not every pending event, and
+// does not hold every worker. A success ends the run.
+type endpointHealth struct {
+	fails int
+	until time.Time
 }
 
 // attempt is an event's delivery state at one endpoint.
@@ -121,7 +131,7 @@ func New(o Options) (*Dispatcher, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Dispatcher{log: o.Logger.With("component", "webhook"), node: o.Node, client: o.Client,
 		in: make(chan Event, o.Buffer), idBase: hex.EncodeToString(b[:]), dir: o.Dir, items: list.New(),
-		endpoints: map[string]config.WebhookEndpoint{}, wake: make(chan struct{}, 1), work: make(chan task),
+		endpoints: map[string]config.WebhookEndpoint{}, health: map[string]*endpointHealth{}, wake: make(chan struct{}, 1), work: make(chan task),
 		stop: make(chan struct{}), spoolStop: make(chan struct{}), spoolDone: make(chan struct{}),
 		ctx: ctx, cancel: cancel, workersNum: o.Workers}
 	d.wants.Store(&map[string]bool{})
@@ -206,6 +216,11 @@ func (d *Dispatcher) SetConfig(cfg config.Webhooks) {
 	}
 	d.mu.Lock()
 	d.cfg, d.endpoints = cfg, eps
+	for url := range d.health {
+		if _, ok := eps[url]; !ok {
+			delete(d.health, url)
+		}
+	}
 	for e := d.items.Front(); e != nil; {
 		next := e.Next()
 		it := e.Value.(*item)
@@ -424,13 +439,26 @@ func (d *Dispatcher) next() (task, time.Duration, bool) {
 		heap.Pop(&d.tasks)
 		a := top.it.eps[top.url]
 		a.queued = false
-		if top.it.gone || a.done {
+		if top.it.gone || a.done || d.deferLocked(top) {
 			continue
 		}
 		a.busy = true
 		return top, 0, true
 	}
 	return task{}, time.Hour, false
+}
+
+// deferLocked puts t back in the heap, for when its endpoint's cool-down ends, when the
+// endpoint is cooling down; it reports whether it did.
+func (d *Dispatcher) deferLocked(t task) bool {
+	h := d.health[t.url]
+	if h == nil || !time.Now().Before(h.until) {
+		return false
+	}
+	t.at = h.until
+	t.it.eps[t.url].queued = true
+	heap.Push(&d.tasks, t)
+	return true
 }
 
 // worker posts events.
@@ -441,6 +469,11 @@ func (d *Dispatcher) worker() {
 		case t := <-d.work:
 			d.mu.Lock()
 			ep, ok := d.endpoints[t.url]
+			if ok && d.deferLocked(t) { // the endpoint failed since the task was handed out
+				t.it.eps[t.url].busy = false
+				d.mu.Unlock()
+				continue
+			}
 			d.mu.Unlock()
 			var err error
 			if ok {
@@ -466,13 +499,21 @@ func (d *Dispatcher) finish(t task, configured bool, err error) {
 		d.settleLocked(t.it)
 		return
 	}
+	h := d.health[t.url]
+	if h == nil {
+		h = &endpointHealth{}
+		d.health[t.url] = h
+	}
 	if err == nil {
+		h.fails, h.until = 0, time.Time{}
 		a.done = true
 		d.delivered.Add(1)
 		d.m.result(resultDelivered)
 		d.settleLocked(t.it)
 		return
 	}
+	h.fails++
+	h.until = time.Now().Add(backoff(h.fails, d.cfg.Retry.BackoffMin, d.cfg.Retry.BackoffMax, jitter()))
 	a.n++
 	if a.n >= d.cfg.Retry.MaxAttempts {
 		a.done = true

@@ -408,3 +408,25 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestDownEndpointIsProbedNotFlooded(t *testing.T) {
+	down := newReceiver(t, func(int, request) int { return http.StatusServiceUnavailable })
+	cfg := testConfig(down.URL)
+	cfg.Retry.BackoffMin, cfg.Retry.BackoffMax = time.Hour, time.Hour
+	d := startDispatcher(t, Options{Config: cfg, Workers: 1})
+	for i := range 20 {
+		d.Emit(Event{Type: TypeUserOnline, User: "u" + strconv.Itoa(i)})
+	}
+	down.waitN(t, 1)
+	waitStatus(t, d, "all queued", func(s Status) bool { return s.Pending == 20 })
+	time.Sleep(200 * time.Millisecond) // time for more attempts, were the endpoint not cooling down
+	down.mu.Lock()
+	n := len(down.reqs)
+	down.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("an endpoint that is down got %d requests, want 1 probe", n)
+	}
+	if s := d.Status(); s.Failed != 0 || s.Pending != 20 {
+		t.Fatalf("status %+v: the events must wait, not be given up", s)
+	}
+}
