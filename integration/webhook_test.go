@@ -290,8 +290,8 @@ func TestWebhookRetry(t *testing.T) {
 }
 
 // TestWebhookQueueAcrossRestart stops the gateway while the receiver is down and the
-// events are waiting for a retry; after a restart, with the receiver up, the same
-// events (same ids) are delivered.
+// events are waiting in the queue; after a restart, with the receiver up, they are
+// delivered (the one attempted before the stop with the same id and body).
 func TestWebhookQueueAcrossRestart(t *testing.T) {
 	t.Parallel()
 	var down atomic.Bool
@@ -309,25 +309,35 @@ func TestWebhookQueueAcrossRestart(t *testing.T) {
 	a := g1.login(t, epTCP, alice)
 	r, err := a.ChatTo(bob, "while you were out", wait)
 	mustCode(t, "chat to offline bob", r, err, packet.StatusOffline)
-	first := rc.waitFor(t, "a failed attempt of message.offline", func(d hookDelivery) bool {
-		return d.Event.Type == "message.offline" && d.Status == http.StatusServiceUnavailable
-	})
 	online := rc.waitFor(t, "a failed attempt of user.online", func(d hookDelivery) bool {
 		return d.Event.Type == "user.online" && d.Status == http.StatusServiceUnavailable
 	})
 	a.Close()
+	// The endpoint cools down after the failure: the other events wait in the queue.
+	adm1 := newAdminClient(t, g1)
+	eventually(t, "three events queued", func() error {
+		st, err := adm1.webhooks()
+		if err == nil && st.Pending != 3 {
+			err = fmt.Errorf("parts.webhooks %+v", st)
+		}
+		return err
+	})
 	stopGateway(t, g1)
 
 	down.Store(false)
 	g2 := startStorageGateway(t, "webhook-restart-2", cfg.Path)
-	for _, want := range []hookDelivery{first, online} {
-		got := rc.waitFor(t, want.Event.Type+" delivered after the restart", func(d hookDelivery) bool {
-			return d.Event.ID == want.Event.ID && d.Status == http.StatusOK
-		})
-		if string(got.Body) != string(want.Body) {
-			t.Errorf("after the restart %s, before %s", got.Body, want.Body)
-		}
-		checkSigned(t, got, "s")
+	got := rc.waitFor(t, "user.online delivered after the restart", func(d hookDelivery) bool {
+		return d.Event.ID == online.Event.ID && d.Status == http.StatusOK
+	})
+	if string(got.Body) != string(online.Body) {
+		t.Errorf("after the restart %s, before %s", got.Body, online.Body)
+	}
+	checkSigned(t, got, "s")
+	off := rc.waitFor(t, "message.offline delivered after the restart", func(d hookDelivery) bool {
+		return d.Event.Type == "message.offline" && d.Status == http.StatusOK
+	})
+	if m := off.Event.Message; m == nil || m.From != alice || m.To != bob || m.Content != "while you were out" {
+		t.Errorf("message.offline after the restart: %s", off.Body)
 	}
 	// user.offline, emitted when alice left before the stop, was kept too.
 	rc.waitFor(t, "user.offline delivered after the restart", func(d hookDelivery) bool {
