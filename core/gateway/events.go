@@ -54,28 +54,33 @@ func (g *Gateway) emitRefused(m *packet.Chat, code packet.Status, reason string)
 	}
 }
 
-// route routes a chat (router.Route) and emits message.offline when it was stored for
-// receivers who are offline: the receiver of a private chat answered 10001, or the
-// members of a group that are offline (the sender left out).
+// route routes a chat (router.Route) and emits message.offline for it (emitOffline).
 func (g *Gateway) route(ctx context.Context, from router.Sender, m *packet.Chat) router.Result {
 	res := g.router.Route(ctx, from, m)
+	g.emitOffline(from, m, res)
+	return res
+}
+
+// emitOffline emits message.offline when the routed chat m (res is the router's answer)
+// was stored for receivers who are offline: the receiver of a private chat answered
+// 10001, or the members of a group that are offline (the sender left out).
+func (g *Gateway) emitOffline(from router.Sender, m *packet.Chat, res router.Result) {
 	if !res.Accepted() || res.Ack.Seq == 0 || res.Ack.Duplicate || !g.wants(webhook.TypeMessageOffline) {
-		return res // refused, storage off (not stored: nothing to fetch later), or a resend
+		return // refused, storage off (not stored: nothing to fetch later), or a resend
 	}
 	ev := webhook.Event{Type: webhook.TypeMessageOffline, Message: eventMessage(m, res.Ack.Seq, res.Ack.CreateTime)}
 	if m.ChatType != packet.ChatTypeGroup {
-		if res.Code != packet.StatusOffline {
-			return res
+		if res.Code == packet.StatusOffline {
+			ev.OfflineUsers = []string{string(m.To)}
+			g.events.Emit(ev)
 		}
-		ev.OfflineUsers = []string{string(m.To)}
-		g.events.Emit(ev)
-		return res
+		return
 	}
 	gid := string(m.GroupID)
 	ev.Members = g.reg.MemberCount(gid)
 	if limit := g.eventGroupMax.Load(); int64(ev.Members) > limit {
 		g.events.Emit(ev) // too large to list: the receiver looks the members up itself
-		return res
+		return
 	}
 	members, _ := g.reg.MembersView(gid)
 	for _, u := range members {
@@ -86,5 +91,4 @@ func (g *Gateway) route(ctx context.Context, from router.Sender, m *packet.Chat)
 	if len(ev.OfflineUsers) > 0 {
 		g.events.Emit(ev)
 	}
-	return res
 }
