@@ -29,6 +29,7 @@ import (
 	"github.com/timgw/timgw/core/session"
 	"github.com/timgw/timgw/core/store"
 	"github.com/timgw/timgw/core/transport"
+	"github.com/timgw/timgw/core/webhook"
 )
 
 // App is a running gateway.
@@ -57,6 +58,8 @@ type App struct {
 	// membersPage is groups.members_page_size (reloadable).
 	membersPage atomic.Int64
 	plugins     *pluginhost.Metrics // timgw_plugin_*: every plugin supervisor's
+	// webhooks delivers the gateway's events to HTTP endpoints (webhooks.go).
+	webhooks *webhook.Dispatcher
 }
 
 // Authenticator builds the authenticator the configuration asks for.
@@ -115,8 +118,13 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("hooks: %w", err)
 	}
 	a.hooks = hooks
+	if err := a.startWebhooks(cfg); err != nil {
+		_ = a.hooks.Close()
+		a.stopBackends()
+		return nil, err
+	}
 	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks, Presence: a.dir,
-		NoticeMaxMembers: cfg.Groups.NoticeMaxMembers})
+		NoticeMaxMembers: cfg.Groups.NoticeMaxMembers, Events: a.webhooks, EventGroupMax: cfg.Webhooks.GroupMaxMembers})
 	a.membersPage.Store(int64(cfg.Groups.MembersPageSize))
 	a.srv, err = transport.New(transport.Options{Handler: transportHandler{a.gw}, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {
@@ -152,6 +160,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		}
 	}
 	a.coreSteps()
+	a.addWebhookStep()
 	a.AddStatus("hooks", func() any { return a.hooks.Status() })
 	if a.storage != nil {
 		a.AddStatus("storage", func() any { return a.storage.Status() })
@@ -353,6 +362,8 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.hooks != nil {
 			errs = append(errs, a.hooks.Close())
 		}
+		// After the connections closed: their user.offline events are queued.
+		errs = append(errs, a.stopWebhooks(ctx))
 		a.stopBackends() // last: nothing routes chats any more
 	})
 	return errors.Join(errs...)

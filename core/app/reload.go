@@ -279,6 +279,9 @@ func restartOnly(old, cur, boot *config.Config) []string {
 	if !reflect.DeepEqual(old.Cluster, cur.Cluster) && !reflect.DeepEqual(cur.Cluster, boot.Cluster) {
 		out = append(out, "cluster")
 	}
+	if webhookDir(old) != webhookDir(cur) && webhookDir(cur) != webhookDir(boot) {
+		out = append(out, "webhooks.queue.dir")
+	}
 	return out
 }
 

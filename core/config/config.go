@@ -45,6 +45,8 @@ type Config struct {
 	Groups Groups `yaml:"groups"`
 	// Shutdown configures the drain and the goodbye on SIGTERM and SIGINT.
 	Shutdown Shutdown `yaml:"shutdown"`
+	// Webhooks POSTs events (offline messages, presence, refusals) to HTTP endpoints.
+	Webhooks Webhooks `yaml:"webhooks"`
 }
 
 // Listener is a dedicated port for one protocol.
@@ -285,6 +287,7 @@ func (c *Config) Validate() error {
 	if err := c.Shutdown.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Webhooks.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

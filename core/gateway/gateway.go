@@ -72,6 +72,11 @@ type Options struct {
 	// NoticeMaxMembers is the largest group whose members get join and leave notices
 	// (cmd 9, cmd 10); 0: any size. See SetNoticeMaxMembers.
 	NoticeMaxMembers int
+	// Events receives webhook events; nil: none are built.
+	Events Events
+	// EventGroupMax is the largest group whose offline members a message.offline event
+	// lists (webhooks.group_max_members). See SetEventGroupMax.
+	EventGroupMax int
 }
 
 // Gateway runs the t-im commands.
@@ -86,6 +91,9 @@ type Gateway struct {
 	// noticeMax is the largest group told of joins and leaves (0: any size).
 	noticeMax atomic.Int64
 	stopping  atomic.Bool // BeginShutdown was called (shutdown.go)
+	// events receives webhook events (nil: none); eventGroupMax bounds their member lists.
+	events        Events
+	eventGroupMax atomic.Int64
 }
 
 type authBox struct{ a Authenticator }
@@ -107,6 +115,8 @@ func New(o Options) *Gateway {
 	g := &Gateway{reg: o.Registry, router: o.Router, log: o.Logger, store: o.Storage, hooks: o.Hooks, presence: o.Presence}
 	g.SetAuthenticator(o.Authenticator)
 	g.SetNoticeMaxMembers(o.NoticeMaxMembers)
+	g.events = o.Events
+	g.SetEventGroupMax(o.EventGroupMax)
 	return g
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/router"
 	"github.com/timgw/timgw/core/session"
+	"github.com/timgw/timgw/core/webhook"
 )
 
 // Opened is called first for every connection. For one connection, Opened, Packet and
@@ -39,6 +40,7 @@ func (g *Gateway) logout(c Conn, cl *client) {
 	if !g.reg.Unbind(user, c) || g.presence.Online(user) {
 		return // still online here, or on another node of the cluster
 	}
+	g.emitUser(webhook.TypeUserOffline, user)
 	u, _ := g.reg.User(user)
 	for _, gid := range g.reg.Groups(user) {
 		if !g.membershipNotices(gid) {
@@ -196,7 +198,10 @@ func (g *Gateway) login(ctx context.Context, c Conn, cl *client, resp packet.Cmd
 	}
 	cl.userID = id.UserID
 	known := g.reg.Known(id.UserID)
-	g.reg.Bind(id.UserID, c, session.Profile{Nick: id.Nick, Avatar: id.Avatar})
+	elsewhere := g.wants(webhook.TypeUserOnline) && g.presence.Online(id.UserID) // before Bind: on another node
+	if g.reg.Bind(id.UserID, c, session.Profile{Nick: id.Nick, Avatar: id.Avatar}) && !elsewhere {
+		g.emitUser(webhook.TypeUserOnline, id.UserID)
+	}
 	g.remember(ctx, id.UserID, id.Nick, id.Avatar, known)
 	for _, gid := range id.Groups {
 		if gid = strings.TrimSpace(gid); gid != "" && g.reg.Join(gid, "", id.UserID) {

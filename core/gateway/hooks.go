@@ -103,13 +103,14 @@ func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transp
 		if code == 0 {
 			code = packet.StatusRejected
 		}
+		g.emitRefused(m, code, rep.Reason)
 		return router.Refused(code, rep.Reason)
 	case hook.MessageDrop:
 		return g.router.Dropped(m)
 	case hook.MessageReroute:
 		return g.reroute(ctx, from, m, rep)
 	}
-	return g.router.RouteAlso(ctx, from, m, rep.Also)
+	return g.route(ctx, from, m, rep.Also)
 }
 
 // serviceSends routes the messages a hook sent as a service identity (tim.send), after
@@ -118,7 +119,7 @@ func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transp
 func (g *Gateway) serviceSends(ctx context.Context, rep hook.MessageReply) {
 	for i := range rep.Sends {
 		s := rep.Sends[i]
-		res := g.router.Route(ctx, router.Sender{UserID: string(s.From), Service: true}, &s)
+		res := g.route(ctx, router.Sender{UserID: string(s.From), Service: true}, &s, nil)
 		if !res.Accepted() {
 			g.log.Warn("hook send not accepted", "script", rep.Script, "from", s.From, "to", s.To, "group", s.GroupID, "code", res.Code, "msg", res.Msg)
 		}
@@ -141,7 +142,7 @@ func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Cha
 	if rep.GroupID != "" {
 		c := *m
 		c.ChatType, c.GroupID, c.To = packet.ChatTypeGroup, packet.Str(rep.GroupID), ""
-		keep(g.router.Route(ctx, from, &c))
+		keep(g.route(ctx, from, &c, nil))
 	}
 	for i, to := range rep.To {
 		c := *m
@@ -149,7 +150,7 @@ func (g *Gateway) reroute(ctx context.Context, from router.Sender, m *packet.Cha
 		if i > 0 || rep.GroupID != "" {
 			c.ID = "" // each copy is its own message
 		}
-		keep(g.router.Route(ctx, from, &c))
+		keep(g.route(ctx, from, &c, nil))
 	}
 	switch {
 	case firstOK != nil:
