@@ -45,6 +45,12 @@ export function backoffDelay(attempt, { min = 500, max = 30000, jitter = 0.5 } =
 const num = (v) => (v === undefined || v === null || v === "" ? undefined : Number(v));
 const str = (v) => (v === undefined || v === null ? undefined : typeof v === "object" ? String(v.userId ?? v.groupId ?? v.id ?? "") : String(v));
 
+/** defined deletes the members of o that are undefined and returns o. */
+function defined(o) {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
 /** normalizeChat turns a wire chat (numbers possibly strings) into a Message. */
 export function normalizeChat(m, offline = false) {
   const out = {
@@ -55,8 +61,7 @@ export function normalizeChat(m, offline = false) {
   };
   if (m.extras !== undefined) out.extras = m.extras;
   if (m.recalled === true || m.recalled === "true") out.recalled = true;
-  for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
-  return out;
+  return defined(out);
 }
 
 /** chatsOf lists the chats of a cmd 20 answer's data: {friends: {peer: [...]}, groups: {gid: [...]}}. */
@@ -183,6 +188,7 @@ export class TimClient {
       this.socket = ws;
       let loggedIn = false;
       ws.onopen = () => {
+        opened = true;
         if (this.socket !== ws) return;
         this._emit("open", { url: this.options.url, reconnect: isReconnect });
         const o = this.options;
@@ -204,13 +210,17 @@ export class TimClient {
           this._emit("close", { code: 1000, reason: err.message, willReconnect: false });
         });
       };
-      ws.onmessage = (ev) => { if (this.socket === ws) this._onFrame(ev.data); };
-      ws.onerror = () => { /* onclose follows with the details */ };
-      ws.onclose = (ev) => {
+      let opened = false;
+      const closed = (code, reason) => {
         if (this.socket !== ws) return;
-        if (!loggedIn) reject(new TimError(`connection closed before login (${ev.code}${ev.reason ? ": " + ev.reason : ""})`));
-        this._onClose(ev.code, ev.reason, loggedIn);
+        if (!loggedIn) reject(new TimError(`connection closed before login (${code}${reason ? ": " + reason : ""})`));
+        this._onClose(code, reason, loggedIn);
       };
+      ws.onmessage = (ev) => { if (this.socket === ws) this._onFrame(ev.data); };
+      // A connection that fails before it opens may report only the error (Node 20's
+      // WebSocket does); otherwise onclose follows with the details.
+      ws.onerror = () => { if (!opened) closed(1006, "connection failed"); };
+      ws.onclose = (ev) => closed(ev.code, ev.reason);
     });
   }
 
@@ -228,7 +238,8 @@ export class TimClient {
         this._request(CMD.JOIN_REQ, { groupId: g }).catch((e) => this._emit("error", new TimError(`rejoin ${g}: ${e.message}`, e.code)));
       }
     }
-    if (this.options.fetchOffline) this.fetchOffline().catch((e) => this._emit("error", e));
+    // A fetch cut short by a lost connection runs again after the next login.
+    if (this.options.fetchOffline) this.fetchOffline().catch((e) => { if (e.code || this.state === "online") this._emit("error", e); });
   }
 
   _heartbeat() {
@@ -325,7 +336,7 @@ export class TimClient {
           userId: str(r.user), groupId: str(r.group) });
         return;
       case CMD.TYPING_NOTIFY:
-        this._emit("typing", { from: str(r.from), to: str(r.to), groupId: str(r.groupId), state: r.state || "typing" });
+        this._emit("typing", defined({ from: str(r.from), to: str(r.to), groupId: str(r.groupId), state: r.state || "typing" }));
         return;
       case CMD.RECALL_RESP: {
         const d = r.data && typeof r.data === "object" ? r.data : {};
