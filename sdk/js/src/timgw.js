@@ -192,8 +192,7 @@ export class TimClient {
         if (this.socket !== ws) return;
         this._emit("open", { url: this.options.url, reconnect: isReconnect });
         const o = this.options;
-        const body = { userId: o.userId || "", password: o.password || "" };
-        if (o.token) body.token = o.token;
+        const body = defined({ userId: o.userId || undefined, password: o.password || undefined, token: o.token || undefined });
         this._request(CMD.LOGIN_REQ, body).then((r) => {
           loggedIn = true;
           this._onLogin(r, isReconnect);
