@@ -6,11 +6,13 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +31,23 @@ func TestSDKNode(t *testing.T) {
 	if err != nil {
 		t.Skipf("SDK test skipped: node is not on PATH (Node.js >= 20 runs sdk/js/test): %v", err)
 	}
+	major, err := nodeMajor(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if major < 20 {
+		t.Skipf("SDK test skipped: %s is Node.js %d; the SDK needs Node.js >= 20 (its WebSocket)", node, major)
+	}
 	files, err := filepath.Glob(filepath.Join(moduleRoot, "sdk", "js", "test", "*.test.mjs"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no SDK tests in sdk/js/test: %v", err)
 	}
 	g := mainGateway(t)
-	args := append([]string{"--experimental-websocket", "--test", "--test-reporter=tap"}, files...)
+	args := []string{"--test", "--test-reporter=tap"}
+	if major < 22 { // Node 20 and 21 have the global WebSocket behind this flag
+		args = append([]string{"--experimental-websocket"}, args...)
+	}
+	args = append(args, files...)
 	cmd := exec.Command(node, args...)
 	cmd.Dir = filepath.Join(moduleRoot, "sdk", "js")
 	cmd.Env = append(os.Environ(),
@@ -53,6 +66,21 @@ func TestSDKNode(t *testing.T) {
 		}
 	}
 	t.Logf("node --test passed in %s:\n%s", time.Since(start).Round(time.Millisecond), tapSummary(out))
+}
+
+// nodeMajor returns the major version of the node binary ("v20.1.0" is 20).
+func nodeMajor(node string) (int, error) {
+	out, err := exec.Command(node, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", node, err)
+	}
+	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+	major, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: unexpected %q", node, out)
+	}
+	return n, nil
 }
 
 // tapSummary returns the result lines of TAP output: "ok"/"not ok" and the totals.

@@ -259,3 +259,23 @@ test("a kicked client reconnects with backoff, logs in again and rejoins its gro
   await within(d.sendGroup(room, "welcome back"), "the answer");
   assert.equal((await within(got, "carol gets the group chat after the reconnect")).groupId, room);
 });
+
+test("reconnectNow skips the backoff wait; close stops reconnecting", opts, async () => {
+  const id = uid("eager");
+  const c = await login(id, { reconnectMinDelay: 60000, reconnectMaxDelay: 60000, reconnectJitter: 0 });
+  const waiting = c.once("reconnecting");
+  c.socket.close();
+  assert.deepEqual(await within(waiting, "the reconnecting event"), { attempt: 1, delay: 60000 });
+  assert.equal(c.state, "reconnecting");
+  const back = c.once("login");
+  c.reconnectNow();
+  assert.equal((await within(back, "the login after reconnectNow")).reconnect, true);
+  assert.equal(c.state, "online");
+
+  const closes = collect(c, "close"), again = collect(c, "reconnecting");
+  c.close();
+  assert.deepEqual(closes.map((e) => e.willReconnect), [false]);
+  assert.equal(c.state, "closed");
+  assert.deepEqual(again, []);
+  await assert.rejects(c.sendPrivate(id, "after close"), /not connected/);
+});
