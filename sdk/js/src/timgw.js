@@ -5,7 +5,8 @@
 // Every request the SDK sends gets exactly one answer from the gateway, in a packet of the
 // request's response command (a refusal included), and a connection's answers come in the
 // order of its requests. The client therefore keeps one FIFO of pending requests per
-// response command and settles the oldest when an answer arrives.
+// response command and settles the oldest when an answer arrives (a chat's or a recall's
+// answer is matched by the chat id it names, when it names one).
 
 /** Command numbers (docs/protocol.md, section 2). */
 export const CMD = Object.freeze({
@@ -306,11 +307,15 @@ export class TimClient {
     });
   }
 
-  /** _settle hands an answer to the oldest pending request of its cmd; false when none waits. */
-  _settle(cmd, r) {
+  /**
+   * _settle hands an answer to the pending request of its cmd named key (a chat id), or
+   * else to the oldest; false when none waits.
+   */
+  _settle(cmd, r, key) {
     const queue = this._pending.get(cmd);
     if (!queue || !queue.length) return false;
-    const p = queue.shift();
+    const i = key === undefined ? -1 : queue.findIndex((q) => q.key === key);
+    const p = queue.splice(Math.max(i, 0), 1)[0];
     clearTimeout(p.timer);
     if (p.done) return true;
     p.done = true;
@@ -342,9 +347,7 @@ export class TimClient {
         const queue = this._pending.get(cmd) || [];
         // Our own recall's answer names the chat we asked about (or is a refusal);
         // anything else is a notice that a chat of one of our conversations was recalled.
-        const i = queue.findIndex((p) => p.key === str(d.id));
-        if (i > 0) queue.unshift(queue.splice(i, 1)[0]);
-        if (i >= 0 || (code !== 10000 && queue.length)) { this._settle(cmd, r); return; }
+        if (queue.some((p) => p.key === str(d.id)) || (code !== 10000 && queue.length)) { this._settle(cmd, r, str(d.id)); return; }
         this._emit("notice", { type: "recall", message: normalizeChat(d), offline: false });
         return;
       }
@@ -352,7 +355,8 @@ export class TimClient {
         this._emit("error", new TimError(r.msg || "error from the gateway", code, r));
         return;
       default:
-        if (this._settle(cmd, r)) return;
+        // A chat's answer names the chat (data.id) when it was accepted; refusals go in order.
+        if (this._settle(cmd, r, cmd === CMD.CHAT_RESP && r.data ? str(r.data.id) : undefined)) return;
         if (code && !OK.has(code)) this._emit("error", new TimError(r.msg || `cmd ${cmd} refused`, code, r));
     }
   }
@@ -386,7 +390,7 @@ export class TimClient {
     if (!body.chatType) body.chatType = body.groupId ? CHAT_GROUP : CHAT_PRIVATE;
     if (body.msgType == null) body.msgType = 0;
     this._remember(body.id); // our other devices' copies and our inbox need not show it again
-    const r = await this._request(CMD.CHAT, body);
+    const r = await this._request(CMD.CHAT, body, body.id);
     const d = r.data && typeof r.data === "object" ? r.data : {};
     return { ...d, id: str(d.id) || body.id, seq: num(d.seq), createTime: num(d.createTime), code: num(r.code), msg: r.msg };
   }

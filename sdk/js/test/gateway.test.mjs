@@ -114,10 +114,11 @@ test("private chat both ways resolves with the cmd 12 answer", opts, async () =>
   const m2 = await within(back, "alice receives bob's chat");
   assert.equal(m2.from, bid, "the sender is the logged-in user, not the client's from");
 
-  // Several chats at once: each promise gets its own answer.
-  const acks = await within(Promise.all([1, 2, 3].map((i) => a.sendPrivate(bid, "burst " + i))), "three answers");
-  assert.equal(new Set(acks.map((x) => x.id)).size, 3);
-  assert.deepEqual(acks.map((x) => x.seq), [ack.seq + 2, ack.seq + 3, ack.seq + 4]);
+  // Several chats at once: each promise gets its own answer (the answer names its chat).
+  const ids = [1, 2, 3].map((i) => `burst-${run}-${i}`);
+  const acks = await within(Promise.all(ids.map((id, i) => a.sendPrivate(bid, "burst " + i, { id }))), "three answers");
+  assert.deepEqual(acks.map((x) => x.id), ids);
+  assert.deepEqual(acks.map((x) => x.seq).sort((x, y) => x - y), [ack.seq + 2, ack.seq + 3, ack.seq + 4]);
 
   const off = await within(a.sendPrivate(ghost, "are you there?"), "the answer for an offline user");
   assert.equal(off.code, 10001, "receiver offline resolves with 10001");
