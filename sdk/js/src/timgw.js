@@ -392,7 +392,8 @@ export class TimClient {
     this._remember(body.id); // our other devices' copies and our inbox need not show it again
     const r = await this._request(CMD.CHAT, body, body.id);
     const d = r.data && typeof r.data === "object" ? r.data : {};
-    return { ...d, id: str(d.id) || body.id, seq: num(d.seq), createTime: num(d.createTime), code: num(r.code), msg: r.msg };
+    return defined({ ...d, id: str(d.id) || body.id, seq: num(d.seq), createTime: num(d.createTime), serverTime: num(d.serverTime),
+      code: num(r.code), msg: r.msg });
   }
 
   /** sendPrivate sends content to user to. */

@@ -54,3 +54,45 @@ test("requests while not connected reject at once", async () => {
   await assert.rejects(c.sendPrivate("b", "hi"), (e) => e instanceof TimError && /not connected/.test(e.message));
   assert.equal(c.typing({ to: "b" }), false);
 });
+
+/** FakeSocket stands in for a WebSocket: the test reads what the client sent and answers. */
+class FakeSocket {
+  static last = null;
+  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; FakeSocket.last = this; setTimeout(() => { this.readyState = 1; this.onopen?.({}); }); }
+  send(data) { this.sent.push(JSON.parse(data)); }
+  close(code = 1000, reason = "") { if (this.readyState === 3) return; this.readyState = 3; setTimeout(() => this.onclose?.({ code, reason })); }
+  push(obj) { this.onmessage?.({ data: JSON.stringify(obj) }); }
+}
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+test("answers with numbers as strings, refusals, and late answers to timed-out requests", async () => {
+  const c = new TimClient({ url: "ws://fake/", userId: "alice", WebSocket: FakeSocket, fetchOffline: false, heartbeatInterval: 0, requestTimeout: 50 });
+  const p = c.connect();
+  await tick();
+  const ws = FakeSocket.last;
+  assert.deepEqual(ws.sent[0], { cmd: 5, userId: "alice" });
+  ws.push({ cmd: "6", code: "10007", user: { userId: "alice" } });
+  assert.equal((await p).userId, "alice");
+
+  // A chat whose answer comes too late: it rejects, and its late answer is not taken for
+  // the next chat's.
+  const slow = c.sendPrivate("bob", "slow", { id: "m1" });
+  await assert.rejects(slow, /no answer to cmd 11/);
+  const next = c.sendPrivate("bob", "next", { id: "m2" });
+  ws.push({ cmd: "12", code: "10000", data: { id: "m1", seq: "1" } });
+  ws.push({ cmd: "12", code: "10001", msg: "receiver offline", data: { id: "m2", seq: "2" } });
+  assert.deepEqual(await next, { id: "m2", seq: 2, code: 10001, msg: "receiver offline" });
+
+  // A refusal rejects with the gateway's code.
+  const refused = c.joinGroup("g");
+  ws.push({ cmd: 8, code: 10012, msg: "join group failed" });
+  await assert.rejects(refused, (e) => e instanceof TimError && e.code === 10012 && e.response.msg === "join group failed");
+
+  // A chat pushed with string numbers, and its duplicate, make one event.
+  const got = [];
+  c.on("message", (m) => got.push(m));
+  ws.push({ cmd: "11", id: "x1", from: "bob", to: "alice", chatType: "2", content: "hi", seq: "3" });
+  ws.push({ cmd: "11", id: "x1", from: "bob", to: "alice", chatType: "2", content: "hi", seq: "3" });
+  assert.deepEqual(got.map((m) => [m.id, m.chatType, m.seq]), [["x1", 2, 3]]);
+  c.close();
+});
