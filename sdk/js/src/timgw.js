@@ -187,7 +187,7 @@ export class TimClient {
       }
       ws.binaryType = "arraybuffer";
       this.socket = ws;
-      let loggedIn = false;
+      let loggedIn = false, opened = false;
       ws.onopen = () => {
         opened = true;
         if (this.socket !== ws) return;
@@ -210,7 +210,6 @@ export class TimClient {
           this._emit("close", { code: 1000, reason: err.message, willReconnect: false });
         });
       };
-      let opened = false;
       const closed = (code, reason) => {
         if (this.socket !== ws) return;
         if (!loggedIn) reject(new TimError(`connection closed before login (${code}${reason ? ": " + reason : ""})`));
@@ -235,7 +234,7 @@ export class TimClient {
     this._emit("login", { user: this.user, reconnect: isReconnect });
     if (isReconnect) {
       for (const g of this.groups) {
-        this._request(CMD.JOIN_REQ, { groupId: g }).catch((e) => this._emit("error", new TimError(`rejoin ${g}: ${e.message}`, e.code)));
+        this._request(CMD.JOIN_REQ, { groupId: g }).catch((e) => this._emit("error", new TimError(`rejoin ${g}: ${e.response ? e.response.msg : e.message}`, e.code, e.response)));
       }
     }
     // A fetch cut short by a lost connection runs again after the next login.

@@ -96,3 +96,19 @@ test("answers with numbers as strings, refusals, and late answers to timed-out r
   assert.deepEqual(got.map((m) => [m.id, m.chatType, m.seq]), [["x1", 2, 3]]);
   c.close();
 });
+
+test("heartbeats go out on the interval; a silent connection is dropped and reconnected", async () => {
+  const c = new TimClient({ url: "ws://fake/", userId: "alice", WebSocket: FakeSocket, fetchOffline: false,
+    heartbeatInterval: 20, reconnectMinDelay: 60000, reconnectMaxDelay: 60000 });
+  const p = c.connect();
+  await tick();
+  const ws = FakeSocket.last;
+  ws.push({ cmd: 6, code: 10007, user: { userId: "alice" } });
+  await p;
+  const closed = c.once("close"), reconnecting = c.once("reconnecting");
+  assert.deepEqual(await closed, { code: 4000, reason: "heartbeat timeout", willReconnect: true });
+  assert.deepEqual(await reconnecting, { attempt: 1, delay: 60000 });
+  assert.ok(ws.sent.some((f) => f.cmd === 13), "no heartbeat (cmd 13) was sent");
+  assert.equal(ws.readyState, 3, "the silent socket was closed");
+  c.close();
+});
