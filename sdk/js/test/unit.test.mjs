@@ -65,8 +65,9 @@ class FakeSocket {
 }
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-test("answers with numbers as strings, refusals, and late answers to timed-out requests", async () => {
+test("answers with numbers as strings, refusals, and late answers to timed-out requests", async (t) => {
   const c = new TimClient({ url: "ws://fake/", userId: "alice", WebSocket: FakeSocket, fetchOffline: false, heartbeatInterval: 0, requestTimeout: 50 });
+  t.after(() => c.close());
   const p = c.connect();
   await tick();
   const ws = FakeSocket.last;
@@ -94,12 +95,12 @@ test("answers with numbers as strings, refusals, and late answers to timed-out r
   ws.push({ cmd: "11", id: "x1", from: "bob", to: "alice", chatType: "2", content: "hi", seq: "3" });
   ws.push({ cmd: "11", id: "x1", from: "bob", to: "alice", chatType: "2", content: "hi", seq: "3" });
   assert.deepEqual(got.map((m) => [m.id, m.chatType, m.seq]), [["x1", 2, 3]]);
-  c.close();
 });
 
-test("heartbeats go out on the interval; a silent connection is dropped and reconnected", async () => {
+test("heartbeats go out on the interval; a silent connection is dropped and reconnected", async (t) => {
   const c = new TimClient({ url: "ws://fake/", userId: "alice", WebSocket: FakeSocket, fetchOffline: false,
-    heartbeatInterval: 20, reconnectMinDelay: 60000, reconnectMaxDelay: 60000 });
+    heartbeatInterval: 20, reconnectMinDelay: 60000, reconnectMaxDelay: 60000, reconnectJitter: 0 });
+  t.after(() => c.close()); // also when an assertion fails: no timer may stay behind
   const p = c.connect();
   await tick();
   const ws = FakeSocket.last;
@@ -110,5 +111,4 @@ test("heartbeats go out on the interval; a silent connection is dropped and reco
   assert.deepEqual(await reconnecting, { attempt: 1, delay: 60000 });
   assert.ok(ws.sent.some((f) => f.cmd === 13), "no heartbeat (cmd 13) was sent");
   assert.equal(ws.readyState, 3, "the silent socket was closed");
-  c.close();
 });
