@@ -6,6 +6,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,7 +49,10 @@ func TestSDKNode(t *testing.T) {
 		args = append([]string{"--experimental-websocket"}, args...)
 	}
 	args = append(args, files...)
-	cmd := exec.Command(node, args...)
+	// Each node test has a timeout of its own (60 s); this bounds a node that hangs.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Dir = filepath.Join(moduleRoot, "sdk", "js")
 	cmd.Env = append(os.Environ(),
 		"TIMGW_SDK_WS="+epWS.url(g.Addr, "/"),
