@@ -7,6 +7,7 @@ export declare const CMD: Readonly<{
   CHAT: 11; CHAT_RESP: 12; HEARTBEAT: 13; CLOSE: 14; RECALL_REQ: 15; RECALL_RESP: 16;
   GET_USER_REQ: 17; GET_USER_RESP: 18; GET_MSG_REQ: 19; GET_MSG_RESP: 20;
   LEAVE_REQ: 21; LEAVE_RESP: 22; TYPING_REQ: 23; TYPING_NOTIFY: 24;
+  RECEIPT_REQ: 25; RECEIPT_RESP: 26; RECEIPT_NOTIFY: 27; CONVERSATIONS_REQ: 28; CONVERSATIONS_RESP: 29;
 }>;
 export declare const CHAT_GROUP: 1;
 export declare const CHAT_PRIVATE: 2;
@@ -139,6 +140,31 @@ export interface HistoryQuery {
   reverse?: boolean;
 }
 
+/** A user's cursors (seqs) of a conversation: everything up to delivered arrived, up to read was read. */
+export interface Receipt {
+  to?: string;
+  groupId?: string;
+  delivered?: number;
+  read?: number;
+}
+
+/** An entry of the conversation list (cmd 29). */
+export interface Conversation {
+  type: "private" | "group";
+  peer?: string;
+  groupId?: string;
+  name?: string;
+  last?: Message;
+  lastSeq?: number;
+  unread?: number;
+  delivered?: number;
+  read?: number;
+  /** Private only: the peer's cursors. */
+  peerDelivered?: number;
+  peerRead?: number;
+  [key: string]: unknown;
+}
+
 export type Notice =
   | { type: "join" | "leave"; userId?: string; groupId?: string; user: unknown; group: unknown }
   | { type: "recall"; message: Message; offline: boolean };
@@ -149,6 +175,8 @@ export interface ClientEvents {
   message: Message;
   notice: Notice;
   typing: { from?: string; to?: string; groupId?: string; state: string };
+  /** Another user's (or one's other device's) cursors were raised (cmd 27). */
+  receipt: Receipt & { from: string };
   error: TimError;
   close: { code: number; reason: string; willReconnect: boolean };
   reconnecting: { attempt: number; delay: number };
@@ -188,6 +216,10 @@ export declare class TimClient {
   onlineUsers(): Promise<User[]>;
   history(q: HistoryQuery): Promise<{ messages: HistoryMessage[]; more: boolean }>;
   recall(id: string, conv: { to: string } | { groupId: string }): Promise<Message>;
+  /** Raises this user's cursors of a conversation (cmd 25); resolves with them as stored. */
+  receipt(conv: { to: string } | { groupId: string }, cursors: { delivered?: number; read?: number }): Promise<Receipt>;
+  /** This user's conversations, newest last chat first (cmd 28). */
+  conversations(q?: { limit?: number; before?: number }): Promise<{ conversations: Conversation[]; next?: number }>;
   /** Resolves with how many offline messages were emitted. */
   fetchOffline(): Promise<number>;
 }

@@ -14,6 +14,7 @@ export const CMD = Object.freeze({
   CHAT: 11, CHAT_RESP: 12, HEARTBEAT: 13, CLOSE: 14, RECALL_REQ: 15, RECALL_RESP: 16,
   GET_USER_REQ: 17, GET_USER_RESP: 18, GET_MSG_REQ: 19, GET_MSG_RESP: 20,
   LEAVE_REQ: 21, LEAVE_RESP: 22, TYPING_REQ: 23, TYPING_NOTIFY: 24,
+  RECEIPT_REQ: 25, RECEIPT_RESP: 26, RECEIPT_NOTIFY: 27, CONVERSATIONS_REQ: 28, CONVERSATIONS_RESP: 29,
 });
 
 /** Status codes that mean success (docs/protocol.md, section 3). */
@@ -341,6 +342,9 @@ export class TimClient {
       case CMD.TYPING_NOTIFY:
         this._emit("typing", defined({ from: str(r.from), to: str(r.to), groupId: str(r.groupId), state: r.state || "typing" }));
         return;
+      case CMD.RECEIPT_NOTIFY:
+        this._emit("receipt", defined({ from: str(r.from), to: str(r.to), groupId: str(r.groupId), delivered: num(r.delivered), read: num(r.read) }));
+        return;
       case CMD.RECALL_RESP: {
         const d = r.data && typeof r.data === "object" ? r.data : {};
         const queue = this._pending.get(cmd) || [];
@@ -356,6 +360,8 @@ export class TimClient {
       default:
         // A chat's answer names the chat (data.id) when it was accepted; refusals go in order.
         if (this._settle(cmd, r, cmd === CMD.CHAT_RESP && r.data ? str(r.data.id) : undefined)) return;
+        // A gateway that does not know a request answers 10014 in a packet of its cmd.
+        if (code === 10014 && cmd % 2 === 1 && this._settle(cmd + 1, r)) return;
         if (code && !OK.has(code)) this._emit("error", new TimError(r.msg || `cmd ${cmd} refused`, code, r));
     }
   }
@@ -448,6 +454,34 @@ export class TimClient {
   async recall(id, conv) {
     const r = await this._request(CMD.RECALL_REQ, { id, ...conv }, id);
     return normalizeChat(r.data || { id });
+  }
+
+  /**
+   * receipt raises this user's delivered and/or read cursors (seqs) of a conversation,
+   * {to} a peer or {groupId} (cmd 25), and resolves with the cursors as stored. The other
+   * side gets a "receipt" event. Needs a gateway with receipts (cmd 25-29) and storage.
+   */
+  async receipt(conv, { delivered, read } = {}) {
+    const r = await this._request(CMD.RECEIPT_REQ, defined({ ...conv, delivered, read }));
+    const d = r.data || {};
+    return defined({ to: str(d.to), groupId: str(d.groupId), delivered: num(d.delivered), read: num(d.read) });
+  }
+
+  /**
+   * conversations lists this user's conversations, newest last chat first (cmd 28):
+   * {limit, before}; resolves with {conversations, next} (next: the before of the next
+   * page, when more follow).
+   */
+  async conversations({ limit, before } = {}) {
+    const r = await this._request(CMD.CONVERSATIONS_REQ, defined({ limit, before }));
+    const d = r.data || {};
+    const list = (Array.isArray(d.conversations) ? d.conversations : []).map((c) => {
+      const out = { ...c };
+      for (const k of ["lastSeq", "unread", "delivered", "read", "peerDelivered", "peerRead"]) if (c[k] !== undefined) out[k] = num(c[k]);
+      if (c.last && typeof c.last === "object") out.last = normalizeChat(c.last);
+      return out;
+    });
+    return defined({ conversations: list, next: num(d.next) });
   }
 
   /**

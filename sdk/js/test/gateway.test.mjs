@@ -280,3 +280,28 @@ test("reconnectNow skips the backoff wait; close stops reconnecting", opts, asyn
   assert.deepEqual(again, []);
   await assert.rejects(c.sendPrivate(id, "after close"), /not connected/);
 });
+
+test("receipts and the conversation list (cmd 25-29)", opts, async (t) => {
+  const [aid, bid] = [uid("alice"), uid("bob")];
+  const a = await login(aid), b = await login(bid);
+  const acks = [];
+  for (const text of ["first", "second"]) acks.push(await within(a.sendPrivate(bid, text), "an answer"));
+  const told = a.once("receipt");
+  let r;
+  try {
+    r = await within(b.receipt({ to: aid }, { read: acks[1].seq }), "the receipt's answer");
+  } catch (e) {
+    if (e.code === 10014) { t.skip("needs a gateway with receipts (cmd 25-29): this one answers 10014"); return; }
+    throw e;
+  }
+  assert.deepEqual(r, { to: aid, delivered: acks[1].seq, read: acks[1].seq }, "read implies delivered");
+  assert.deepEqual(await within(told, "alice's receipt event"), { from: bid, to: aid, delivered: acks[1].seq, read: acks[1].seq });
+  await assert.rejects(b.receipt({ to: aid }), (e) => e.code === 10020, "a receipt without seqs is 10020");
+
+  const { conversations } = await within(b.conversations({ limit: 10 }), "bob's conversations");
+  const conv = conversations.find((c) => c.peer === aid);
+  assert.ok(conv, `no conversation with ${aid} in ${JSON.stringify(conversations)}`);
+  assert.deepEqual([conv.type, conv.lastSeq, conv.unread, conv.read, conv.last.content], ["private", acks[1].seq, 0, acks[1].seq, "second"]);
+  const mine = (await within(a.conversations(), "alice's conversations")).conversations.find((c) => c.peer === bid);
+  assert.equal(mine.peerRead, acks[1].seq, "alice sees what bob read");
+});

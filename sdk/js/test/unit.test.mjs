@@ -112,3 +112,17 @@ test("heartbeats go out on the interval; a silent connection is dropped and reco
   assert.ok(ws.sent.some((f) => f.cmd === 13), "no heartbeat (cmd 13) was sent");
   assert.equal(ws.readyState, 3, "the silent socket was closed");
 });
+
+test("a request the gateway does not know (10014 in its own cmd) rejects at once", async (t) => {
+  const c = new TimClient({ url: "ws://fake/", userId: "alice", WebSocket: FakeSocket, fetchOffline: false, heartbeatInterval: 0 });
+  t.after(() => c.close());
+  const p = c.connect();
+  await tick();
+  const ws = FakeSocket.last;
+  ws.push({ cmd: 6, code: 10007, user: { userId: "alice" } });
+  await p;
+  const r = c.receipt({ to: "bob" }, { read: 3 });
+  assert.deepEqual(ws.sent.at(-1), { cmd: 25, to: "bob", read: 3 });
+  ws.push({ cmd: 25, code: 10014, msg: "unsupported cmd 25" });
+  await assert.rejects(r, (e) => e.code === 10014);
+});
