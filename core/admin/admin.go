@@ -1,10 +1,8 @@
 // Package admin serves the operator's side of the gateway: /admin/status (what the
 // gateway is doing), /admin/reload (apply conf/ now), /metrics (Prometheus), and the
-// pages /dashboard and /chat, with the JavaScript client SDK the chat page uses
-// (/sdk/timgw.js, its types at /sdk/timgw.d.ts; the files are sdk/js). It is plain
-// net/http; the HTTP API mounts it. Every admin endpoint needs an admin key; the pages
-// and the SDK are public (the dashboard asks for the key, the chat client logs in over
-// WebSocket like any client).
+// pages /dashboard and /chat. It is plain net/http; the HTTP API mounts it. Every admin
+// endpoint needs an admin key; the pages themselves are public (the dashboard asks for
+// the key, the chat client logs in over WebSocket like any client).
 package admin
 
 import (
@@ -12,8 +10,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-
-	sdkjs "github.com/timgw/timgw/sdk/js"
 )
 
 // Options wire the admin endpoints to the gateway. Funcs are called from many
@@ -47,8 +43,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /metrics", o.guard(o.Metrics))
 	mux.Handle("GET /dashboard", page("dashboard.html"))
 	mux.Handle("GET /chat", page("chat.html"))
-	mux.Handle("GET /sdk/timgw.js", asset("text/javascript; charset=utf-8", sdkjs.Module))
-	mux.Handle("GET /sdk/timgw.d.ts", asset("text/plain; charset=utf-8", sdkjs.Types))
+	mountSDK(mux)
 	return mux
 }
 
@@ -56,7 +51,6 @@ func Handler(o Options) http.Handler {
 var Paths = []struct{ Method, Path string }{
 	{"GET", "/admin/status"}, {"POST", "/admin/reload"}, {"GET", "/metrics"},
 	{"GET", "/dashboard"}, {"GET", "/chat"},
-	{"GET", "/sdk/timgw.js"}, {"GET", "/sdk/timgw.d.ts"},
 }
 
 // guard refuses requests without an admin key: "Authorization: Bearer KEY" or

@@ -20,12 +20,3 @@ func page(name string) http.Handler {
 		_, _ = w.Write(b)
 	})
 }
-
-// asset serves an embedded file with its content type.
-func asset(contentType string, b []byte) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", contentType)
-		w.Header().Set("Cache-Control", "no-cache")
-		_, _ = w.Write(b)
-	})
-}
