@@ -162,4 +162,17 @@ func TestSDKBrowserChat(t *testing.T) {
 	pb.do("type", chromedp.SendKeys(chromedp.ID("msg-input"), "t"))
 	pa.waitText("#typing", ben+" is typing")
 	pa.screenshot("sdk-chat-ann")
+
+	// Sign out (the SDK's close: no reconnection) and in again from the form.
+	pa.do("sign out", chromedp.Click(chromedp.ID("logout")))
+	pa.waitJS("the sign-in form is back", `document.body.dataset.state === "login"`)
+	pa.do("sign in again",
+		chromedp.SetValue(chromedp.ID("login-user"), ann),
+		chromedp.Click(chromedp.ID("login-btn")))
+	pa.waitJS(ann+" is signed in again", `document.body.dataset.state === "online"`)
+	pa.waitText("#status", "online as "+ann)
+	if n := evalJS[int](pa, `document.querySelectorAll("#log li").length`); n == 0 || evalJS[string](pa, `document.body.dataset.disconnects || ""`) != "" {
+		t.Errorf("after signing out and in: %d log entries, disconnects %q; want a fresh log and no disconnect", n,
+			evalJS[string](pa, `document.body.dataset.disconnects || ""`))
+	}
 }
