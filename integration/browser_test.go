@@ -697,7 +697,9 @@ func TestBrowserChatLoginRefused(t *testing.T) {
 }
 
 // TestBrowserChatKicked kicks a signed-in user with the HTTP API: the page says it was
-// disconnected and why, and Reconnect signs in again.
+// disconnected and why, and the SDK it is built on signs in again by itself after its
+// backoff wait (the page's log keeps the trace; the disconnected state itself lasts only
+// that wait, too short to observe reliably on a busy machine).
 func TestBrowserChatKicked(t *testing.T) {
 	b := newBrowser(t)
 	g := mainGateway(t)
@@ -708,14 +710,14 @@ func TestBrowserChatKicked(t *testing.T) {
 	if err != nil || r.Status != http.StatusOK {
 		t.Fatalf("kick %s: %v %v", user, r, err)
 	}
-	pg.waitJS("the page shows the closed state", `document.body.dataset.state === "closed"`)
-	pg.waitText("#banner", "Disconnected")
-	pg.waitText("#status", "disconnected")
-	if !evalJS[bool](pg, `document.getElementById("msg-input").disabled`) {
-		t.Error("the composer stays enabled while disconnected")
-	}
-	pg.screenshot("chat-kicked")
-	pg.do("reconnect", chromedp.Click(chromedp.ID("reconnect")))
+	pg.waitJS("the page counts the disconnect", `document.body.dataset.disconnects === "1"`)
 	pg.waitJS("signed in again", `document.body.dataset.state === "online"`)
 	pg.waitText("#status", "online as "+user)
+	for _, want := range []string{"connection closed", "kicked by the browser test", "reconnecting in", "signed in again as " + user} {
+		pg.waitText("#log", want)
+	}
+	if evalJS[bool](pg, `document.getElementById("msg-input").disabled`) {
+		t.Error("the composer stays disabled after the page signed in again")
+	}
+	pg.screenshot("chat-kicked-reconnected")
 }

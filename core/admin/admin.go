@@ -59,6 +59,7 @@ func Handler(o Options) http.Handler {
 	})))
 	mux.Handle("GET /dashboard", page("dashboard.html"))
 	mux.Handle("GET /chat", page("chat.html"))
+	mountSDK(mux)
 	return mux
 }
 
