@@ -10,14 +10,15 @@ import (
 )
 
 // TestScriptTestShippedFixtures runs `timgw script-test` on the fixtures of the shipped
-// scripts (scripts/tests), as a moderation team's CI would: every case passes.
+// scripts and of the examples (scripts/tests, scripts/examples/tests), as a moderation
+// team's CI would: every case passes.
 func TestScriptTestShippedFixtures(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(binPath, "script-test", "-v", "scripts/tests")
+	cmd := exec.Command(binPath, "script-test", "-v", "scripts/tests", "scripts/examples/tests")
 	cmd.Dir = moduleRoot
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("timgw script-test scripts/tests: %v\n%s", err, out)
+		t.Fatalf("timgw script-test scripts/tests scripts/examples/tests: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), " 0 failed") || strings.Contains(string(out), "FAIL") {
 		t.Fatalf("output:\n%s", out)
