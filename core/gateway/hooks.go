@@ -89,6 +89,20 @@ func chatResponse(res router.Result) *packet.Response {
 	return resp
 }
 
+// chatAckPacket is the cmd 12 packet of res, as chatResponse builds it: hand-encoded for
+// an accepted chat (every chat pays for it), marshaled otherwise.
+func chatAckPacket(res router.Result) packet.Packet {
+	if a := res.Ack; a != nil && res.Msg == "" {
+		body, ok := packet.AppendChatAck(make([]byte, 0, 160+len(a.ID)+len(a.To)+len(a.GroupID)), res.Code,
+			packet.ChatAck{ID: a.ID, CreateTime: a.CreateTime, ServerTime: a.ServerTime, Seq: a.Seq, To: a.To,
+				GroupID: a.GroupID, Delivered: a.Delivered, Duplicate: a.Duplicate})
+		if ok {
+			return packet.Packet{Cmd: packet.CmdChatResp, Body: body}
+		}
+	}
+	return packet.ResponsePacket(chatResponse(res))
+}
+
 // chat runs the message hook on a chat from sender and routes what it lets through. It
 // returns the result for the sender.
 func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transport, m *packet.Chat) router.Result {

@@ -112,6 +112,9 @@ var ErrUnavailable = errors.New("delivery unavailable")
 func ChatPacket(env Envelope) (packet.Packet, error) {
 	c := *env.Chat
 	c.Seq = env.Seq
+	if body, ok := packet.AppendChat(make([]byte, 0, 160+len(c.Content)), &c); ok {
+		return packet.Packet{Cmd: packet.CmdChatReq, Body: body}, nil
+	}
 	body, err := packet.Marshal(&c)
 	if err != nil {
 		return packet.Packet{}, err

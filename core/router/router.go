@@ -121,20 +121,19 @@ func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) Resu
 // its conversation (it is stored once, with its own receiver), and the result, like the
 // sender's answer, does not name them. A hook's tim.deliver_to uses it.
 func (r *Router) RouteAlso(ctx context.Context, from Sender, chat *packet.Chat, also []string) Result {
-	if r.opts.Observe == nil {
-		return r.route(ctx, from, chat, also)
+	start := time.Now() // the chat's one clock reading: its stamp, its ack, its latency
+	res := r.route(ctx, from, chat, also, start.UnixMilli())
+	if r.opts.Observe != nil {
+		r.opts.Observe(res.Code, time.Since(start))
 	}
-	start := time.Now()
-	res := r.route(ctx, from, chat, also)
-	r.opts.Observe(res.Code, time.Since(start))
 	return res
 }
 
-func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat, also []string) Result {
+func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat, also []string, now int64) Result {
 	if code, msg := r.check(from, chat); code != 0 {
 		return Refused(code, msg)
 	}
-	r.stamp(from, chat)
+	r.stamp(from, chat, now)
 	env := Envelope{Kind: KindChat, Chat: chat, SkipConn: from.ConnID}
 	if chat.ChatType == packet.ChatTypeGroup {
 		env.Receivers, _ = r.reg.MembersView(string(chat.GroupID))
@@ -164,7 +163,7 @@ func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat, also
 		ack.CreateTime = out.CreateTime
 	}
 	if ack.ServerTime == 0 {
-		ack.ServerTime = time.Now().UnixMilli()
+		ack.ServerTime = now
 	}
 	return Result{Code: code, Ack: ack}
 }
@@ -232,14 +231,14 @@ func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
 	return 0, ""
 }
 
-func (r *Router) stamp(from Sender, chat *packet.Chat) {
+func (r *Router) stamp(from Sender, chat *packet.Chat, now int64) {
 	chat.From = packet.Str(from.UserID)
 	chat.Cmd = packet.Int(packet.CmdChatReq)
 	if chat.ID == "" {
 		chat.ID = packet.Str(r.NewID())
 	}
 	if chat.CreateTime <= 0 {
-		chat.CreateTime = packet.Int(time.Now().UnixMilli())
+		chat.CreateTime = packet.Int(now)
 	}
 	if chat.ChatType == packet.ChatTypeGroup {
 		chat.To = ""
