@@ -94,14 +94,21 @@ func sdkCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// sdkPair logs in two new users: a on WebSocket, b on t-im TCP.
+func sdkPair(t *testing.T, g *gateway, prefix string) (a, b string, ca, cb *timgw.Client, ea, eb *sdkEvents) {
+	t.Helper()
+	a, b = uid(prefix+"a"), uid(prefix+"b")
+	ca, ea = sdkDial(t, epWS.url(g.Addr, "/"), a, timgw.Options{})
+	cb, eb = sdkDial(t, epTCP.url(g.Addr, ""), b, timgw.Options{})
+	return a, b, ca, cb, ea, eb
+}
+
 // TestGoSDKChat: alice on WebSocket and bob on t-im TCP log in, chat both ways with the
 // cmd 12 answers, and chat in a group they joined.
 func TestGoSDKChat(t *testing.T) {
 	g := mainGateway(t)
 	ctx := sdkCtx(t)
-	alice, bob := uid("gsa"), uid("gsb")
-	ca, ea := sdkDial(t, epWS.url(g.Addr, "/"), alice, timgw.Options{})
-	cb, eb := sdkDial(t, epTCP.url(g.Addr, ""), bob, timgw.Options{})
+	alice, bob, ca, cb, ea, eb := sdkPair(t, g, "gs")
 	if u := ca.User(); u.UserID != alice {
 		t.Fatalf("alice's user: %+v", u)
 	}
@@ -238,9 +245,7 @@ func TestGoSDKReconnectAfterKick(t *testing.T) {
 func TestGoSDKTypingReceiptsConversations(t *testing.T) {
 	g := mainGateway(t)
 	ctx := sdkCtx(t)
-	alice, bob := uid("gta"), uid("gtb")
-	ca, ea := sdkDial(t, epWS.url(g.Addr, "/"), alice, timgw.Options{})
-	cb, eb := sdkDial(t, epTCP.url(g.Addr, ""), bob, timgw.Options{})
+	alice, bob, ca, cb, ea, eb := sdkPair(t, g, "gt")
 
 	if err := ca.Typing(timgw.Peer(bob), ""); err != nil {
 		t.Fatal(err)

@@ -158,12 +158,9 @@ func (c *Client) handle(p packet.Packet) {
 	case packet.CmdHeartbeatReq:
 		return
 	case packet.CmdChatReq:
-		var m packet.Chat
-		if err := jsonUnmarshal(p.Body, &m); err != nil {
-			c.events.emit(ErrorEvent{Err: fmt.Errorf("timgw: unreadable chat: %w", err)})
-			return
+		if m, ok := decodePush[packet.Chat](c, p, "chat"); ok {
+			c.emitChat(m, false)
 		}
-		c.emitChat(m, false)
 		return
 	case packet.CmdJoinGroupNotify, packet.CmdExitGroupNotify:
 		n, err := wire.DecodeNotice(p)
@@ -178,9 +175,8 @@ func (c *Client) handle(p packet.Packet) {
 		c.events.emit(Notice{Kind: kind, UserID: n.User.UserID, GroupID: n.Group.GroupID, User: n.User, Group: n.Group})
 		return
 	case packet.CmdTypingNotify:
-		var t packet.Typing
-		if err := jsonUnmarshal(p.Body, &t); err != nil {
-			c.events.emit(ErrorEvent{Err: fmt.Errorf("timgw: unreadable typing signal: %w", err)})
+		t, ok := decodePush[packet.Typing](c, p, "typing signal")
+		if !ok {
 			return
 		}
 		state := t.State
@@ -190,9 +186,8 @@ func (c *Client) handle(p packet.Packet) {
 		c.events.emit(Typing{From: string(t.From), To: string(t.To), GroupID: string(t.GroupID), State: state})
 		return
 	case packet.CmdReceiptNotify:
-		var r packet.Receipt
-		if err := jsonUnmarshal(p.Body, &r); err != nil {
-			c.events.emit(ErrorEvent{Err: fmt.Errorf("timgw: unreadable receipt: %w", err)})
+		r, ok := decodePush[packet.Receipt](c, p, "receipt")
+		if !ok {
 			return
 		}
 		c.events.emit(Receipt{From: string(r.From), To: string(r.To), GroupID: string(r.GroupID),
@@ -238,6 +233,16 @@ func (c *Client) handle(p packet.Packet) {
 	if !okCodes[r.Code] {
 		c.events.emit(ErrorEvent{Err: &Error{Code: r.Code, Msg: r.Msg, Response: r}})
 	}
+}
+
+// decodePush decodes the body of a push; an unreadable one is an ErrorEvent.
+func decodePush[T any](c *Client, p packet.Packet, what string) (T, bool) {
+	var v T
+	if err := jsonUnmarshal(p.Body, &v); err != nil {
+		c.events.emit(ErrorEvent{Err: fmt.Errorf("timgw: unreadable %s (cmd %d): %w", what, p.Cmd, err)})
+		return v, false
+	}
+	return v, true
 }
 
 // emitChat emits a chat once per id; false when it was seen before.
