@@ -107,6 +107,17 @@ const (
 	StateClosed                    // Close was called, the login was refused, or reconnection is off
 )
 
+// String returns "online", "reconnecting" or "closed".
+func (s State) String() string {
+	switch s {
+	case StateOnline:
+		return "online"
+	case StateReconnecting:
+		return "reconnecting"
+	}
+	return "closed"
+}
+
 // Errors of the client itself (refusals by the gateway are *Error).
 var (
 	ErrNotConnected = errors.New("timgw: not connected")

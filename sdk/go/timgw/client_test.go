@@ -1,9 +1,12 @@
 package timgw
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -136,4 +139,102 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// silentServer is a t-im TCP server that logs every connection in, answers offline
+// queries with an empty page, and never answers a heartbeat: a dead peer that keeps
+// its sockets open. It counts the logins.
+func silentServer(t *testing.T) (addr string, logins chan int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	logins = make(chan int, 10)
+	n := 0
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { nc.Close() })
+			n++
+			go serveSilent(nc, n, logins)
+		}
+	}()
+	return ln.Addr().String(), logins
+}
+
+func serveSilent(nc net.Conn, n int, logins chan int) {
+	hdr := make([]byte, wire.TCPHeaderLen)
+	for {
+		if _, err := io.ReadFull(nc, hdr); err != nil {
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		if _, err := io.ReadFull(nc, body); err != nil {
+			return
+		}
+		switch packet.Cmd(hdr[0]) {
+		case packet.CmdLoginReq:
+			_, _ = nc.Write(wire.TCPFrame(packet.CmdLoginResp, []byte(`{"cmd":6,"code":10007,"user":{"userId":"u"}}`)))
+			logins <- n
+		case packet.CmdGetMessageReq:
+			_, _ = nc.Write(wire.TCPFrame(packet.CmdGetMessageResp, []byte(`{"cmd":20,"code":10016,"data":{}}`)))
+		}
+	}
+}
+
+// A connection silent for 2.5 heartbeat periods is replaced: the client reports it,
+// waits its backoff, logs in again; Close during the next wait ends the session.
+func TestSilentConnectionReplaced(t *testing.T) {
+	addr, logins := silentServer(t)
+	events := make(chan Event, 100)
+	c, err := Dial(t.Context(), "tcp://"+addr, Options{UserID: "u", Heartbeat: 40 * time.Millisecond,
+		Reconnect: Backoff{Min: 10 * time.Millisecond, Max: 10 * time.Millisecond, Jitter: -1},
+		OnEvent:   func(e Event) { events <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string, match func(Event) bool) Event {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-events:
+				if match(e) {
+					return e
+				}
+			case <-deadline:
+				t.Fatalf("no %s", what)
+			}
+		}
+	}
+	if n := <-logins; n != 1 {
+		t.Fatalf("first login on connection %d", n)
+	}
+	cl := next("Closed", func(e Event) bool { _, ok := e.(Closed); return ok }).(Closed)
+	if !cl.WillReconnect || !errors.Is(cl.Err, os.ErrDeadlineExceeded) {
+		t.Fatalf("closed %+v: want a read deadline and a reconnection", cl)
+	}
+	li := next("LoggedIn again", func(e Event) bool { l, ok := e.(LoggedIn); return ok && l.Reconnect }).(LoggedIn)
+	if li.User.UserID != "u" {
+		t.Fatalf("login again: %+v", li)
+	}
+	if n := <-logins; n != 2 {
+		t.Fatalf("second login on connection %d, want a new connection", n)
+	}
+	next("Reconnecting", func(e Event) bool { _, ok := e.(Reconnecting); return ok })
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	last := next("final Closed", func(e Event) bool { c, ok := e.(Closed); return ok && !c.WillReconnect }).(Closed)
+	if !errors.Is(last.Err, ErrClosed) || c.State() != StateClosed {
+		t.Fatalf("after Close: %+v, state %v", last, c.State())
+	}
+	if _, err := c.Chat(t.Context(), "x", "y"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("chat after Close: %v", err)
+	}
 }
