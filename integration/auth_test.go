@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestJWTAuth checks jwt mode: cmd 3 and cmd 5 with a valid HS256 token log the

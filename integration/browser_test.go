@@ -23,7 +23,7 @@ import (
 
 	"github.com/timgw/timgw/core/admin"
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // chromiumPath is the browser the tests drive.

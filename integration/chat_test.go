@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // chatBody is a private chat body as a client on ep writes it: over WebSocket with

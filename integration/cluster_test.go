@@ -23,7 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // Cluster tests (docs/cluster.md): three real gateway processes joined over embedded

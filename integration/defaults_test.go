@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
 	"github.com/timgw/timgw/plugins/codec-mqtt/mqtt"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // Tests of the configuration defaults and the safe defaults (README "Safe defaults").

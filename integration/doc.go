@@ -1,7 +1,8 @@
 // Package integration holds timgw's end-to-end tests: TestMain builds the real binary
 // with the race detector (go build -race ./cmd/timgw), the tests start it as a
 // subprocess with their own configuration and drive it over real sockets with the
-// client in package timclient: t-im TCP, WebSocket and HTTP, plain and over TLS, on the
+// Go SDK's low-level client (sdk/go/timgw/wire, imported as timclient) and its session
+// client (sdk/go/timgw): t-im TCP, WebSocket and HTTP, plain and over TLS, on the
 // shared port and on dedicated listeners.
 //
 // Run them with

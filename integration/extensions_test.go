@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestLeaveGroup leaves a group with cmd 21 over TCP and WebSocket: the answer is cmd

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // mustJoin joins c to group and checks the cmd 8 answer: code 10011, result 1 and the

@@ -30,7 +30,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // wait bounds every wait for something the gateway must do (an answer, a delivery, a

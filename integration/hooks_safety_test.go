@@ -17,7 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // memberScript refuses, after authentication, users whose verified id starts with

@@ -31,7 +31,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // hookAdminKey is the admin key of the hook gateways (the shipped configuration's

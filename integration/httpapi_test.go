@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestHTTPAPIKeyRequired checks that every API endpoint but /health answers 401

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // Untrusted input limits: slow HTTP bodies (limits.body_timeout), declared over-limit

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestDedicatedListeners starts a gateway with a dedicated port per protocol (tcp, ws,

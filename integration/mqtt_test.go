@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
 	"github.com/timgw/timgw/plugins/codec-mqtt/mqtt"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // MQTT tests: mosquitto_pub and mosquitto_sub (Debian package mosquitto-clients) talk

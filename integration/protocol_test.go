@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestHandshakeAndHeartbeat checks cmd 1 → cmd 2 and cmd 13 → cmd 13, before login,

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestReloadBenchmark measures configuration reloads under many live connections (issue

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // TestReloadLiveChanges applies each kind of live change to a running gateway and

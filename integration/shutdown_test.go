@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // The graceful shutdown on SIGTERM (README "Running in production", docs/protocol.md

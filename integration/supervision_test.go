@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // Plugin supervision tests: a plugin stopped with SIGSTOP (hung: alive, answering

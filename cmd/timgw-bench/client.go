@@ -19,7 +19,7 @@ import (
 	"github.com/timgw/timgw/core/codec"
 	"github.com/timgw/timgw/core/codec/tcp"
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // Protocols a client speaks.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/integration/timclient"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 const wait = 5 * time.Second // generous: tests run on loaded machines

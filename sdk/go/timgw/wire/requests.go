@@ -1,4 +1,4 @@
-package timclient
+package wire
 
 import (
 	"encoding/json"
@@ -27,7 +27,7 @@ type Response struct {
 func DecodeResponse(p packet.Packet) (*Response, error) {
 	var r Response
 	if err := json.Unmarshal(p.Body, &r); err != nil {
-		return nil, fmt.Errorf("timclient: cmd %d body is not a response: %w: %.300s", p.Cmd, err, p.Body)
+		return nil, fmt.Errorf("wire: cmd %d body is not a response: %w: %.300s", p.Cmd, err, p.Body)
 	}
 	return &r, nil
 }
@@ -35,10 +35,10 @@ func DecodeResponse(p packet.Packet) (*Response, error) {
 // DataInto decodes the response's data member into v.
 func (r *Response) DataInto(v any) error {
 	if len(r.Data) == 0 {
-		return fmt.Errorf("timclient: response %d has no data", r.Code)
+		return fmt.Errorf("wire: response %d has no data", r.Code)
 	}
 	if err := json.Unmarshal(r.Data, v); err != nil {
-		return fmt.Errorf("timclient: response %d data: %w: %.300s", r.Code, err, r.Data)
+		return fmt.Errorf("wire: response %d data: %w: %.300s", r.Code, err, r.Data)
 	}
 	return nil
 }
@@ -47,7 +47,7 @@ func (r *Response) DataInto(v any) error {
 func DecodeChat(p packet.Packet) (*packet.Chat, error) {
 	var c packet.Chat
 	if err := json.Unmarshal(p.Body, &c); err != nil {
-		return nil, fmt.Errorf("timclient: cmd %d body is not a chat: %w: %.300s", p.Cmd, err, p.Body)
+		return nil, fmt.Errorf("wire: cmd %d body is not a chat: %w: %.300s", p.Cmd, err, p.Body)
 	}
 	return &c, nil
 }
@@ -56,7 +56,7 @@ func DecodeChat(p packet.Packet) (*packet.Chat, error) {
 func DecodeNotice(p packet.Packet) (*packet.GroupNotice, error) {
 	var n packet.GroupNotice
 	if err := json.Unmarshal(p.Body, &n); err != nil {
-		return nil, fmt.Errorf("timclient: cmd %d body is not a group notice: %w: %.300s", p.Cmd, err, p.Body)
+		return nil, fmt.Errorf("wire: cmd %d body is not a group notice: %w: %.300s", p.Cmd, err, p.Body)
 	}
 	return &n, nil
 }
@@ -70,7 +70,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("timclient: want code %d, got %d: %.300s", e.Want, e.Response.Code, e.Body)
+	return fmt.Sprintf("wire: want code %d, got %d: %.300s", e.Want, e.Response.Code, e.Body)
 }
 
 // Request sends a packet and waits at most timeout for the packet answering it (the

@@ -1,8 +1,9 @@
-// Package timclient is a small client for the t-im wire protocol as timgw speaks it
+// Package wire is the low-level client of the t-im wire protocol as timgw speaks it
 // (docs/protocol.md): the binary TCP framing (1-byte cmd, 4-byte big-endian length, JSON
 // body) and WebSocket (one JSON object per text frame), each plain or over TLS, plus a
-// client of the HTTP API. The integration tests drive the gateway with it, and load
-// generators can reuse it.
+// client of the HTTP API. The integration tests and timgw-bench drive the gateway with it;
+// the high-level client, package timgw one directory up (reconnection, offline messages,
+// typed events), is built on it.
 //
 // A Conn does no I/O in the background: Recv and Expect read with a deadline, so a timeout
 // leaves the connection usable (bytes of a partly received frame stay buffered). Reads
@@ -14,7 +15,7 @@
 // gateway's codecs, so that the tests check the gateway against the contract rather
 // than against itself. Only the WebSocket upgrade handshake is delegated to
 // github.com/gobwas/ws.
-package timclient
+package wire
 
 import (
 	"bytes"
@@ -66,7 +67,7 @@ const maxInbound = 64 << 20
 // ErrClosed is returned by reads once the server has closed the connection: an end of
 // stream, a reset, or a WebSocket close frame (then the error is a *CloseError, which
 // matches ErrClosed with errors.Is).
-var ErrClosed = errors.New("timclient: connection closed by the server")
+var ErrClosed = errors.New("wire: connection closed by the server")
 
 // CloseError reports a WebSocket close frame from the server.
 type CloseError struct {
@@ -75,7 +76,7 @@ type CloseError struct {
 }
 
 func (e *CloseError) Error() string {
-	return fmt.Sprintf("timclient: websocket closed by the server: %d %q", e.Code, e.Reason)
+	return fmt.Sprintf("wire: websocket closed by the server: %d %q", e.Code, e.Reason)
 }
 
 // Is makes a *CloseError match ErrClosed.
@@ -135,7 +136,7 @@ func Dial(addr string, opts *Options) (*Conn, error) {
 	d := net.Dialer{Deadline: deadline, LocalAddr: opts.LocalAddr}
 	nc, err := d.Dial("tcp", u.Host)
 	if err != nil {
-		return nil, fmt.Errorf("timclient: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
 	}
 	if u.Scheme == "tls" || u.Scheme == "wss" {
 		cfg := &tls.Config{}
@@ -151,7 +152,7 @@ func Dial(addr string, opts *Options) (*Conn, error) {
 		cancel()
 		if err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("timclient: TLS handshake with %s: %w", addr, err)
+			return nil, fmt.Errorf("wire: TLS handshake with %s: %w", addr, err)
 		}
 		nc = tc
 	}
@@ -160,7 +161,7 @@ func Dial(addr string, opts *Options) (*Conn, error) {
 		c.proto = WS
 		if err := c.upgrade(u, deadline); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("timclient: websocket upgrade with %s: %w", addr, err)
+			return nil, fmt.Errorf("wire: websocket upgrade with %s: %w", addr, err)
 		}
 	}
 	return c, nil
@@ -173,12 +174,12 @@ func parseAddr(addr string) (*url.URL, error) {
 		if _, _, serr := net.SplitHostPort(addr); serr == nil {
 			return &url.URL{Scheme: "tcp", Host: addr}, nil
 		}
-		return nil, fmt.Errorf("timclient: bad address %q", addr)
+		return nil, fmt.Errorf("wire: bad address %q", addr)
 	}
 	switch u.Scheme {
 	case "tcp", "tls", "ws", "wss":
 	default:
-		return nil, fmt.Errorf("timclient: address %q: scheme must be tcp, tls, ws or wss", addr)
+		return nil, fmt.Errorf("wire: address %q: scheme must be tcp, tls, ws or wss", addr)
 	}
 	return u, nil
 }
@@ -348,7 +349,7 @@ func marshalBody(body any) ([]byte, error) {
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("timclient: encode body: %w", err)
+		return nil, fmt.Errorf("wire: encode body: %w", err)
 	}
 	return b, nil
 }
@@ -511,7 +512,7 @@ func (c *Conn) fill(deadline time.Time) error {
 		return nil
 	}
 	if isTimeout(err) {
-		return fmt.Errorf("timclient: read timed out: %w", err)
+		return fmt.Errorf("wire: read timed out: %w", err)
 	}
 	c.rerr = closedErr(err)
 	return c.rerr
@@ -540,7 +541,7 @@ func (c *Conn) parse() (packet.Packet, bool, error) {
 	}
 	n := binary.BigEndian.Uint32(b[1:TCPHeaderLen])
 	if n > maxInbound {
-		return packet.Packet{}, false, fmt.Errorf("timclient: server frame of cmd %d declares %d bytes", b[0], n)
+		return packet.Packet{}, false, fmt.Errorf("wire: server frame of cmd %d declares %d bytes", b[0], n)
 	}
 	if uint64(len(b)) < TCPHeaderLen+uint64(n) {
 		return packet.Packet{}, false, c.truncated(len(b))
@@ -591,7 +592,7 @@ func (c *Conn) parseWS() (packet.Packet, bool, error) {
 			n = binary.BigEndian.Uint64(b[2:10])
 		}
 		if n > maxInbound {
-			return packet.Packet{}, false, fmt.Errorf("timclient: server websocket frame declares %d bytes", n)
+			return packet.Packet{}, false, fmt.Errorf("wire: server websocket frame declares %d bytes", n)
 		}
 		if uint64(len(b)) < uint64(hl)+n {
 			return packet.Packet{}, false, c.truncated(len(b))
@@ -625,7 +626,7 @@ func (c *Conn) parseWS() (packet.Packet, bool, error) {
 			return packet.Packet{}, false, ce
 		case wsOpText, wsOpBinary:
 			if c.inFrag {
-				return packet.Packet{}, false, errors.New("timclient: server started a websocket message inside a fragmented one")
+				return packet.Packet{}, false, errors.New("wire: server started a websocket message inside a fragmented one")
 			}
 			if !fin {
 				c.inFrag = true
@@ -635,7 +636,7 @@ func (c *Conn) parseWS() (packet.Packet, bool, error) {
 			return wsPacket(payload)
 		case wsOpContinuation:
 			if !c.inFrag {
-				return packet.Packet{}, false, errors.New("timclient: server sent a websocket continuation frame with no message in progress")
+				return packet.Packet{}, false, errors.New("wire: server sent a websocket continuation frame with no message in progress")
 			}
 			c.frag = append(c.frag, payload...)
 			if !fin {
@@ -646,7 +647,7 @@ func (c *Conn) parseWS() (packet.Packet, bool, error) {
 			c.frag = nil
 			return wsPacket(msg)
 		default:
-			return packet.Packet{}, false, fmt.Errorf("timclient: server sent websocket opcode %#x", op)
+			return packet.Packet{}, false, fmt.Errorf("wire: server sent websocket opcode %#x", op)
 		}
 	}
 }
@@ -657,10 +658,10 @@ func wsPacket(msg []byte) (packet.Packet, bool, error) {
 		Cmd *packet.Int `json:"cmd"`
 	}
 	if err := json.Unmarshal(msg, &head); err != nil {
-		return packet.Packet{Body: msg}, false, fmt.Errorf("timclient: server websocket message is not a JSON object: %w: %.200q", err, msg)
+		return packet.Packet{Body: msg}, false, fmt.Errorf("wire: server websocket message is not a JSON object: %w: %.200q", err, msg)
 	}
 	if head.Cmd == nil || *head.Cmd < 0 || *head.Cmd > 255 {
-		return packet.Packet{Body: msg}, false, fmt.Errorf("timclient: server websocket message has no valid \"cmd\": %.200q", msg)
+		return packet.Packet{Body: msg}, false, fmt.Errorf("wire: server websocket message has no valid \"cmd\": %.200q", msg)
 	}
 	return packet.Packet{Cmd: packet.Cmd(*head.Cmd), Body: msg}, true, nil
 }

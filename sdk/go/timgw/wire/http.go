@@ -1,4 +1,4 @@
-package timclient
+package wire
 
 import (
 	"bytes"

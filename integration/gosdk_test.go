@@ -1,0 +1,331 @@
+package integration
+
+// Tests of the Go client SDK (sdk/go/timgw) against the real gateway: login, chats both
+// ways on both protocols, groups, reconnection after a kick with the offline messages
+// delivered once, typing, receipts, conversations, history and recall.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/sdk/go/timgw"
+	timclient "github.com/timgw/timgw/sdk/go/timgw/wire"
+)
+
+// sdkEvents records a client's events and lets a test wait for one.
+type sdkEvents struct {
+	mu  sync.Mutex
+	all []timgw.Event
+	ch  chan timgw.Event
+}
+
+// sdkDial logs user in with the Go SDK at url (the test certificate trusted), with
+// opts; the client is closed when t ends.
+func sdkDial(t *testing.T, url, user string, opts timgw.Options) (*timgw.Client, *sdkEvents) {
+	t.Helper()
+	ev := &sdkEvents{ch: make(chan timgw.Event, 4096)}
+	opts.UserID, opts.Password = user, "x"
+	opts.Wire.TLSConfig = certs.TLSConfig()
+	opts.OnEvent = func(e timgw.Event) {
+		ev.mu.Lock()
+		ev.all = append(ev.all, e)
+		ev.mu.Unlock()
+		ev.ch <- e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := timgw.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatalf("SDK login %s at %s: %v", user, url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, ev
+}
+
+// next waits for the next event that match accepts, skipping others.
+func (e *sdkEvents) next(t *testing.T, what string, match func(timgw.Event) bool) timgw.Event {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case ev := <-e.ch:
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			t.Fatalf("no %s within %v; events: %+v", what, wait, e.all)
+		}
+	}
+}
+
+// message waits for the chat whose content is content.
+func (e *sdkEvents) message(t *testing.T, content string) timgw.Message {
+	t.Helper()
+	return e.next(t, "message "+content, func(ev timgw.Event) bool {
+		m, ok := ev.(timgw.Message)
+		return ok && m.Content == content
+	}).(timgw.Message)
+}
+
+// messages returns the Message events recorded so far whose id is id.
+func (e *sdkEvents) messages(id string) []timgw.Message {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []timgw.Message
+	for _, ev := range e.all {
+		if m, ok := ev.(timgw.Message); ok && m.ID == id {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func sdkCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sdkPair logs in two new users: a on WebSocket, b on t-im TCP.
+func sdkPair(t *testing.T, g *gateway, prefix string) (a, b string, ca, cb *timgw.Client, ea, eb *sdkEvents) {
+	t.Helper()
+	a, b = uid(prefix+"a"), uid(prefix+"b")
+	ca, ea = sdkDial(t, epWS.url(g.Addr, "/"), a, timgw.Options{})
+	cb, eb = sdkDial(t, epTCP.url(g.Addr, ""), b, timgw.Options{})
+	return a, b, ca, cb, ea, eb
+}
+
+// TestGoSDKChat: alice on WebSocket and bob on t-im TCP log in, chat both ways with the
+// cmd 12 answers, and chat in a group they joined.
+func TestGoSDKChat(t *testing.T) {
+	g := mainGateway(t)
+	ctx := sdkCtx(t)
+	alice, bob, ca, cb, ea, eb := sdkPair(t, g, "gs")
+	if u := ca.User(); u.UserID != alice {
+		t.Fatalf("alice's user: %+v", u)
+	}
+
+	ack, err := ca.Chat(ctx, bob, "hi bob")
+	if err != nil || ack.Code != packet.StatusOK || ack.ID == "" || ack.Seq <= 0 || ack.Delivered < 1 {
+		t.Fatalf("alice's chat: %+v %v; want code 10000 with id, seq and a delivery", ack, err)
+	}
+	m := eb.message(t, "hi bob")
+	if m.From != alice || m.To != bob || m.ID != ack.ID || m.Seq != ack.Seq || m.Offline || m.ChatType != packet.ChatTypePrivate {
+		t.Fatalf("bob got %+v; want alice's live chat %+v", m, ack)
+	}
+	ack, err = cb.Chat(ctx, alice, "hi alice")
+	if err != nil || ack.Code != packet.StatusOK {
+		t.Fatalf("bob's chat: %+v %v", ack, err)
+	}
+	if m := ea.message(t, "hi alice"); m.From != bob || m.ID != ack.ID {
+		t.Fatalf("alice got %+v", m)
+	}
+
+	// A resend of the same id is answered as a duplicate and not delivered again.
+	dup, err := cb.Send(ctx, packet.Chat{ID: packet.Str(ack.ID), To: packet.Str(alice), Content: "hi alice"})
+	if err != nil || !dup.Duplicate || dup.Seq != ack.Seq {
+		t.Fatalf("resend: %+v %v; want the first answer marked duplicate", dup, err)
+	}
+
+	room := uid("gsroom")
+	for _, c := range []*timgw.Client{ca, cb} {
+		if grp, err := c.Join(ctx, room); err != nil || grp.GroupID != room {
+			t.Fatalf("join %s: %+v %v", room, grp, err)
+		}
+	}
+	gack, err := ca.ChatGroup(ctx, room, "hi room")
+	if err != nil || gack.Code != packet.StatusOK {
+		t.Fatalf("group chat: %+v %v", gack, err)
+	}
+	if m := eb.message(t, "hi room"); m.GroupID != room || m.From != alice || m.ChatType != packet.ChatTypeGroup {
+		t.Fatalf("bob got %+v from the group", m)
+	}
+	if err := cb.Leave(ctx, room); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	var refused *timgw.Error
+	if _, err := cb.ChatGroup(ctx, room, "not a member"); !errors.As(err, &refused) || refused.Code != packet.StatusNotGroupMember {
+		t.Fatalf("chat to a group left: %v; want an *Error with 10025", err)
+	}
+	if n := len(ea.messages(ack.ID)); n != 1 {
+		t.Fatalf("bob's chat %s emitted %d times to alice; want once", ack.ID, n)
+	}
+}
+
+// TestGoSDKReconnectAfterKick: a kick through the HTTP API closes bob's connection; the
+// client reports it, waits its backoff, logs in again, and the chats sent meanwhile
+// arrive once, marked offline, and are confirmed on the gateway.
+func TestGoSDKReconnectAfterKick(t *testing.T) {
+	g := mainGateway(t)
+	ctx := sdkCtx(t)
+	alice, bob := uid("gka"), uid("gkb")
+	ca, _ := sdkDial(t, epTCP.url(g.Addr, ""), alice, timgw.Options{})
+	// The backoff leaves a window (3 s, no jitter) for alice's chats to find bob offline.
+	backoff := timgw.Backoff{Min: 3 * time.Second, Max: 3 * time.Second, Jitter: -1}
+	cb, eb := sdkDial(t, epWS.url(g.Addr, "/"), bob, timgw.Options{Reconnect: backoff})
+
+	// A chat pushed live stays in bob's inbox until confirmed: the fetch after the
+	// reconnection gets it again, and the client must not emit it twice.
+	before, err := ca.Chat(ctx, bob, "before the kick")
+	if err != nil || before.Code != packet.StatusOK {
+		t.Fatalf("chat before the kick: %+v %v", before, err)
+	}
+	eb.message(t, "before the kick")
+
+	r, err := g.api(t, epHTTP).Post("/api/v1/users/"+url.PathEscape(bob)+"/kick", map[string]string{"reason": "go sdk test"})
+	if err != nil || r.Status != 200 {
+		t.Fatalf("kick: %v %v", r, err)
+	}
+	eb.next(t, "Closed", func(ev timgw.Event) bool {
+		c, ok := ev.(timgw.Closed)
+		return ok && c.WillReconnect && c.Err != nil
+	})
+	rc := eb.next(t, "Reconnecting", func(ev timgw.Event) bool { _, ok := ev.(timgw.Reconnecting); return ok }).(timgw.Reconnecting)
+	if rc.Attempt != 1 || rc.Delay != 3*time.Second {
+		t.Fatalf("reconnecting %+v; want attempt 1 after 3s", rc)
+	}
+	if st := cb.State(); st != timgw.StateReconnecting {
+		t.Fatalf("state %v; want reconnecting", st)
+	}
+	if _, err := cb.Chat(ctx, alice, "while away"); !errors.Is(err, timgw.ErrNotConnected) {
+		t.Fatalf("chat while reconnecting: %v; want ErrNotConnected", err)
+	}
+	var ids []string
+	for i := range 2 {
+		ack, err := ca.Chat(ctx, bob, fmt.Sprintf("kept %d", i))
+		if err != nil || ack.Code != packet.StatusOffline {
+			t.Fatalf("chat to bob while he was away: %+v %v; want 10001 (kept)", ack, err)
+		}
+		ids = append(ids, ack.ID)
+	}
+	li := eb.next(t, "LoggedIn", func(ev timgw.Event) bool { _, ok := ev.(timgw.LoggedIn); return ok }).(timgw.LoggedIn)
+	if !li.Reconnect || li.User.UserID != bob {
+		t.Fatalf("login after the kick: %+v", li)
+	}
+	for i := range 2 {
+		m := eb.message(t, fmt.Sprintf("kept %d", i))
+		if !m.Offline || m.From != alice || m.ID != ids[i] {
+			t.Fatalf("kept chat %d: %+v; want alice's chat %s marked offline", i, m, ids[i])
+		}
+	}
+	// A second fetch finds nothing new.
+	if n, err := cb.FetchOffline(ctx); err != nil || n != 0 {
+		t.Fatalf("second fetch: %d %v; want 0 new", n, err)
+	}
+	// The gateway had them confirmed: another device of bob finds an empty inbox.
+	other, _ := sdkDial(t, epTCP.url(g.Addr, ""), bob, timgw.Options{NoOfflineFetch: true})
+	if n, err := other.FetchOffline(ctx); err != nil || n != 0 {
+		t.Fatalf("inbox of another device: %d %v; want empty (confirmed)", n, err)
+	}
+	// Live chats still arrive on the reconnected client.
+	if _, err := ca.Chat(ctx, bob, "live again"); err != nil {
+		t.Fatal(err)
+	}
+	if m := eb.message(t, "live again"); m.Offline {
+		t.Fatalf("live chat marked offline: %+v", m)
+	}
+	// Events come in order: every fetch's are recorded by now. Each chat was emitted once.
+	for _, id := range append(ids, before.ID) {
+		if n := len(eb.messages(id)); n != 1 {
+			t.Fatalf("chat %s emitted %d times; want once", id, n)
+		}
+	}
+}
+
+// TestGoSDKTypingReceiptsConversations: a typing signal, a read receipt and its notice,
+// both sides' conversation lists, history and a recall.
+func TestGoSDKTypingReceiptsConversations(t *testing.T) {
+	g := mainGateway(t)
+	ctx := sdkCtx(t)
+	alice, bob, ca, cb, ea, eb := sdkPair(t, g, "gt")
+
+	if err := ca.Typing(timgw.Peer(bob), ""); err != nil {
+		t.Fatal(err)
+	}
+	ty := eb.next(t, "Typing", func(ev timgw.Event) bool { _, ok := ev.(timgw.Typing); return ok }).(timgw.Typing)
+	if ty.From != alice || ty.To != bob || ty.State != "typing" {
+		t.Fatalf("typing: %+v", ty)
+	}
+
+	ack, err := ca.Chat(ctx, bob, "read me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb.message(t, "read me")
+	cur, err := cb.Receipt(ctx, timgw.Peer(alice), 0, ack.Seq)
+	if err != nil || cur.To != alice || cur.Read != ack.Seq || cur.Delivered != ack.Seq {
+		t.Fatalf("receipt: %+v %v; want read and delivered %d (read implies delivered)", cur, err, ack.Seq)
+	}
+	rc := ea.next(t, "Receipt", func(ev timgw.Event) bool { _, ok := ev.(timgw.Receipt); return ok }).(timgw.Receipt)
+	if rc.From != bob || rc.Read != ack.Seq {
+		t.Fatalf("alice's receipt event: %+v", rc)
+	}
+
+	list, _, err := ca.Conversations(ctx, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := findConv(list, bob)
+	if conv == nil || conv.Type != "private" || conv.LastSeq != ack.Seq || conv.PeerRead != ack.Seq || conv.Unread != 0 ||
+		conv.Last == nil || conv.Last.ID != ack.ID {
+		t.Fatalf("alice's conversation with bob: %+v in %+v", conv, list)
+	}
+	list, _, err = cb.Conversations(ctx, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conv := findConv(list, alice); conv == nil || conv.Read != ack.Seq || conv.Unread != 0 {
+		t.Fatalf("bob's conversation with alice: %+v", conv)
+	}
+
+	msgs, _, err := cb.History(ctx, timgw.HistoryQuery{Conv: timgw.Peer(alice)})
+	if err != nil || len(msgs) != 1 || msgs[0].ID != ack.ID || msgs[0].Content != "read me" {
+		t.Fatalf("bob's history with alice: %+v %v", msgs, err)
+	}
+	rm, err := ca.Recall(ctx, ack.ID, timgw.Peer(bob))
+	if err != nil || rm.ID != ack.ID || !rm.Recalled {
+		t.Fatalf("recall: %+v %v", rm, err)
+	}
+	n := eb.next(t, "recall notice", func(ev timgw.Event) bool { n, ok := ev.(timgw.Notice); return ok && n.Kind == "recall" }).(timgw.Notice)
+	if n.Message == nil || n.Message.ID != ack.ID {
+		t.Fatalf("bob's recall notice: %+v", n)
+	}
+}
+
+func findConv(list []timgw.Conversation, peer string) *timgw.Conversation {
+	for i := range list {
+		if list[i].Peer == peer {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// TestGoSDKLoginRefused: a refused first login is an *Error with the gateway's code,
+// and the low-level connection of the same package still logs in (the tests' client).
+func TestGoSDKLoginRefused(t *testing.T) {
+	g := jwtGateway(t)
+	ctx := sdkCtx(t)
+	_, err := timgw.Dial(ctx, epTCP.url(g.Addr, ""), timgw.Options{Token: "not-a-jwt"})
+	var refused *timgw.Error
+	if !errors.As(err, &refused) || refused.Code != packet.StatusLoginFailed {
+		t.Fatalf("login with a bad token: %v; want an *Error with 10008", err)
+	}
+	if _, err := timgw.Dial(ctx, epTCP.url(g.Addr, ""), timgw.Options{}); err == nil {
+		t.Fatal("Dial without UserID or Token succeeded")
+	}
+	c := dialURL(t, epTCP.url(g.Addr, ""))
+	tok := makeToken(t, jwtSecret, uid("gsj"), time.Now().Add(time.Hour))
+	if _, err := c.LoginToken(tok, wait); err != nil {
+		t.Fatalf("wire login with a token: %v", err)
+	}
+	var _ *timclient.Conn = c
+}
