@@ -16,7 +16,6 @@
 --   flood_window  seconds, default 30.
 --   exempt        list of user ids never moderated (e.g. the system user).
 local tim = tim
-local incr = tim.incr
 -- The keys this script reads: a reload giving one a wrong type is refused.
 local cfg = tim.vars("moderation", {
   action       = { type = "string", default = "mask", one_of = { "mask", "reject" } },
@@ -31,14 +30,7 @@ local cfg = tim.vars("moderation", {
 })
 
 local action = cfg.action
-local rate_limit = cfg.rate_limit
-local rate_window = cfg.rate_window
-local flood_max = cfg.flood_max
-local flood_window = cfg.flood_window
 local whole = cfg.whole_words
-
-local exempt = {}
-for _, u in ipairs(cfg.exempt) do exempt[tostring(u)] = true end
 
 local matchers = {}
 if #cfg.words > 0 then
@@ -47,23 +39,28 @@ end
 if cfg.words_file ~= "" then
   matchers[#matchers + 1] = tim.words(cfg.words_file, { whole_words = whole })
 end
-
 local nmatchers = #matchers
+
+-- The conditions are checked in Go before any Lua runs (tim.guard): a message with no
+-- banned word, from a sender under the rate and not repeating itself, never enters this
+-- script. ctx.guard says which one fired.
+tim.guard {
+  words = cfg.words, words_file = cfg.words_file, whole_words = whole,
+  rate = cfg.rate_limit > 0 and { limit = cfg.rate_limit, window = cfg.rate_window } or nil,
+  flood = cfg.flood_max > 0 and { max = cfg.flood_max, window = cfg.flood_window } or nil,
+  exempt = cfg.exempt,
+}
 
 local M = {}
 
 function M.message(msg, ctx)
-  local user = msg.from
-  if exempt[user] then return end
-
-  -- incr(key, delta, ttl, subkey): the counter of (key, subkey), no string built.
-  if rate_limit > 0 and incr("mod:rate", 1, rate_window, user) > rate_limit then
+  local guard = ctx.guard
+  if guard == "rate" then
     return "reject", "too many messages, slow down", tim.RATE_LIMITED
+  elseif guard == "flood" then
+    return "reject", "the same message too many times", tim.RATE_LIMITED
   end
-
   local content = msg.content
-  if content == "" then return end
-
   for i = 1, nmatchers do
     local m = matchers[i]
     if action == "reject" then
@@ -77,10 +74,6 @@ function M.message(msg, ctx)
         msg.content = masked
       end
     end
-  end
-
-  if flood_max > 0 and incr("mod:flood:" .. user, 1, flood_window, content) > flood_max then
-    return "reject", "the same message too many times", tim.RATE_LIMITED
   end
 end
 

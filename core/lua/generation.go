@@ -58,6 +58,7 @@ type scriptState struct {
 	active    *script
 	hooks     uint8        // hook points the active version defines (bit per point)
 	schemas   []*varSchema // the vars the active version declared (tim.vars)
+	guard     *guard       // the active version's tim.guard (nil: none)
 	versions  int
 	lastErr   string
 	lastErrAt time.Time
@@ -72,6 +73,7 @@ type generation struct {
 	maxString   int   // hooks.max_string_bytes
 	maxCall     int   // hooks.max_call_bytes
 	scripts     []*script
+	guards      []*guard         // aligned with scripts: tim.guard of each (nil: none)
 	chains      [numPoints][]int // indexes into scripts, in call order
 	failClosed  [numPoints]bool
 	vars        map[string]any
@@ -164,6 +166,7 @@ func (r *Runtime) rebuild(why string, strict bool) error {
 		}
 		if s != nil {
 			g.scripts = append(g.scripts, s)
+			g.guards = append(g.guards, st.guard)
 			masks = append(masks, mask)
 		}
 	}
@@ -205,11 +208,12 @@ func (r *Runtime) check(checker *vm, st *scriptState, src source) (*script, uint
 		if err == nil {
 			var mask uint8
 			var schemas []*varSchema
-			if mask, schemas, err = checker.loadScript(s); err == nil {
+			var gd *guard
+			if mask, schemas, gd, err = checker.loadScript(s); err == nil {
 				st.versions++
 				s.version, s.loadedAt = st.versions, time.Now()
 				st.active, st.hooks, st.lastErr, st.lastErrAt = s, mask, "", time.Time{}
-				st.schemas = schemas
+				st.schemas, st.guard = schemas, gd
 				r.log.Info("hooks: script loaded", "script", s.name, "version", s.version, "hash", s.hash, "hooks", maskNames(mask))
 				return s, mask, nil
 			}
@@ -221,13 +225,13 @@ func (r *Runtime) check(checker *vm, st *scriptState, src source) (*script, uint
 	}
 	// Same content as the active version, or a rejected new one: (re)check the active
 	// version against this generation's vars and word lists.
-	mask, schemas, err := checker.loadScript(st.active)
+	mask, schemas, gd, err := checker.loadScript(st.active)
 	if err != nil {
 		s := st.active
-		st.active, st.hooks, st.schemas = nil, 0, nil
+		st.active, st.hooks, st.schemas, st.guard = nil, 0, nil, nil
 		return nil, 0, errors.Join(loadErr, fmt.Errorf("load script %s (version %d): %w", s.name, s.version, err))
 	}
-	st.hooks, st.schemas = mask, schemas
+	st.hooks, st.schemas, st.guard = mask, schemas, gd
 	if loadErr == nil {
 		st.lastErr, st.lastErrAt = "", time.Time{} // the file is the active version again
 	}

@@ -18,8 +18,47 @@ func (r *Runtime) Message(ctx context.Context, req *hook.MessageRequest) (rep ho
 	if len(g.chains[pMessage]) == 0 || req == nil || req.Chat == nil {
 		return rep
 	}
+	fired := g.fireGuards(r, req)
+	if fired != nil && fired.none() {
+		r.metrics.guardSkip()
+		return rep // every script is guarded and no guard fired: no Lua state needed
+	}
 	return call(ctx, r, g, pMessage, func() hook.MessageReply { return rejectMessage(g, "") }, messageDecision,
-		func(v *vm) hook.MessageReply { return r.message(ctx, g, v, req) })
+		func(v *vm) hook.MessageReply { return r.message(ctx, g, v, req, fired) })
+}
+
+// firedGuards says, per script of the message chain, which of its guards fired: "" none
+// (skip the script), "*" the script has no guard (run it), or the guard's name.
+type firedGuards []string
+
+func (f firedGuards) none() bool {
+	for _, s := range f {
+		if s != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// fireGuards evaluates the guards of the message chain's scripts (tim.guard) for req;
+// nil when no script of the chain has one.
+func (g *generation) fireGuards(r *Runtime, req *hook.MessageRequest) firedGuards {
+	chain := g.chains[pMessage]
+	var out firedGuards
+	for k, i := range chain {
+		gd := g.guards[i]
+		if gd == nil {
+			continue
+		}
+		if out == nil {
+			out = make(firedGuards, len(chain))
+			for j := range out {
+				out[j] = "*"
+			}
+		}
+		out[k] = gd.fire(r, req)
+	}
+	return out
 }
 
 // messageDecision indexes decisionNames[pMessage].
@@ -27,9 +66,9 @@ func messageDecision(rep hook.MessageReply) int { return int(rep.Action) }
 
 // message runs the message chain on v and hands back what the scripts changed and the
 // messages they sent (tim.send, tim.deliver_to).
-func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest) hook.MessageReply {
+func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest, fired firedGuards) hook.MessageReply {
 	v.setMessage(req)
-	rep := r.messageChain(ctx, g, v, req)
+	rep := r.messageChain(ctx, g, v, req, fired)
 	if len(v.sends) > 0 {
 		rep.Sends = append([]packet.Chat(nil), v.sends...)
 	}
@@ -41,10 +80,16 @@ func (r *Runtime) message(ctx context.Context, g *generation, v *vm, req *hook.M
 }
 
 // messageChain runs the scripts of the message chain in order.
-func (r *Runtime) messageChain(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest) (rep hook.MessageReply) {
+func (r *Runtime) messageChain(ctx context.Context, g *generation, v *vm, req *hook.MessageRequest, fired firedGuards) (rep hook.MessageReply) {
 	last := "" // the last script that ran without failing
 	for k := range g.chains[pMessage] {
 		s := v.script(pMessage, k)
+		if fired != nil {
+			if fired[k] == "" {
+				continue // its guard did not fire: nothing for it to do
+			}
+			v.setGuard(fired[k])
+		}
 		if k > 0 {
 			v.restoreReadOnly(req.Chat)
 		}

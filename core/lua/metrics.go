@@ -15,6 +15,7 @@ type metrics struct {
 	calls     *prometheus.CounterVec
 	callsOf   sync.Map // scriptKey → prometheus.Counter: no label lookup per call
 	reloads   prometheus.Counter
+	skips     prometheus.Counter // messages every guard let through (tim.guard)
 	loadErrs  *prometheus.CounterVec
 }
 
@@ -52,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "timgw_hook_calls_total",
 		Help: "Script calls by hook point and script (each script of a chain counts once per call it runs in); its failures are timgw_hook_failures_total.",
 	}, []string{"hook", "script"})
+	skips := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "timgw_hook_guard_skips_total",
+		Help: "Messages that fired no guard of any message script (tim.guard), so no script ran.",
+	})
 	reloads := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "timgw_hook_reloads_total",
 		Help: "Script sets published (start, configuration reloads and file changes).",
@@ -60,12 +65,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "timgw_hook_load_errors_total",
 		Help: "Script versions rejected at load (compile or load error), by script.",
 	}, []string{"script"})
-	for _, c := range []prometheus.Collector{latency, decisions, failures, calls, reloads, loadErrs} {
+	for _, c := range []prometheus.Collector{latency, decisions, failures, calls, skips, reloads, loadErrs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register hook metrics: %w", err)
 		}
 	}
-	m := &metrics{failures: failures, calls: calls, reloads: reloads, loadErrs: loadErrs}
+	m := &metrics{failures: failures, calls: calls, skips: skips, reloads: reloads, loadErrs: loadErrs}
 	for p := point(0); p < numPoints; p++ {
 		m.latency[p] = latency.WithLabelValues(p.String())
 		for _, d := range decisionNames[p] {
@@ -114,6 +119,12 @@ func (m *metrics) failure(p point, script, kind string) {
 		return
 	}
 	m.failures.WithLabelValues(p.String(), script, kind).Inc()
+}
+
+func (m *metrics) guardSkip() {
+	if m != nil {
+		m.skips.Inc()
+	}
 }
 
 func (m *metrics) reloaded() {

@@ -51,7 +51,7 @@ func (v *vm) setMessage(req *hook.MessageRequest) {
 	t.RawSetString("to", lua.LString(c.To))
 	t.RawSetString("content", lua.LString(c.Content))
 	v.msgReq = req
-	v.sends, v.also = v.sends[:0], v.also[:0]
+	v.sends, v.also, v.guardFired = v.sends[:0], v.also[:0], ""
 	if v.ctxTouched { // ctx fields are lazy too: clear the previous call's
 		x := v.msgCtx
 		for _, name := range ctxNames {
@@ -83,7 +83,17 @@ func (v *vm) restoreReadOnly(c *packet.Chat) {
 }
 
 // ctxNames are the fields of a message call's ctx table.
-var ctxNames = [...]string{"user", "protocol", "addr"}
+var ctxNames = [...]string{"user", "protocol", "addr", "guard"}
+
+// setGuard sets the ctx.guard the next script of the chain sees: the guard of its that
+// fired ("*": it has none, and ctx.guard is nil).
+func (v *vm) setGuard(name string) {
+	if name == "*" {
+		name = ""
+	}
+	v.guardFired = name
+	v.msgCtx.RawSetString("guard", lua.LNil) // produced again by ctxIndex
+}
 
 // ctxIndex is the __index of a message call's ctx table: {user, protocol, addr},
 // produced on first read.
@@ -100,6 +110,10 @@ func (v *vm) ctxIndex(L *lua.LState) int {
 			val = lua.LString(req.Protocol)
 		case "addr":
 			val = lua.LString(req.Addr)
+		case "guard":
+			if v.guardFired != "" {
+				val = lua.LString(v.guardFired)
+			}
 		}
 	}
 	if val != lua.LNil {

@@ -29,6 +29,7 @@ func (v *vm) timModule() *lua.LTable {
 		"kv_del":       v.timKVDel,
 		"send":         v.timSend,
 		"deliver_to":   v.timDeliverTo,
+		"guard":        v.timGuard,
 		"counter":      v.timCounter,
 		"hash":         timHash,
 		"is_online":    v.timIsOnline,

@@ -26,39 +26,45 @@ func (v *vm) timWords(L *lua.LState) int {
 	if opts := L.OptTable(2, nil); opts != nil {
 		whole = lua.LVAsBool(opts.RawGetString("whole_words"))
 	}
-	var (
-		words []string
-		key   string
-	)
-	switch arg := L.Get(1).(type) {
-	case lua.LString:
-		name := string(arg)
-		list, ok := v.gen.words[name]
-		if !ok {
-			list, ok = v.gen.words[name+".txt"]
-		}
-		if !ok {
-			L.ArgError(1, "no word-list file "+name+" in the scripts directory")
-		}
-		words, key = list, "file:"+name
-	case *lua.LTable:
-		list, err := stringList(arg)
-		if err != nil {
-			L.ArgError(1, err.Error())
-		}
-		words, key = list, "list:"+strings.Join(list, "\x00")
-	default:
-		L.ArgError(1, "want a list of words or a word-list file name")
-	}
-	if whole {
-		key = "w" + key
-	}
-	m := v.gen.matchers.get(key, func() *Matcher { return NewMatcher(words, whole) })
+	m := v.matcher(L, L.Get(1), whole, 1)
 	ud := L.NewUserData()
 	ud.Value = m
 	L.SetMetatable(ud, L.GetTypeMetatable(matcherType))
 	L.Push(ud)
 	return 1
+}
+
+// matcher returns the generation's shared matcher of a list of words or a word-list
+// file name (argument arg of the calling function, for errors).
+func (v *vm) matcher(L *lua.LState, words lua.LValue, whole bool, arg int) *Matcher {
+	var (
+		list []string
+		key  string
+	)
+	switch w := words.(type) {
+	case lua.LString:
+		name := string(w)
+		l, ok := v.gen.words[name]
+		if !ok {
+			l, ok = v.gen.words[name+".txt"]
+		}
+		if !ok {
+			L.ArgError(arg, "no word-list file "+name+" in the scripts directory")
+		}
+		list, key = l, "file:"+name
+	case *lua.LTable:
+		l, err := stringList(w)
+		if err != nil {
+			L.ArgError(arg, err.Error())
+		}
+		list, key = l, "list:"+strings.Join(l, "\x00")
+	default:
+		L.ArgError(arg, "want a list of words or a word-list file name")
+	}
+	if whole {
+		key = "w" + key
+	}
+	return v.gen.matchers.get(key, func() *Matcher { return NewMatcher(list, whole) })
 }
 
 func (v *vm) registerMatcherType() {

@@ -37,6 +37,7 @@ type vm struct {
 	msgReq      *hook.MessageRequest   // the running message call, for ctx
 	ctxTouched  bool                   // ctx fields were materialized in this call
 	touched     uint8                  // lazy msg fields read or written in this call
+	guardFired  string                 // ctx.guard of the running message script
 	sends       []packet.Chat          // tim.send of this message call
 	also        []string               // tim.deliver_to of this message call
 
@@ -45,6 +46,7 @@ type vm struct {
 	trace                string         // trace of the last error (trace.go)
 	traceFn, passFn      *lua.LFunction // message handlers (trace.go)
 	declared             []*varSchema   // tim.vars calls of the script loading (checker only)
+	guarding             **guard        // tim.guard of the script loading (checker only)
 	libFormat, libConcat lua.LGFunction // gopher-lua's string.format and table.concat
 }
 
@@ -156,14 +158,17 @@ func (v *vm) loadAll() {
 	}
 }
 
-// loadScript runs a script's chunk and returns which hooks it defines and the vars
-// schemas it declared.
-func (v *vm) loadScript(s *script) (uint8, []*varSchema, error) {
-	v.declared = []*varSchema{}
+// loadScript runs a script's chunk and returns which hooks it defines, the vars schemas
+// it declared and its guard (tim.guard; nil when none).
+func (v *vm) loadScript(s *script) (uint8, []*varSchema, *guard, error) {
+	var gd *guard
+	v.declared, v.guarding = []*varSchema{}, &gd
+	prev := v.cur
+	v.cur = s // tim.guard names the script
 	_, mask, err := v.instantiate(s)
 	declared := v.declared
-	v.declared = nil
-	return mask, declared, err
+	v.declared, v.guarding, v.cur = nil, nil, prev
+	return mask, declared, gd, err
 }
 
 // instantiate runs the chunk of s in its own environment (sandbox.go) and reads the
