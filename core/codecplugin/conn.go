@@ -124,6 +124,8 @@ func (c *connCodec) Detach() { c.Drain(func() {}) }
 type generation struct {
 	pl     *plugin
 	client *sdk.Client // set once Launch returned, before the generation is published
+	// goodbye is written to each connection that fail closes (the plugin's Info.Goodbye).
+	goodbye []byte
 	nextID atomic.Uint64
 	dead   atomic.Bool
 
@@ -269,8 +271,9 @@ func (g *generation) Closed(id uint64) {
 	g.closed(id)
 }
 
-// fail marks the generation dead, closes its connections with reason and ends the
-// drains. It returns how many open connections were closed.
+// fail marks the generation dead, writes the plugin's goodbye to its connections,
+// closes them with reason and ends the drains. It returns how many open connections
+// were closed.
 func (g *generation) fail(reason string) int {
 	g.mu.Lock()
 	g.dead.Store(true)
@@ -280,6 +283,9 @@ func (g *generation) fail(reason string) int {
 	n := 0
 	for id, c := range conns {
 		if draining[id] == nil {
+			if len(g.goodbye) > 0 {
+				_ = c.sink.WriteRaw(g.goodbye) // best effort: the connection closes either way
+			}
 			c.sink.Close(reason)
 			n++
 		}

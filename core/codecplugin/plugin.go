@@ -162,11 +162,15 @@ func (p *plugin) launch() (*generation, error) {
 			return nil, fmt.Errorf("codec plugin %s: cannot serve the shared port: %w", p.cfg.Name, err)
 		}
 	}
+	if len(info.Goodbye) > sdk.MaxGoodbye {
+		client.Stop(context.Background())
+		return nil, fmt.Errorf("codec plugin %s: goodbye of %d bytes, more than %d", p.cfg.Name, len(info.Goodbye), sdk.MaxGoodbye)
+	}
 	if info.Name != "" && info.Name != p.cfg.Name {
 		p.m.log.Info("codec plugin calls its protocol differently; the configured name is used",
 			"plugin", p.cfg.Name, "plugin_says", info.Name)
 	}
-	g.client = client
+	g.client, g.goodbye = client, info.Goodbye
 	p.matcher.Store(m)
 	p.gen.Store(g)
 	p.mu.Lock()

@@ -10,7 +10,9 @@
 //
 // The gateway's answers come back as "OK <code>" or "ERR <code> <message>", chats as
 // "MSG <from> <text>" and "GROUP <group> <from> <text>", group notices as
-// "JOINED <group> <user>" and "LEFT <group> <user>".
+// "JOINED <group> <user>" and "LEFT <group> <user>". When the plugin's process ends
+// (a crash, a restart), the gateway sends its clients "ERR plugin restarting" and
+// closes them.
 package main
 
 import (
@@ -25,6 +27,9 @@ import (
 
 func main() { codec.Serve(&linePlugin{}) }
 
+// goodbye is the line the host sends each client when this plugin's process ends.
+const goodbye = "ERR plugin restarting\n"
+
 // linePlugin is the plugin; all its methods run on one goroutine.
 type linePlugin struct{ maxLine int }
 
@@ -33,7 +38,7 @@ func (p *linePlugin) Init(h codec.Hello) (codec.Info, error) {
 	p.maxLine = max(h.MaxFrame, 1024)
 	return codec.Info{Name: "line", Version: "1.0.0", Recognizer: codec.Recognizer{
 		Rules: []codec.Rule{{Name: "LOGIN line", Steps: []codec.Step{codec.Text("LOGIN ")}}},
-	}}, nil
+	}, Goodbye: []byte(goodbye)}, nil
 }
 
 // Open starts a connection's state: the bytes of an unfinished line.

@@ -86,7 +86,17 @@ type Info struct {
 	Recognizer Recognizer `json:"recognizer"`
 	// TickInterval is how often Ticker.Tick runs (default one second).
 	TickInterval time.Duration `json:"tickInterval,omitempty"`
+	// Goodbye is what the host writes to each of the plugin's connections before it
+	// closes them because the plugin's process ended under them (a crash, a restart, a
+	// reload, a stop): the protocol's own "server going away" message, so that clients
+	// read a reason rather than a bare EOF. Empty for protocols that have none (MQTT
+	// 3.1.1 has no server DISCONNECT): the connections are just closed. At most
+	// [MaxGoodbye] bytes; a longer one fails the plugin's start.
+	Goodbye []byte `json:"goodbye,omitempty"`
 }
+
+// MaxGoodbye is the largest Info.Goodbye the host accepts.
+const MaxGoodbye = 4096
 
 // helloReply is the Hello call's answer.
 type helloReply struct {
