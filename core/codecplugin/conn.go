@@ -126,8 +126,8 @@ type generation struct {
 	client *sdk.Client // set once Launch returned, before the generation is published
 	// goodbye is written to each connection that fail closes (the plugin's Info.Goodbye).
 	goodbye []byte
-	nextID atomic.Uint64
-	dead   atomic.Bool
+	nextID  atomic.Uint64
+	dead    atomic.Bool
 
 	mu       sync.RWMutex
 	conns    map[uint64]*connCodec
