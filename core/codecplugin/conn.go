@@ -27,7 +27,18 @@ func (p *protocol) Recognize(first []byte) codec.Match {
 	if m == nil {
 		return codec.NoMatch
 	}
-	return m.Match(first)
+	return match(m.Match(first))
+}
+
+// match converts the SDK's verdict into the transport's.
+func match(m sdk.Match) codec.Match {
+	switch m {
+	case sdk.Matched:
+		return codec.Matched
+	case sdk.NeedMore:
+		return codec.NeedMore
+	}
+	return codec.NoMatch
 }
 
 // NewCodec implements codec.Protocol: an asynchronous codec bound, at Attach, to the
@@ -96,7 +107,7 @@ func (c *connCodec) Encode(dst []byte, p packet.Packet) []byte {
 	if c.gen == nil || c.gen.dead.Load() {
 		return dst
 	}
-	if err := c.gen.client.Packet(c.id, p); err != nil {
+	if err := c.gen.client.Packet(c.id, sdk.Packet{Cmd: sdk.Cmd(p.Cmd), Body: p.Body}); err != nil {
 		// Encode runs under the connection's output lock: close from elsewhere.
 		go c.sink.Close(fmt.Sprintf("codec plugin %s: %v", c.pl.cfg.Name, err))
 	} else if c.pl.packetsOut != nil {
@@ -225,7 +236,8 @@ func (g *generation) count() int {
 }
 
 // Packet implements sdk.HostHandler.
-func (g *generation) Packet(id uint64, p packet.Packet) {
+func (g *generation) Packet(id uint64, sp sdk.Packet) {
+	p := packet.Packet{Cmd: packet.Cmd(sp.Cmd), Body: sp.Body}
 	if g.pl.packetsIn != nil {
 		g.pl.packetsIn.Inc()
 	}

@@ -238,7 +238,7 @@ func (g *generation) Err() error { return g.client.Err() }
 var _ pluginhost.Pinger = (*generation)(nil)
 
 // Ping implements pluginhost.Pinger.
-func (g *generation) Ping(ctx context.Context) error { return g.client.Ping(ctx) }
+func (g *generation) Ping(ctx context.Context) error { return pluginhost.Ping(ctx, g.client.Plugin()) }
 
 // Pid implements pluginhost.Pinger.
 func (g *generation) Pid() int { return g.client.Pid() }
