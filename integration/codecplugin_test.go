@@ -202,9 +202,13 @@ func (c *lineClient) expect(want string) {
 	}
 }
 
-func TestCodecPluginThirdPartyExecutable(t *testing.T) {
-	bin := lineBinary(t)
-	g := startCodecGateway(t, "codec-line", "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
+func TestCodecPluginThirdPartyExecutable(t *testing.T) { lineChat(t, "codec-line", lineBinary(t)) }
+
+// lineChat starts a gateway with the line plugin executable bin and exchanges chats
+// between a line client and a t-im TCP client.
+func lineChat(t *testing.T, name, bin string) {
+	t.Helper()
+	g := startCodecGateway(t, name, "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
 	tcpUser, lineUser := uid("tcp"), uid("line")
 	tc := g.login(t, epTCP, tcpUser)
 
