@@ -30,15 +30,15 @@ func (p *protocol) Recognize(first []byte) codec.Match {
 	return match(m.Match(first))
 }
 
-// match converts the SDK's verdict into the transport's.
+// matches maps the SDK's verdicts to the transport's.
+var matches = [...]codec.Match{sdk.NoMatch: codec.NoMatch, sdk.NeedMore: codec.NeedMore, sdk.Matched: codec.Matched}
+
+// match converts the SDK's verdict into the transport's (NoMatch for an unknown one).
 func match(m sdk.Match) codec.Match {
-	switch m {
-	case sdk.Matched:
-		return codec.Matched
-	case sdk.NeedMore:
-		return codec.NeedMore
+	if m < 0 || int(m) >= len(matches) {
+		return codec.NoMatch
 	}
-	return codec.NoMatch
+	return matches[m]
 }
 
 // NewCodec implements codec.Protocol: an asynchronous codec bound, at Attach, to the

@@ -11,49 +11,49 @@ import (
 // TestSDKVocabularyMatchesCore: the plugin SDK keeps its own copy of the t-im codes
 // (it must not import the gateway); the host converts by value, so they must agree.
 func TestSDKVocabularyMatchesCore(t *testing.T) {
-	cmds := []struct {
-		sdk  sdk.Cmd
-		core packet.Cmd
+	tests := []struct {
+		name      string
+		sdk, core int
 	}{
-		{sdk.CmdError, packet.CmdError}, {sdk.CmdLoginReq, packet.CmdLoginReq}, {sdk.CmdLoginResp, packet.CmdLoginResp},
-		{sdk.CmdJoinGroupReq, packet.CmdJoinGroupReq}, {sdk.CmdJoinGroupResp, packet.CmdJoinGroupResp},
-		{sdk.CmdJoinGroupNotify, packet.CmdJoinGroupNotify}, {sdk.CmdExitGroupNotify, packet.CmdExitGroupNotify},
-		{sdk.CmdChatReq, packet.CmdChatReq}, {sdk.CmdChatResp, packet.CmdChatResp},
-		{sdk.CmdHeartbeatReq, packet.CmdHeartbeatReq}, {sdk.CmdCloseReq, packet.CmdCloseReq},
-		{sdk.CmdLeaveGroupReq, packet.CmdLeaveGroupReq}, {sdk.CmdLeaveGroupResp, packet.CmdLeaveGroupResp},
+		{"CmdError", int(sdk.CmdError), int(packet.CmdError)},
+		{"CmdLoginReq", int(sdk.CmdLoginReq), int(packet.CmdLoginReq)},
+		{"CmdLoginResp", int(sdk.CmdLoginResp), int(packet.CmdLoginResp)},
+		{"CmdJoinGroupReq", int(sdk.CmdJoinGroupReq), int(packet.CmdJoinGroupReq)},
+		{"CmdJoinGroupResp", int(sdk.CmdJoinGroupResp), int(packet.CmdJoinGroupResp)},
+		{"CmdJoinGroupNotify", int(sdk.CmdJoinGroupNotify), int(packet.CmdJoinGroupNotify)},
+		{"CmdExitGroupNotify", int(sdk.CmdExitGroupNotify), int(packet.CmdExitGroupNotify)},
+		{"CmdChatReq", int(sdk.CmdChatReq), int(packet.CmdChatReq)},
+		{"CmdChatResp", int(sdk.CmdChatResp), int(packet.CmdChatResp)},
+		{"CmdHeartbeatReq", int(sdk.CmdHeartbeatReq), int(packet.CmdHeartbeatReq)},
+		{"CmdCloseReq", int(sdk.CmdCloseReq), int(packet.CmdCloseReq)},
+		{"CmdLeaveGroupReq", int(sdk.CmdLeaveGroupReq), int(packet.CmdLeaveGroupReq)},
+		{"CmdLeaveGroupResp", int(sdk.CmdLeaveGroupResp), int(packet.CmdLeaveGroupResp)},
+		{"StatusOK", int(sdk.StatusOK), int(packet.StatusOK)},
+		{"StatusOffline", int(sdk.StatusOffline), int(packet.StatusOffline)},
+		{"StatusLoginOK", int(sdk.StatusLoginOK), int(packet.StatusLoginOK)},
+		{"StatusLoginFailed", int(sdk.StatusLoginFailed), int(packet.StatusLoginFailed)},
+		{"StatusAuthFailed", int(sdk.StatusAuthFailed), int(packet.StatusAuthFailed)},
+		{"StatusJoinGroupOK", int(sdk.StatusJoinGroupOK), int(packet.StatusJoinGroupOK)},
+		{"StatusJoinGroupFailed", int(sdk.StatusJoinGroupFailed), int(packet.StatusJoinGroupFailed)},
+		{"StatusInvalidBody", int(sdk.StatusInvalidBody), int(packet.StatusInvalidBody)},
+		{"StatusNotLoggedIn", int(sdk.StatusNotLoggedIn), int(packet.StatusNotLoggedIn)},
+		{"StatusNotGroupMember", int(sdk.StatusNotGroupMember), int(packet.StatusNotGroupMember)},
+		{"StatusTooLarge", int(sdk.StatusTooLarge), int(packet.StatusTooLarge)},
+		{"StatusRejected", int(sdk.StatusRejected), int(packet.StatusRejected)},
+		{"StatusRateLimited", int(sdk.StatusRateLimited), int(packet.StatusRateLimited)},
+		{"StatusForbidden", int(sdk.StatusForbidden), int(packet.StatusForbidden)},
+		{"StatusStorageDown", int(sdk.StatusStorageDown), int(packet.StatusStorageUnavailable)},
+		{"StatusServerBusy", int(sdk.StatusServerBusy), int(packet.StatusServerBusy)},
+		{"ChatGroup", sdk.ChatGroup, packet.ChatTypeGroup},
+		{"ChatPrivate", sdk.ChatPrivate, packet.ChatTypePrivate},
+		{"NoMatch", int(match(sdk.NoMatch)), int(codec.NoMatch)},
+		{"NeedMore", int(match(sdk.NeedMore)), int(codec.NeedMore)},
+		{"Matched", int(match(sdk.Matched)), int(codec.Matched)},
+		{"unknown verdict", int(match(sdk.Match(7))), int(codec.NoMatch)},
 	}
-	for _, c := range cmds {
-		if uint8(c.sdk) != uint8(c.core) {
-			t.Errorf("SDK cmd %d, core %s = %d", c.sdk, c.core, c.core)
-		}
-	}
-	statuses := []struct {
-		sdk  sdk.Status
-		core packet.Status
-	}{
-		{sdk.StatusOK, packet.StatusOK}, {sdk.StatusOffline, packet.StatusOffline},
-		{sdk.StatusLoginOK, packet.StatusLoginOK}, {sdk.StatusLoginFailed, packet.StatusLoginFailed},
-		{sdk.StatusAuthFailed, packet.StatusAuthFailed}, {sdk.StatusJoinGroupOK, packet.StatusJoinGroupOK},
-		{sdk.StatusJoinGroupFailed, packet.StatusJoinGroupFailed}, {sdk.StatusInvalidBody, packet.StatusInvalidBody},
-		{sdk.StatusNotLoggedIn, packet.StatusNotLoggedIn}, {sdk.StatusNotGroupMember, packet.StatusNotGroupMember},
-		{sdk.StatusTooLarge, packet.StatusTooLarge}, {sdk.StatusRejected, packet.StatusRejected},
-		{sdk.StatusRateLimited, packet.StatusRateLimited}, {sdk.StatusForbidden, packet.StatusForbidden},
-		{sdk.StatusStorageDown, packet.StatusStorageUnavailable}, {sdk.StatusServerBusy, packet.StatusServerBusy},
-	}
-	for _, s := range statuses {
-		if int(s.sdk) != int(s.core) {
-			t.Errorf("SDK status %d, core %s = %d", s.sdk, s.core.Text(), s.core)
-		}
-	}
-	if sdk.ChatGroup != packet.ChatTypeGroup || sdk.ChatPrivate != packet.ChatTypePrivate {
-		t.Errorf("chat types: SDK %d/%d, core %d/%d", sdk.ChatGroup, sdk.ChatPrivate, packet.ChatTypeGroup, packet.ChatTypePrivate)
-	}
-	for _, m := range []struct {
-		sdk  sdk.Match
-		want codec.Match
-	}{{sdk.NoMatch, codec.NoMatch}, {sdk.NeedMore, codec.NeedMore}, {sdk.Matched, codec.Matched}} {
-		if got := match(m.sdk); got != m.want {
-			t.Errorf("match(%d) = %d, want %d", m.sdk, got, m.want)
+	for _, tt := range tests {
+		if tt.sdk != tt.core {
+			t.Errorf("%s: SDK %d, core %d", tt.name, tt.sdk, tt.core)
 		}
 	}
 }
