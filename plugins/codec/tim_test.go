@@ -6,17 +6,17 @@ import (
 )
 
 func TestEncodeDecode(t *testing.T) {
+	// Each request body as a plugin builds it, and the JSON the gateway receives.
 	tests := []struct {
-		name string
-		cmd  Cmd
-		body any
-		want string
+		name, want string
+		cmd        Cmd
+		body       any
 	}{
-		{"login", CmdLoginReq, Login{UserID: "alice", Password: "pw"}, `{"userId":"alice","password":"pw"}`},
-		{"token login", CmdLoginReq, Login{UserID: "alice", Token: "t"}, `{"userId":"alice","token":"t"}`},
-		{"private chat", CmdChatReq, Chat{Cmd: 11, ChatType: ChatPrivate, To: "bob", Content: "hi"},
-			`{"cmd":11,"to":"bob","chatType":2,"msgType":0,"content":"hi"}`},
-		{"join", CmdJoinGroupReq, JoinGroup{GroupID: "g1"}, `{"groupId":"g1"}`},
+		{"login", `{"userId":"alice","password":"pw"}`, CmdLoginReq, Login{UserID: "alice", Password: "pw"}},
+		{"token login", `{"userId":"alice","token":"t"}`, CmdLoginReq, Login{UserID: "alice", Token: "t"}},
+		{"private chat", `{"cmd":11,"to":"bob","chatType":2,"msgType":0,"content":"hi"}`,
+			CmdChatReq, Chat{Cmd: 11, ChatType: ChatPrivate, To: "bob", Content: "hi"}},
+		{"join", `{"groupId":"g1"}`, CmdJoinGroupReq, JoinGroup{GroupID: "g1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
