@@ -9,7 +9,7 @@ require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/gobwas/ws v1.5.0 // WebSocket framing parsed from event-loop buffers, no goroutine per connection
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/hashicorp/go-hclog v1.6.3
+	github.com/hashicorp/go-hclog v1.6.3 // indirect
 	github.com/hashicorp/go-plugin v1.8.0
 	github.com/panjf2000/ants/v2 v2.12.1
 	github.com/panjf2000/gnet/v2 v2.9.7 // event loop for TCP/WebSocket connections (1.6 KiB per idle logged-in connection, README Performance)
@@ -75,4 +75,16 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
+)
+
+// The plugin SDKs are modules of their own (a third-party plugin requires one alone,
+// plugins/README.md "Building out of tree"); the gateway builds them from this tree.
+require (
+	github.com/timgw/timgw/plugins/codec v0.0.0
+	github.com/timgw/timgw/plugins/storage v0.0.0
+)
+
+replace (
+	github.com/timgw/timgw/plugins/codec => ./plugins/codec
+	github.com/timgw/timgw/plugins/storage => ./plugins/storage
 )

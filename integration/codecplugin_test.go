@@ -202,9 +202,13 @@ func (c *lineClient) expect(want string) {
 	}
 }
 
-func TestCodecPluginThirdPartyExecutable(t *testing.T) {
-	bin := lineBinary(t)
-	g := startCodecGateway(t, "codec-line", "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
+func TestCodecPluginThirdPartyExecutable(t *testing.T) { lineChat(t, "codec-line", lineBinary(t)) }
+
+// lineChat starts a gateway with the line plugin executable bin and exchanges chats
+// between a line client and a t-im TCP client.
+func lineChat(t *testing.T, name, bin string) {
+	t.Helper()
+	g := startCodecGateway(t, name, "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
 	tcpUser, lineUser := uid("tcp"), uid("line")
 	tc := g.login(t, epTCP, tcpUser)
 
@@ -219,6 +223,30 @@ func TestCodecPluginThirdPartyExecutable(t *testing.T) {
 	expectLine(fmt.Sprintf("MSG %s hello line", tcpUser))
 	fmt.Fprintf(nc, "PING\n")
 	expectLine("PONG")
+}
+
+// TestCodecPluginGoodbye kills the line plugin with SIGKILL: its client reads the
+// goodbye the plugin declared at its handshake, then EOF.
+func TestCodecPluginGoodbye(t *testing.T) {
+	bin := lineBinary(t)
+	g := startCodecGateway(t, "codec-goodbye", "open", "", fmt.Sprintf("    - name: line\n      path: %q\n", bin))
+	lc := dialLine(t, g.Addr)
+	lc.send("LOGIN %s", uid("line"))
+	lc.expect("OK 10007")
+	pids := childPIDs(t, g.gateway, bin)
+	if len(pids) != 1 {
+		t.Fatalf("line plugin processes %v, want one", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	lc.expect("ERR plugin restarting")
+	if lc.lines.Scan() {
+		t.Fatalf("after the goodbye: %q, want EOF", lc.lines.Text())
+	}
+	if err := lc.lines.Err(); err != nil {
+		t.Fatalf("after the goodbye: %v, want EOF", err)
+	}
 }
 
 func TestCodecPluginAddedByReload(t *testing.T) {

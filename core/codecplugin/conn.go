@@ -27,7 +27,18 @@ func (p *protocol) Recognize(first []byte) codec.Match {
 	if m == nil {
 		return codec.NoMatch
 	}
-	return m.Match(first)
+	return match(m.Match(first))
+}
+
+// matches maps the SDK's verdicts to the transport's.
+var matches = [...]codec.Match{sdk.NoMatch: codec.NoMatch, sdk.NeedMore: codec.NeedMore, sdk.Matched: codec.Matched}
+
+// match converts the SDK's verdict into the transport's (NoMatch for an unknown one).
+func match(m sdk.Match) codec.Match {
+	if m < 0 || int(m) >= len(matches) {
+		return codec.NoMatch
+	}
+	return matches[m]
 }
 
 // NewCodec implements codec.Protocol: an asynchronous codec bound, at Attach, to the
@@ -96,7 +107,7 @@ func (c *connCodec) Encode(dst []byte, p packet.Packet) []byte {
 	if c.gen == nil || c.gen.dead.Load() {
 		return dst
 	}
-	if err := c.gen.client.Packet(c.id, p); err != nil {
+	if err := c.gen.client.Packet(c.id, sdk.Packet{Cmd: sdk.Cmd(p.Cmd), Body: p.Body}); err != nil {
 		// Encode runs under the connection's output lock: close from elsewhere.
 		go c.sink.Close(fmt.Sprintf("codec plugin %s: %v", c.pl.cfg.Name, err))
 	} else if c.pl.packetsOut != nil {
@@ -124,8 +135,10 @@ func (c *connCodec) Detach() { c.Drain(func() {}) }
 type generation struct {
 	pl     *plugin
 	client *sdk.Client // set once Launch returned, before the generation is published
-	nextID atomic.Uint64
-	dead   atomic.Bool
+	// goodbye is written to each connection that fail closes (the plugin's Info.Goodbye).
+	goodbye []byte
+	nextID  atomic.Uint64
+	dead    atomic.Bool
 
 	mu       sync.RWMutex
 	conns    map[uint64]*connCodec
@@ -223,7 +236,8 @@ func (g *generation) count() int {
 }
 
 // Packet implements sdk.HostHandler.
-func (g *generation) Packet(id uint64, p packet.Packet) {
+func (g *generation) Packet(id uint64, sp sdk.Packet) {
+	p := packet.Packet{Cmd: packet.Cmd(sp.Cmd), Body: sp.Body}
 	if g.pl.packetsIn != nil {
 		g.pl.packetsIn.Inc()
 	}
@@ -269,8 +283,9 @@ func (g *generation) Closed(id uint64) {
 	g.closed(id)
 }
 
-// fail marks the generation dead, closes its connections with reason and ends the
-// drains. It returns how many open connections were closed.
+// fail marks the generation dead, writes the plugin's goodbye to its connections,
+// closes them with reason and ends the drains. It returns how many open connections
+// were closed.
 func (g *generation) fail(reason string) int {
 	g.mu.Lock()
 	g.dead.Store(true)
@@ -280,6 +295,9 @@ func (g *generation) fail(reason string) int {
 	n := 0
 	for id, c := range conns {
 		if draining[id] == nil {
+			if len(g.goodbye) > 0 {
+				_ = c.sink.WriteRaw(g.goodbye) // best effort: the connection closes either way
+			}
 			c.sink.Close(reason)
 			n++
 		}

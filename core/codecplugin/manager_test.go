@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 type testPlugin struct{}
 
 func (testPlugin) Init(h sdk.Hello) (sdk.Info, error) {
-	return sdk.Info{Name: "t1", Version: "v-" + h.Options["tag"], Recognizer: sdk.Recognizer{Rules: []sdk.Rule{{Steps: []sdk.Step{sdk.Text("T1")}}}}}, nil
+	return sdk.Info{Name: "t1", Version: "v-" + h.Options["tag"], Recognizer: sdk.Recognizer{Rules: []sdk.Rule{{Steps: []sdk.Step{sdk.Text("T1")}}}},
+		Goodbye: []byte(h.Options["goodbye"])}, nil
 }
 
 func (testPlugin) Open(c sdk.Conn) sdk.ConnHandler { return &testConn{c: c} }
@@ -57,12 +58,16 @@ func (t *testConn) Data(b []byte) {
 			t.c.Close("asked to close")
 			return
 		}
-		t.c.Emit(packet.MustEncode(packet.CmdHeartbeatReq, map[string]string{"line": line, "transport": t.c.Transport(), "remote": t.c.RemoteAddr()}))
+		p, err := sdk.Encode(sdk.CmdHeartbeatReq, map[string]string{"line": line, "transport": t.c.Transport(), "remote": t.c.RemoteAddr()})
+		if err != nil {
+			panic(err)
+		}
+		t.c.Emit(p)
 	}
 }
 
-func (t *testConn) Packet(p packet.Packet) { t.c.Write(append(bytes.Clone(p.Body), '\n')) }
-func (t *testConn) Closed(string)          {}
+func (t *testConn) Packet(p sdk.Packet) { t.c.Write(append(bytes.Clone(p.Body), '\n')) }
+func (t *testConn) Closed(string)       {}
 
 // sink is a codec.Sink standing in for a transport connection.
 type sink struct {
@@ -280,6 +285,28 @@ func TestCrashClosesConnectionsAndRestarts(t *testing.T) {
 	}
 }
 
+// TestCrashWritesGoodbye: a crashed plugin's connections get the goodbye it declared,
+// then are closed; a plugin that declared none gets nothing written.
+func TestCrashWritesGoodbye(t *testing.T) {
+	bye := testPluginConfig("t1")
+	bye.Options["goodbye"] = "T1 bye\n"
+	_, protos := startManager(t, testConfig(bye, testPluginConfig("t2")))
+	for _, tt := range []struct {
+		proto codec.Protocol
+		want  string
+	}{{(*protos)[0], "T1 bye\n"}, {(*protos)[1], ""}} {
+		c, s := open(t, tt.proto)
+		decode(t, c, "T1 crash\n")
+		s.waitClosed(t, "crashed")
+		s.mu.Lock()
+		got := s.written.String()
+		s.mu.Unlock()
+		if got != tt.want {
+			t.Fatalf("%s: written before the close %q, want %q", tt.proto.Name(), got, tt.want)
+		}
+	}
+}
+
 func TestFailedAfterRepeatedCrashes(t *testing.T) {
 	cfg := testConfig(testPluginConfig("t1"))
 	cfg.Restart.MaxCrashes = 2
@@ -365,6 +392,8 @@ func TestStartErrors(t *testing.T) {
 		{"unknown builtin", testConfig(config.CodecPlugin{Name: "x", Builtin: "codec-nope"}), "not compiled into this binary"},
 		{"invalid", testConfig(config.CodecPlugin{Name: "tcp", Builtin: "codec-test"}), "built-in protocol"},
 		{"both", testConfig(config.CodecPlugin{Name: "x", Builtin: "codec-test", Path: "/bin/true"}), "exactly one"},
+		{"goodbye too long", testConfig(config.CodecPlugin{Name: "x", Builtin: "codec-test",
+			Options: map[string]string{"goodbye": strings.Repeat("b", sdk.MaxGoodbye+1)}}), "goodbye of 4097 bytes, more than 4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

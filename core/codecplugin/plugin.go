@@ -162,11 +162,15 @@ func (p *plugin) launch() (*generation, error) {
 			return nil, fmt.Errorf("codec plugin %s: cannot serve the shared port: %w", p.cfg.Name, err)
 		}
 	}
+	if len(info.Goodbye) > sdk.MaxGoodbye {
+		client.Stop(context.Background())
+		return nil, fmt.Errorf("codec plugin %s: goodbye of %d bytes, more than %d", p.cfg.Name, len(info.Goodbye), sdk.MaxGoodbye)
+	}
 	if info.Name != "" && info.Name != p.cfg.Name {
 		p.m.log.Info("codec plugin calls its protocol differently; the configured name is used",
 			"plugin", p.cfg.Name, "plugin_says", info.Name)
 	}
-	g.client = client
+	g.client, g.goodbye = client, info.Goodbye
 	p.matcher.Store(m)
 	p.gen.Store(g)
 	p.mu.Lock()
@@ -234,7 +238,7 @@ func (g *generation) Err() error { return g.client.Err() }
 var _ pluginhost.Pinger = (*generation)(nil)
 
 // Ping implements pluginhost.Pinger.
-func (g *generation) Ping(ctx context.Context) error { return g.client.Ping(ctx) }
+func (g *generation) Ping(ctx context.Context) error { return pluginhost.Ping(ctx, g.client.Plugin()) }
 
 // Pid implements pluginhost.Pinger.
 func (g *generation) Pid() int { return g.client.Pid() }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/timgw/timgw/core/config"
 	"github.com/timgw/timgw/core/pluginhost"
-	"github.com/timgw/timgw/plugins/pluginlog"
+	"github.com/timgw/timgw/plugins/codec/pluginlog"
 	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
 )

@@ -10,20 +10,23 @@
 //
 // The gateway's answers come back as "OK <code>" or "ERR <code> <message>", chats as
 // "MSG <from> <text>" and "GROUP <group> <from> <text>", group notices as
-// "JOINED <group> <user>" and "LEFT <group> <user>".
+// "JOINED <group> <user>" and "LEFT <group> <user>". When the plugin's process ends
+// (a crash, a restart), the gateway sends its clients "ERR plugin restarting" and
+// closes them.
 package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/plugins/codec"
 )
 
 func main() { codec.Serve(&linePlugin{}) }
+
+// goodbye is the line the host sends each client when this plugin's process ends.
+const goodbye = "ERR plugin restarting\n"
 
 // linePlugin is the plugin; all its methods run on one goroutine.
 type linePlugin struct{ maxLine int }
@@ -33,7 +36,7 @@ func (p *linePlugin) Init(h codec.Hello) (codec.Info, error) {
 	p.maxLine = max(h.MaxFrame, 1024)
 	return codec.Info{Name: "line", Version: "1.0.0", Recognizer: codec.Recognizer{
 		Rules: []codec.Rule{{Name: "LOGIN line", Steps: []codec.Step{codec.Text("LOGIN ")}}},
-	}}, nil
+	}, Goodbye: []byte(goodbye)}, nil
 }
 
 // Open starts a connection's state: the bytes of an unfinished line.
@@ -70,13 +73,13 @@ func (l *lineConn) command(line string) {
 	switch strings.ToUpper(verb) {
 	case "":
 	case "LOGIN":
-		l.emit(packet.CmdLoginReq, packet.Login{UserID: packet.Str(arg), Password: text})
+		l.emit(codec.CmdLoginReq, codec.Login{UserID: arg, Password: text})
 	case "TO":
-		l.emit(packet.CmdChatReq, packet.Chat{Cmd: 11, ChatType: packet.ChatTypePrivate, To: packet.Str(arg), Content: text})
+		l.emit(codec.CmdChatReq, codec.Chat{Cmd: 11, ChatType: codec.ChatPrivate, To: arg, Content: text})
 	case "GROUP":
-		l.emit(packet.CmdChatReq, packet.Chat{Cmd: 11, ChatType: packet.ChatTypeGroup, GroupID: packet.Str(arg), Content: text})
+		l.emit(codec.CmdChatReq, codec.Chat{Cmd: 11, ChatType: codec.ChatGroup, GroupID: arg, Content: text})
 	case "JOIN":
-		l.emit(packet.CmdJoinGroupReq, packet.JoinGroup{GroupID: packet.Str(arg)})
+		l.emit(codec.CmdJoinGroupReq, codec.JoinGroup{GroupID: arg})
 	case "PING":
 		l.c.Write([]byte("PONG\n"))
 	case "QUIT":
@@ -86,43 +89,44 @@ func (l *lineConn) command(line string) {
 	}
 }
 
-func (l *lineConn) emit(cmd packet.Cmd, body any) { l.c.Emit(packet.MustEncode(cmd, body)) }
+// emit hands a request to the gateway (the body types always marshal).
+func (l *lineConn) emit(cmd codec.Cmd, body any) {
+	if p, err := codec.Encode(cmd, body); err == nil {
+		l.c.Emit(p)
+	}
+}
 
 // Packet turns a packet from the gateway into a line for the client.
-func (l *lineConn) Packet(p packet.Packet) {
+func (l *lineConn) Packet(p codec.Packet) {
 	var out string
 	switch p.Cmd {
-	case packet.CmdChatReq:
-		var m packet.Chat
-		if packet.Decode(p.Body, &m) != nil {
+	case codec.CmdChatReq:
+		var m codec.Chat
+		if codec.Decode(p, &m) != nil {
 			return
 		}
-		if m.ChatType == packet.ChatTypeGroup {
+		if m.ChatType == codec.ChatGroup {
 			out = fmt.Sprintf("GROUP %s %s %s", m.GroupID, m.From, oneLine(m.Content))
 		} else {
 			out = fmt.Sprintf("MSG %s %s", m.From, oneLine(m.Content))
 		}
-	case packet.CmdJoinGroupNotify, packet.CmdExitGroupNotify:
-		var n packet.GroupNotice
-		if json.Unmarshal(p.Body, &n) != nil {
+	case codec.CmdJoinGroupNotify, codec.CmdExitGroupNotify:
+		var n codec.GroupNotice
+		if codec.Decode(p, &n) != nil {
 			return
 		}
-		verb := map[packet.Cmd]string{packet.CmdJoinGroupNotify: "JOINED", packet.CmdExitGroupNotify: "LEFT"}[p.Cmd]
+		verb := map[codec.Cmd]string{codec.CmdJoinGroupNotify: "JOINED", codec.CmdExitGroupNotify: "LEFT"}[p.Cmd]
 		out = fmt.Sprintf("%s %s %s", verb, n.Group.GroupID, n.User.UserID)
-	case packet.CmdHeartbeatReq:
+	case codec.CmdHeartbeatReq:
 		return
 	default: // responses
-		var r struct {
-			Code packet.Status `json:"code"`
-			Msg  string        `json:"msg"`
-		}
-		if json.Unmarshal(p.Body, &r) != nil {
+		var r codec.Response
+		if codec.Decode(p, &r) != nil {
 			return
 		}
-		switch r.Code {
-		case packet.StatusOK, packet.StatusOffline, packet.StatusLoginOK, packet.StatusJoinGroupOK:
+		if r.Code.Success() {
 			out = fmt.Sprintf("OK %d", r.Code)
-		default:
+		} else {
 			out = fmt.Sprintf("ERR %d %s", r.Code, oneLine(r.Msg))
 		}
 	}

@@ -11,9 +11,6 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-
-	"github.com/timgw/timgw/core/packet"
-	"github.com/timgw/timgw/core/pluginhost"
 )
 
 // HostHandler receives a plugin's frames on the host, from one goroutine, in order.
@@ -21,7 +18,7 @@ import (
 type HostHandler interface {
 	// Packet is a packet the plugin decoded from connection conn, for the gateway.
 	// p.Body stays valid after the call.
-	Packet(conn uint64, p packet.Packet)
+	Packet(conn uint64, p Packet)
 	// Write is bytes to write to connection conn. b is valid only during the call.
 	Write(conn uint64, b []byte)
 	// Close asks to close connection conn.
@@ -217,8 +214,8 @@ func (c *Client) Version() int { return c.version }
 // Pid is the plugin's process id (0 when unknown).
 func (c *Client) Pid() int { return c.pid }
 
-// Ping asks the plugin's health service whether it answers, within ctx.
-func (c *Client) Ping(ctx context.Context) error { return pluginhost.Ping(ctx, c.pc) }
+// Plugin is go-plugin's client of the process, for the host's health checks.
+func (c *Client) Plugin() *plugin.Client { return c.pc }
 
 // Done is closed when the stream has ended (the plugin crashed, exited or was stopped).
 func (c *Client) Done() <-chan struct{} { return c.done }
@@ -242,7 +239,7 @@ func (c *Client) Data(conn uint64, data []byte) error {
 }
 
 // Packet forwards a packet the gateway sends to a client.
-func (c *Client) Packet(conn uint64, p packet.Packet) error {
+func (c *Client) Packet(conn uint64, p Packet) error {
 	return c.out.add(frameSize(len(p.Body)), func(b []byte) []byte { return AppendPacket(b, conn, p) })
 }
 

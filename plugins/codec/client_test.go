@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/timgw/timgw/core/packet"
 )
 
 // The test binary doubles as a plugin: started with testPluginEnv set, it serves
@@ -53,10 +51,10 @@ func (e *echoConn) Data(b []byte) {
 		return
 	}
 	body, _ := json.Marshal(map[string]string{"data": string(b), "transport": e.c.Transport(), "remote": e.c.RemoteAddr()})
-	e.c.Emit(packet.Packet{Cmd: packet.CmdHeartbeatReq, Body: body})
+	e.c.Emit(Packet{Cmd: CmdHeartbeatReq, Body: body})
 }
 
-func (e *echoConn) Packet(p packet.Packet) { e.c.Write(append(append([]byte(nil), p.Body...), '\n')) }
+func (e *echoConn) Packet(p Packet) { e.c.Write(append(append([]byte(nil), p.Body...), '\n')) }
 
 func (e *echoConn) Closed(string) {}
 
@@ -79,7 +77,7 @@ func (r *recorder) add(f Frame) {
 	}
 }
 
-func (r *recorder) Packet(conn uint64, p packet.Packet) {
+func (r *recorder) Packet(conn uint64, p Packet) {
 	r.add(Frame{Kind: KindPacket, Conn: conn, Cmd: p.Cmd, Data: p.Body})
 }
 func (r *recorder) Write(conn uint64, b []byte) {
@@ -140,7 +138,7 @@ func TestLaunchAndStream(t *testing.T) {
 	must(c.Open(1, "10.0.0.1:1000", "echo+tls"))
 	must(c.Open(2, "10.0.0.2:2000", "echo"))
 	must(c.Data(1, []byte("hello")))
-	must(c.Packet(2, packet.Packet{Cmd: packet.CmdChatReq, Body: []byte(`{"cmd":11}`)}))
+	must(c.Packet(2, Packet{Cmd: CmdChatReq, Body: []byte(`{"cmd":11}`)}))
 	must(c.Data(2, []byte("close")))
 	got := rec.wait(t, 3)
 	var sawPacket, sawWrite, sawClose bool

@@ -22,6 +22,20 @@
 // no locks for its connection state, and must not block in them. Conn methods are safe
 // from any goroutine.
 //
+// # Module
+//
+// This SDK is a Go module of its own (github.com/timgw/timgw/plugins/codec), which
+// depends on go-plugin and gRPC, not on the gateway: a plugin outside timgw's tree
+// requires it alone (plugins/README.md, "Building out of tree"). It carries the t-im
+// vocabulary a plugin needs (tim.go): [Packet], [Cmd], [Status], the bodies [Login],
+// [Chat], [JoinGroup], [GroupNotice], [Response], and [Encode] and [Decode].
+//
+// # Goodbye
+//
+// [Info.Goodbye] is the protocol's "server going away" message: the host writes it to
+// each of the plugin's connections before closing them when the plugin's process ends
+// (a crash, a restart), since the dead plugin cannot.
+//
 // # Host side
 //
 // [Launch] starts a plugin executable, runs the handshake and opens the stream;

@@ -5,7 +5,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/timgw/timgw/plugins/pluginlog"
+	"github.com/timgw/timgw/plugins/codec/pluginlog"
 )
 
 // newHclog returns an hclog.Logger writing to l.

@@ -2,8 +2,6 @@ package codec
 
 import (
 	"time"
-
-	"github.com/timgw/timgw/core/packet"
 )
 
 // Plugin is a codec plugin: one wire protocol. Serve runs it.
@@ -30,7 +28,7 @@ type ConnHandler interface {
 	Data(b []byte)
 	// Packet is called with a packet the gateway sends to the client (a response, a
 	// delivered chat, a notice). p.Body is valid only during the call.
-	Packet(p packet.Packet)
+	Packet(p Packet)
 	// Closed is called once, last, when the connection is gone: the client left, the
 	// gateway closed it, the plugin asked to, or the host went away.
 	Closed(reason string)
@@ -48,7 +46,7 @@ type Conn interface {
 	Transport() string
 	// Emit hands a decoded packet to the gateway, as if the client had sent it with
 	// the t-im TCP protocol: Cmd is a t-im command, Body its JSON object.
-	Emit(p packet.Packet)
+	Emit(p Packet)
 	// Write sends bytes to the client.
 	Write(b []byte)
 	// Close closes the connection after the bytes written so far; reason is logged by
@@ -86,7 +84,17 @@ type Info struct {
 	Recognizer Recognizer `json:"recognizer"`
 	// TickInterval is how often Ticker.Tick runs (default one second).
 	TickInterval time.Duration `json:"tickInterval,omitempty"`
+	// Goodbye is what the host writes to each of the plugin's connections before it
+	// closes them because the plugin's process ended under them (a crash, a restart, a
+	// reload, a stop): the protocol's own "server going away" message, so that clients
+	// read a reason rather than a bare EOF. Empty for protocols that have none (MQTT
+	// 3.1.1 has no server DISCONNECT): the connections are just closed. At most
+	// [MaxGoodbye] bytes; a longer one fails the plugin's start.
+	Goodbye []byte `json:"goodbye,omitempty"`
 }
+
+// MaxGoodbye is the largest Info.Goodbye the host accepts.
+const MaxGoodbye = 4096
 
 // helloReply is the Hello call's answer.
 type helloReply struct {

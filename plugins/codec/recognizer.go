@@ -3,8 +3,6 @@ package codec
 import (
 	"errors"
 	"fmt"
-
-	corecodec "github.com/timgw/timgw/core/codec"
 )
 
 // Recognizer tells a plugin's protocol from a connection's first bytes. The plugin
@@ -144,56 +142,66 @@ func (r Rule) clone() Rule {
 	return c
 }
 
+// Match is a recogniser's verdict on a connection's first bytes.
+type Match int
+
+// Verdicts of Matcher.Match.
+const (
+	NoMatch  Match = iota // not this protocol
+	NeedMore              // cannot tell yet: wait for more bytes
+	Matched               // this protocol
+)
+
 // Match classifies the first bytes of a connection: Matched when a rule matches
 // (rules are tried in order), NeedMore when no rule failed for good but one needs more
 // bytes, NoMatch otherwise.
-func (m *Matcher) Match(b []byte) corecodec.Match {
+func (m *Matcher) Match(b []byte) Match {
 	more := false
 	for i := range m.rules {
 		switch matchRule(&m.rules[i], b) {
-		case corecodec.Matched:
-			return corecodec.Matched
-		case corecodec.NeedMore:
+		case Matched:
+			return Matched
+		case NeedMore:
 			more = true
 		}
 	}
 	if more {
-		return corecodec.NeedMore
+		return NeedMore
 	}
-	return corecodec.NoMatch
+	return NoMatch
 }
 
-func matchRule(r *Rule, b []byte) corecodec.Match {
+func matchRule(r *Rule, b []byte) Match {
 	pos := 0
 	for _, s := range r.Steps {
 		switch {
 		case len(s.Bytes) > 0:
 			for k, want := range s.Bytes {
 				if pos+k >= len(b) {
-					return corecodec.NeedMore
+					return NeedMore
 				}
 				mask := byte(0xFF)
 				if s.Mask != nil {
 					mask = s.Mask[k]
 				}
 				if b[pos+k]&mask != want&mask {
-					return corecodec.NoMatch
+					return NoMatch
 				}
 			}
 			pos += len(s.Bytes)
 		case s.Skip > 0:
 			pos += s.Skip
 			if pos > len(b) {
-				return corecodec.NeedMore
+				return NeedMore
 			}
 		default: // varint
 			n := 0
 			for {
 				if n == s.Varint {
-					return corecodec.NoMatch
+					return NoMatch
 				}
 				if pos >= len(b) {
-					return corecodec.NeedMore
+					return NeedMore
 				}
 				c := b[pos]
 				pos++
@@ -204,5 +212,5 @@ func matchRule(r *Rule, b []byte) corecodec.Match {
 			}
 		}
 	}
-	return corecodec.Matched
+	return Matched
 }

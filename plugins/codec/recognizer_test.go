@@ -2,8 +2,6 @@ package codec
 
 import (
 	"testing"
-
-	corecodec "github.com/timgw/timgw/core/codec"
 )
 
 // mqttRecognizer is MQTT's CONNECT: 0x10, remaining length, 0x00 0x04 "MQTT".
@@ -28,26 +26,26 @@ func TestMatcher(t *testing.T) {
 		name string
 		m    *Matcher
 		in   string
-		want corecodec.Match
+		want Match
 	}{
-		{"mqtt empty", mqtt, "", corecodec.NeedMore},
-		{"mqtt first byte", mqtt, "\x10", corecodec.NeedMore},
-		{"mqtt wrong type", mqtt, "\x20\x02", corecodec.NoMatch},
-		{"mqtt one-byte length", mqtt, "\x10\x12\x00\x04MQTT\x04", corecodec.Matched},
-		{"mqtt two-byte length", mqtt, "\x10\x92\x01\x00\x04MQTT", corecodec.Matched},
-		{"mqtt four-byte length", mqtt, "\x10\xff\xff\xff\x7f\x00\x04MQTT", corecodec.Matched},
-		{"mqtt five-byte length", mqtt, "\x10\xff\xff\xff\xff\x7f\x00\x04MQTT", corecodec.NoMatch},
-		{"mqtt length incomplete", mqtt, "\x10\x92", corecodec.NeedMore},
-		{"mqtt partial name", mqtt, "\x10\x12\x00\x04MQ", corecodec.NeedMore},
-		{"mqtt 3.1 name", mqtt, "\x10\x12\x00\x06MQIsdp", corecodec.NoMatch},
-		{"mqtt wrong name", mqtt, "\x10\x12\x00\x04MQTX", corecodec.NoMatch},
-		{"line login", line, "LOGIN alice\n", corecodec.Matched},
-		{"line partial", line, "LOG", corecodec.NeedMore},
-		{"line masked lower", line, "ab", corecodec.Matched},
-		{"line masked upper", line, "AB", corecodec.Matched},
-		{"line skip", line, "..xy", corecodec.Matched},
-		{"line skip short", line, ".", corecodec.NeedMore},
-		{"line none", line, "QQQQ", corecodec.NoMatch},
+		{"mqtt empty", mqtt, "", NeedMore},
+		{"mqtt first byte", mqtt, "\x10", NeedMore},
+		{"mqtt wrong type", mqtt, "\x20\x02", NoMatch},
+		{"mqtt one-byte length", mqtt, "\x10\x12\x00\x04MQTT\x04", Matched},
+		{"mqtt two-byte length", mqtt, "\x10\x92\x01\x00\x04MQTT", Matched},
+		{"mqtt four-byte length", mqtt, "\x10\xff\xff\xff\x7f\x00\x04MQTT", Matched},
+		{"mqtt five-byte length", mqtt, "\x10\xff\xff\xff\xff\x7f\x00\x04MQTT", NoMatch},
+		{"mqtt length incomplete", mqtt, "\x10\x92", NeedMore},
+		{"mqtt partial name", mqtt, "\x10\x12\x00\x04MQ", NeedMore},
+		{"mqtt 3.1 name", mqtt, "\x10\x12\x00\x06MQIsdp", NoMatch},
+		{"mqtt wrong name", mqtt, "\x10\x12\x00\x04MQTX", NoMatch},
+		{"line login", line, "LOGIN alice\n", Matched},
+		{"line partial", line, "LOG", NeedMore},
+		{"line masked lower", line, "ab", Matched},
+		{"line masked upper", line, "AB", Matched},
+		{"line skip", line, "..xy", Matched},
+		{"line skip short", line, ".", NeedMore},
+		{"line none", line, "QQQQ", NoMatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +103,7 @@ func FuzzMatcher(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got := m.Match(b)
 		// A verdict never changes from Matched or NoMatch when more bytes arrive.
-		if got != corecodec.NeedMore {
+		if got != NeedMore {
 			if again := m.Match(append(append([]byte(nil), b...), 0x00, 0x7f)); again != got {
 				t.Fatalf("Match(%q) = %d but %d with more bytes", b, got, again)
 			}

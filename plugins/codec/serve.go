@@ -17,8 +17,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-
-	"github.com/timgw/timgw/core/packet"
 )
 
 // Serve runs p as a codec plugin and does not return while the host is connected:
@@ -222,7 +220,7 @@ func (c *pconn) ID() uint64         { return c.id }
 func (c *pconn) RemoteAddr() string { return c.remote }
 func (c *pconn) Transport() string  { return c.transport }
 
-func (c *pconn) Emit(p packet.Packet) {
+func (c *pconn) Emit(p Packet) {
 	_ = c.out.add(frameSize(len(p.Body)), func(b []byte) []byte { return AppendPacket(b, c.id, p) })
 }
 

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/timgw/timgw/core/packet"
 )
 
 // WireVersion is the version of the frame format below, negotiated in the Hello call.
@@ -65,7 +63,7 @@ func (k Kind) String() string {
 type Frame struct {
 	Kind      Kind
 	Conn      uint64
-	Cmd       packet.Cmd
+	Cmd       Cmd
 	Data      []byte
 	Remote    string
 	Transport string
@@ -101,7 +99,7 @@ func AppendData(b []byte, k Kind, conn uint64, data []byte) []byte {
 }
 
 // AppendPacket appends a packet frame.
-func AppendPacket(b []byte, conn uint64, p packet.Packet) []byte {
+func AppendPacket(b []byte, conn uint64, p Packet) []byte {
 	b = append(b, byte(KindPacket))
 	b = binary.AppendUvarint(b, conn)
 	b = append(b, byte(p.Cmd))
@@ -169,7 +167,7 @@ func NextFrame(b []byte, f *Frame) ([]byte, error) {
 		if len(b) == 0 {
 			return nil, fmt.Errorf("%w: packet without cmd", ErrMalformed)
 		}
-		f.Cmd = packet.Cmd(b[0])
+		f.Cmd = Cmd(b[0])
 		if f.Data, b, err = readBytes(b[1:]); err != nil {
 			return nil, err
 		}
@@ -186,4 +184,4 @@ func NextFrame(b []byte, f *Frame) ([]byte, error) {
 }
 
 // Packet returns the packet a KindPacket frame carries.
-func (f *Frame) Packet() packet.Packet { return packet.Packet{Cmd: f.Cmd, Body: f.Data} }
+func (f *Frame) Packet() Packet { return Packet{Cmd: f.Cmd, Body: f.Data} }

@@ -5,15 +5,13 @@ import (
 	"errors"
 	"reflect"
 	"testing"
-
-	"github.com/timgw/timgw/core/packet"
 )
 
 func TestFramesRoundTrip(t *testing.T) {
 	want := []Frame{
 		{Kind: KindOpen, Conn: 1, Remote: "127.0.0.1:5000", Transport: "mqtt+tls"},
 		{Kind: KindData, Conn: 1, Data: []byte{0x10, 0x00}},
-		{Kind: KindPacket, Conn: 300, Cmd: packet.CmdChatReq, Data: []byte(`{"cmd":11}`)},
+		{Kind: KindPacket, Conn: 300, Cmd: CmdChatReq, Data: []byte(`{"cmd":11}`)},
 		{Kind: KindWrite, Conn: 1 << 40, Data: []byte("hello")},
 		{Kind: KindClose, Conn: 2, Reason: "bye"},
 		{Kind: KindData, Conn: 3, Data: []byte{}},
@@ -27,7 +25,7 @@ func TestFramesRoundTrip(t *testing.T) {
 		case KindData, KindWrite:
 			b = AppendData(b, f.Kind, f.Conn, f.Data)
 		case KindPacket:
-			b = AppendPacket(b, f.Conn, packet.Packet{Cmd: f.Cmd, Body: f.Data})
+			b = AppendPacket(b, f.Conn, Packet{Cmd: f.Cmd, Body: f.Data})
 		case KindClose:
 			b = AppendClose(b, f.Conn, f.Reason)
 		case KindClosed:
@@ -75,7 +73,7 @@ func TestNextFrameMalformed(t *testing.T) {
 
 func FuzzNextFrame(f *testing.F) {
 	f.Add(AppendOpen(nil, 7, "1.2.3.4:5", "mqtt"))
-	f.Add(AppendPacket(nil, 1, packet.Packet{Cmd: 11, Body: []byte("{}")}))
+	f.Add(AppendPacket(nil, 1, Packet{Cmd: 11, Body: []byte("{}")}))
 	f.Add(AppendClose(AppendData(nil, KindWrite, 2, []byte("x")), 2, "r"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for rest := b; len(rest) > 0; {

@@ -120,6 +120,8 @@ func (p *Plugin) Init(h codec.Hello) (codec.Info, error) {
 		p.maxFrame = h.MaxFrame + 64<<10
 	}
 	p.log = slog.Default().With("protocol", "mqtt")
+	// No Goodbye: MQTT 3.1.1 has no server-sent DISCONNECT; a client learns of the
+	// plugin's end by the connection closing.
 	return codec.Info{Name: "mqtt", Version: Version, Recognizer: Recognizer, TickInterval: time.Second}, nil
 }
 

@@ -214,7 +214,7 @@ func (s *session) connect(c *Connect) {
 		login.UserID = packet.Str(s.clientID)
 	}
 	s.st = stLogin
-	s.c.Emit(packet.MustEncode(packet.CmdLoginReq, login))
+	s.emit(packet.MustEncode(packet.CmdLoginReq, login))
 }
 
 // loginReply is the part of cmd 6 the plugin reads.
@@ -318,11 +318,11 @@ func (s *session) publish(pk *Packet) {
 	if kind == topicGrp && !s.groups[id] {
 		s.groups[id] = true
 		s.joins.push(joinWait{group: id})
-		s.c.Emit(packet.Packet{Cmd: packet.CmdJoinGroupReq, Body: joinBody(id)})
+		s.emit(packet.Packet{Cmd: packet.CmdJoinGroupReq, Body: joinBody(id)})
 	}
 	s.p.body = chatBody(s.p.body[:0], kind, id, pk.Payload)
 	s.pubs.push(pk.PacketID)
-	s.c.Emit(packet.Packet{Cmd: packet.CmdChatReq, Body: s.p.body}) // Emit copies
+	s.emit(packet.Packet{Cmd: packet.CmdChatReq, Body: s.p.body}) // Emit copies
 }
 
 func joinBody(group string) []byte {
@@ -350,7 +350,7 @@ func (s *session) subscribe(pk *Packet) {
 			s.groups[id] = true
 			ps.waiting++
 			s.joins.push(joinWait{group: id, sub: ps, idx: i, topic: sub.Filter, granted: granted})
-			s.c.Emit(packet.Packet{Cmd: packet.CmdJoinGroupReq, Body: joinBody(id)})
+			s.emit(packet.Packet{Cmd: packet.CmdJoinGroupReq, Body: joinBody(id)})
 		}
 	}
 	s.subacks.push(ps)
@@ -365,7 +365,15 @@ func (s *session) flushSubacks() {
 }
 
 // Packet implements codec.ConnHandler: the gateway's packets.
-func (s *session) Packet(p packet.Packet) {
+func (s *session) Packet(p codec.Packet) {
+	s.fromGateway(packet.Packet{Cmd: packet.Cmd(p.Cmd), Body: p.Body})
+}
+
+// emit hands a packet to the gateway (Emit copies it).
+func (s *session) emit(p packet.Packet) { s.c.Emit(codec.Packet{Cmd: codec.Cmd(p.Cmd), Body: p.Body}) }
+
+// fromGateway handles a packet of the gateway.
+func (s *session) fromGateway(p packet.Packet) {
 	switch p.Cmd {
 	case packet.CmdLoginResp:
 		if s.st == stLogin {

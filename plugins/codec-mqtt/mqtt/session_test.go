@@ -75,7 +75,8 @@ func (x *harness) emitted() []map[string]any {
 }
 
 func (x *harness) gateway(cmd packet.Cmd, body any) {
-	x.h.Packet(packet.MustEncode(cmd, body))
+	p := packet.MustEncode(cmd, body)
+	x.h.Packet(codec.Packet{Cmd: codec.Cmd(p.Cmd), Body: p.Body})
 }
 
 func (x *harness) mustClosed(want string) {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"sync"
 
-	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/plugins/codec"
 )
 
@@ -16,7 +15,7 @@ type Conn struct {
 	Remote  string
 	Proto   string
 	mu      sync.Mutex
-	emitted []packet.Packet
+	emitted []codec.Packet
 	written bytes.Buffer
 	closed  bool
 	reason  string
@@ -34,10 +33,10 @@ func (c *Conn) RemoteAddr() string { return c.Remote }
 func (c *Conn) Transport() string { return c.Proto }
 
 // Emit implements codec.Conn.
-func (c *Conn) Emit(p packet.Packet) {
+func (c *Conn) Emit(p codec.Packet) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.emitted = append(c.emitted, packet.Packet{Cmd: p.Cmd, Body: bytes.Clone(p.Body)})
+	c.emitted = append(c.emitted, codec.Packet{Cmd: p.Cmd, Body: bytes.Clone(p.Body)})
 }
 
 // Write implements codec.Conn.
@@ -57,7 +56,7 @@ func (c *Conn) Close(reason string) {
 }
 
 // TakeEmitted returns the packets emitted since the last call.
-func (c *Conn) TakeEmitted() []packet.Packet {
+func (c *Conn) TakeEmitted() []codec.Packet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.emitted
