@@ -155,20 +155,23 @@ func (e *expiring) left() int64 {
 	return n
 }
 
-func TestServiceErase(t *testing.T) {
+// storedService returns the Service of a new bolt store holding the chats of envs.
+func storedService(t *testing.T, envs ...router.Envelope) *Service {
+	t.Helper()
 	sup := startBolt(t, t.TempDir(), nil)
-	svc := NewService(sup)
 	d := NewDeliverer(sup, &deliveries{})
-	ctx := context.Background()
-	for _, env := range []router.Envelope{
-		privateEnv("alice", "bob", "m1", "one"),
-		privateEnv("bob", "alice", "m2", "two"),
-		privateEnv("carol", "alice", "m3", "three"),
-	} {
-		if _, err := d.Deliver(ctx, env); err != nil {
+	for _, env := range envs {
+		if _, err := d.Deliver(context.Background(), env); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return NewService(sup)
+}
+
+func TestServiceErase(t *testing.T) {
+	svc := storedService(t, privateEnv("alice", "bob", "m1", "one"), privateEnv("bob", "alice", "m2", "two"),
+		privateEnv("carol", "alice", "m3", "three"))
+	ctx := context.Background()
 	got, err := svc.Erase(ctx, "bob")
 	if err != nil {
 		t.Fatal(err)
