@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -226,6 +227,7 @@ func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 		}
 		msgs++
 	}
+	byUser := map[string]map[string]bool{} // user -> message keys gone: one inbox scan per user
 	for conv, set := range gone {
 		var users []string
 		g, a, b, err := storage.ParseConv(conv)
@@ -242,12 +244,18 @@ func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 			}
 		}
 		for _, u := range users {
-			n, err := dropInbox(tx, u, func(v []byte) bool { return set[string(v)] })
-			if err != nil {
-				return 0, 0, err
+			if byUser[u] == nil {
+				byUser[u] = map[string]bool{}
 			}
-			inbox += n
+			maps.Copy(byUser[u], set)
 		}
+	}
+	for u, set := range byUser {
+		n, err := dropInbox(tx, u, func(v []byte) bool { return set[string(v)] })
+		if err != nil {
+			return 0, 0, err
+		}
+		inbox += n
 	}
 	return msgs, inbox, nil
 }
