@@ -100,6 +100,9 @@ func (s *Store) EraseUser(_ context.Context, req *pb.EraseUserRequest) (*pb.Eras
 	if req.User == "" {
 		return nil, fmt.Errorf("storage-bolt: erase user: empty user: %w", storage.ErrInvalid)
 	}
+	if err := s.backfill(); err != nil { // a store older than uconvs: list them first
+		return nil, fmt.Errorf("storage-bolt: erase user %s: list private conversations: %w", req.User, err)
+	}
 	res := &pb.EraseUserResponse{}
 	err := s.write(func(tx *bolt.Tx) error {
 		user := strKey(req.User)
