@@ -24,17 +24,9 @@ func TestExpireLatency(t *testing.T) {
 	if convs <= 0 {
 		t.Skip("set TIMGW_BENCH_EXPIRE=1000 to measure expiry")
 	}
-	cfg, _ := json.Marshal(Config{Dir: t.TempDir(), NoSync: true})
-	s := &Store{}
-	ctx := context.Background()
-	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	total := convs * 20
-	if _, err := storagetest.Populate(ctx, s, convs, total, 2000); err != nil {
-		t.Fatal(err)
-	}
+	s := populated(t, convs, total)
+	ctx := context.Background()
 	expire := func(before int64) (*pb.ExpireResponse, time.Duration) {
 		start := time.Now()
 		res, err := s.Expire(ctx, &pb.ExpireRequest{ChatType: storage.ChatTypePrivate, BeforeMs: before, Limit: 1000})
@@ -64,4 +56,20 @@ func TestExpireLatency(t *testing.T) {
 	slices.Sort(ds)
 	t.Logf("expire %d messages of %d conversations (one inbox of %d entries): %v in %d batches of 1000, p50 %v, max %v per batch (in process)",
 		total, convs, total, all, len(ds), ds[len(ds)/2], ds[len(ds)-1])
+}
+
+// populated opens a store (no fsync) in a temporary directory, closed when t ends, with
+// total chats of convs private conversations to "peer" (storagetest.Populate).
+func populated(t *testing.T, convs, total int) *Store {
+	t.Helper()
+	cfg, _ := json.Marshal(Config{Dir: t.TempDir(), NoSync: true})
+	s := &Store{}
+	if _, err := s.Open(context.Background(), &pb.OpenRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := storagetest.Populate(context.Background(), s, convs, total, 2000); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
