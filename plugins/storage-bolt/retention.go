@@ -137,15 +137,24 @@ func (s *Store) EraseUser(_ context.Context, req *pb.EraseUserRequest) (*pb.Eras
 			}
 		}
 		res.Conversations = int64(len(convs))
-		// Every message the user sent elsewhere (groups), found by its dedup entries.
+		// Every message the user sent elsewhere (groups), found by its dedup entries, and
+		// the recall events naming them.
 		dc := tx.Bucket(bDedup).Cursor()
 		for k, v := dc.Seek(user); k != nil && bytes.HasPrefix(k, user); k, v = dc.Next() {
 			conv, _, err := readStr(v)
 			if err != nil {
 				return err
 			}
-			if !slices.Contains(convs, conv) {
-				keys = append(keys, slices.Clone(v))
+			if slices.Contains(convs, conv) {
+				continue
+			}
+			keys = append(keys, slices.Clone(v))
+			m, err := loadMsg(tx.Bucket(bMsgs), v)
+			if err != nil {
+				return err
+			}
+			if m.RecallSeq > 0 { // the recall event naming it goes too
+				keys = append(keys, msgKey(conv, m.RecallSeq))
 			}
 		}
 		n, in, err := removeMsgs(tx, keys)

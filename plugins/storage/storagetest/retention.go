@@ -125,8 +125,8 @@ func testExpireBatches(t *testing.T, open Opener) {
 	}
 }
 
-// testEraseUser: a user's sent messages, private conversations, inbox, cursors, record
-// and memberships go; everything else stays.
+// testEraseUser: a user's sent messages (and the recall events naming them), private
+// conversations, inbox, cursors, record and memberships go; everything else stays.
 func testEraseUser(t *testing.T, open Opener) {
 	b := fresh(t, open)
 	r := retainer(t, b)
@@ -144,6 +144,9 @@ func testEraseUser(t *testing.T, open Opener) {
 		chat("bob", "carol", "b2", "yo", 1002), groupChat("bob", "room", "gb", "alice", "carol"),
 		groupChat("alice", "room", "ga", "bob", "carol"))
 	setCursor(t, b, "bob", room, 2, 2)
+	if _, err := b.Recall(ctx, &pb.RecallRequest{From: "bob", Id: "gb", By: "bob", Time: 2000, Receivers: []string{"alice", "carol"}}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.EraseUser(ctx, &pb.EraseUserRequest{}); !errors.Is(err, storage.ErrInvalid) {
 		t.Errorf("EraseUser(empty): %v, want ErrInvalid", err)
 	}
@@ -151,8 +154,8 @@ func testEraseUser(t *testing.T, open Opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Messages != 4 || res.Conversations != 2 || res.Groups != 1 {
-		t.Errorf("EraseUser(bob): %v, want 4 messages, 2 conversations, 1 group", res)
+	if res.Messages != 5 || res.Conversations != 2 || res.Groups != 1 {
+		t.Errorf("EraseUser(bob): %v, want 5 messages (with the recall event), 2 conversations, 1 group", res)
 	}
 	for _, conv := range []string{ab, bc} {
 		if h := history(t, b, &pb.HistoryRequest{Conv: conv}); len(h.Messages) != 0 {
