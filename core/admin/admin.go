@@ -8,6 +8,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
@@ -32,6 +33,9 @@ type Options struct {
 	// RestartPlugin restarts plugin name (a codec plugin's configured name, or the storage
 	// plugin by its name or "storage") and returns the JSON answer and its HTTP status.
 	RestartPlugin func(name string) (result any, status int)
+	// EraseUser removes a user's stored data (DELETE /admin/users/{id}) and returns the
+	// JSON answer and its HTTP status.
+	EraseUser func(ctx context.Context, user string) (result any, status int)
 }
 
 // Handler returns the admin endpoints and pages.
@@ -60,6 +64,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /dashboard", page("dashboard.html"))
 	mux.Handle("GET /chat", page("chat.html"))
 	mountSDK(mux)
+	mountErase(mux, o)
 	return mux
 }
 

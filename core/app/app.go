@@ -60,6 +60,8 @@ type App struct {
 	plugins     *pluginhost.Metrics // timgw_plugin_*: every plugin supervisor's
 	// webhooks delivers the gateway's events to HTTP endpoints (webhooks.go).
 	webhooks *webhook.Dispatcher
+	// janitor removes expired messages (retention.go); nil with storage off.
+	janitor *store.Janitor
 }
 
 // Authenticator builds the authenticator the configuration asks for.
@@ -160,6 +162,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		}
 	}
 	a.coreSteps()
+	a.startRetention()
 	a.addWebhookStep()
 	a.AddStatus("hooks", func() any { return a.hooks.Status() })
 	if a.storage != nil {
@@ -193,6 +196,9 @@ func (a *App) apiStats() httpapi.Stats {
 func (a *App) stopBackends() {
 	if a.cluster != nil {
 		a.cluster.Stop()
+	}
+	if a.janitor != nil {
+		a.janitor.Stop()
 	}
 	if a.storage != nil {
 		a.storage.Stop()

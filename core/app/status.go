@@ -122,6 +122,7 @@ func (a *App) adminRoutes() []httpapi.Route {
 		},
 		Metrics:       a.metrics.Handler(),
 		RestartPlugin: a.restartPlugin,
+		EraseUser:     a.eraseUser,
 	})
 	routes := make([]httpapi.Route, 0, len(admin.Paths))
 	for _, p := range admin.Paths {

@@ -58,6 +58,8 @@ type Storage struct {
 	// PingMisses pings in a row unanswered mark the plugin hung (default 3): it is
 	// logged, killed (its process group, SIGKILL) and restarted.
 	PingMisses int `yaml:"ping_misses"`
+	// Retention is how long messages are kept, and how the janitor removes the expired.
+	Retention Retention `yaml:"retention"`
 }
 
 // MongoStorage configures the mongo plugin.
@@ -112,6 +114,7 @@ func (s Storage) Resolved() Storage {
 	if s.PingMisses == 0 {
 		s.PingMisses = 3
 	}
+	s.Retention = s.Retention.Resolved()
 	return s
 }
 
@@ -142,6 +145,9 @@ func (s Storage) Validate() error {
 	}
 	if r.PageSize < 0 || r.MaxPageSize < 0 || r.PageSize > r.MaxPageSize {
 		errs = append(errs, errors.New("storage: page_size must be > 0 and <= max_page_size"))
+	}
+	if err := r.Retention.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

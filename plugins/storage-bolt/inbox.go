@@ -3,6 +3,7 @@ package storagebolt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -44,6 +45,9 @@ func (s *Store) Inbox(_ context.Context, req *pb.InboxRequest) (*pb.InboxRespons
 				return err
 			}
 			m, err := loadMsg(msgs, v)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // expired or erased (an entry of a member who left the group)
+			}
 			if err != nil {
 				return err
 			}

@@ -67,7 +67,7 @@ func (o *overlay) lastSeq(conv string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return lastU64(tx.Bucket(bMsgs), strKey(conv)), nil
+	return max(lastU64(tx.Bucket(bMsgs), strKey(conv)), seqFloor(tx, conv)), nil
 }
 
 func (o *overlay) lastCursor(user string) (int64, error) {

@@ -2,7 +2,6 @@ package storagebolt
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"slices"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
-	"github.com/timgw/timgw/plugins/storage/storagetest"
 )
 
 // TestConversationsLatency measures a 20-conversation page of the list of a user with
@@ -24,16 +22,8 @@ func TestConversationsLatency(t *testing.T) {
 	if convs <= 0 {
 		t.Skip("set TIMGW_BENCH_CONVS=1000 to measure conversation lists")
 	}
-	cfg, _ := json.Marshal(Config{Dir: t.TempDir(), NoSync: true})
-	s := &Store{}
+	s := populated(t, convs, convs*20)
 	ctx := context.Background()
-	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := storagetest.Populate(ctx, s, convs, convs*20, 2000); err != nil {
-		t.Fatal(err)
-	}
 	measure := func(what string, n int, fn func(i int) error) {
 		t.Helper()
 		ds := make([]time.Duration, n)

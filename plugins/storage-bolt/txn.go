@@ -72,7 +72,7 @@ func lastU64(b *bolt.Bucket, prefix []byte) int64 {
 func (t *txn) put(m *pb.Message, receivers []string) error {
 	last, ok := t.seqs[m.Conv]
 	if !ok {
-		last = lastU64(t.msgs, strKey(m.Conv))
+		last = max(lastU64(t.msgs, strKey(m.Conv)), seqFloor(t.msgs.Tx(), m.Conv))
 	}
 	m.Seq = last + 1
 	t.seqs[m.Conv] = m.Seq

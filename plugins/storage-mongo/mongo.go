@@ -162,6 +162,10 @@ func (s *Store) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.ensureRetentionIndexes(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	// Every plugin process opened on this database sees one store: seqs are claimed with
 	// unique _ids and dedup keys are unique (seq.go), so gateways may share it.
 	return &pb.OpenResponse{Name: Name, Version: Version, Shared: true}, nil

@@ -16,7 +16,8 @@
 //     server time and create time, with Duplicate set. Append returns only once everything
 //     it reports stored is durable (survives kill -9 of the plugin and of the host).
 //   - Every inbox entry has a cursor, increasing per user. Inbox lists a user's entries
-//     oldest first; Confirm removes the entries up to a cursor. Nothing else removes them.
+//     oldest first; Confirm removes the entries up to a cursor. Nothing else removes them
+//     but receipts (below) and, in a Retainer (retention.go), Expire and EraseUser.
 //   - History lists a conversation in seq order, filtered and paged.
 //   - Recall marks a chat recalled (clearing its content and extras), appends a recall
 //     event (Kind 1) with the conversation's next seq, and adds inbox entries for it.

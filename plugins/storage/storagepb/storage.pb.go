@@ -2167,6 +2167,238 @@ func (x *ConversationsResponse) GetMore() bool {
 	return false
 }
 
+type ExpireRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatType      int32                  `protobuf:"varint,1,opt,name=chat_type,json=chatType,proto3" json:"chat_type,omitempty"` // the kind of conversation: 1 group, 2 private
+	BeforeMs      int64                  `protobuf:"varint,2,opt,name=before_ms,json=beforeMs,proto3" json:"before_ms,omitempty"` // remove messages with server_time < before_ms
+	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`                       // at most this many messages (0: the plugin's own bound)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireRequest) Reset() {
+	*x = ExpireRequest{}
+	mi := &file_storage_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireRequest) ProtoMessage() {}
+
+func (x *ExpireRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireRequest.ProtoReflect.Descriptor instead.
+func (*ExpireRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ExpireRequest) GetChatType() int32 {
+	if x != nil {
+		return x.ChatType
+	}
+	return 0
+}
+
+func (x *ExpireRequest) GetBeforeMs() int64 {
+	if x != nil {
+		return x.BeforeMs
+	}
+	return 0
+}
+
+func (x *ExpireRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ExpireResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       int64                  `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`                               // messages removed
+	InboxRemoved  int64                  `protobuf:"varint,2,opt,name=inbox_removed,json=inboxRemoved,proto3" json:"inbox_removed,omitempty"` // inbox entries removed with them
+	More          bool                   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`                                     // more messages are due: call again
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireResponse) Reset() {
+	*x = ExpireResponse{}
+	mi := &file_storage_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireResponse) ProtoMessage() {}
+
+func (x *ExpireResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireResponse.ProtoReflect.Descriptor instead.
+func (*ExpireResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ExpireResponse) GetRemoved() int64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+func (x *ExpireResponse) GetInboxRemoved() int64 {
+	if x != nil {
+		return x.InboxRemoved
+	}
+	return 0
+}
+
+func (x *ExpireResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+type EraseUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseUserRequest) Reset() {
+	*x = EraseUserRequest{}
+	mi := &file_storage_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseUserRequest) ProtoMessage() {}
+
+func (x *EraseUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseUserRequest.ProtoReflect.Descriptor instead.
+func (*EraseUserRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *EraseUserRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+type EraseUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      int64                  `protobuf:"varint,1,opt,name=messages,proto3" json:"messages,omitempty"`           // messages removed
+	Inbox         int64                  `protobuf:"varint,2,opt,name=inbox,proto3" json:"inbox,omitempty"`                 // inbox entries removed (the user's and others')
+	Conversations int64                  `protobuf:"varint,3,opt,name=conversations,proto3" json:"conversations,omitempty"` // private conversations removed
+	Groups        int64                  `protobuf:"varint,4,opt,name=groups,proto3" json:"groups,omitempty"`               // group memberships removed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseUserResponse) Reset() {
+	*x = EraseUserResponse{}
+	mi := &file_storage_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseUserResponse) ProtoMessage() {}
+
+func (x *EraseUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseUserResponse.ProtoReflect.Descriptor instead.
+func (*EraseUserResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *EraseUserResponse) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *EraseUserResponse) GetInbox() int64 {
+	if x != nil {
+		return x.Inbox
+	}
+	return 0
+}
+
+func (x *EraseUserResponse) GetConversations() int64 {
+	if x != nil {
+		return x.Conversations
+	}
+	return 0
+}
+
+func (x *EraseUserResponse) GetGroups() int64 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
 var File_storage_proto protoreflect.FileDescriptor
 
 const file_storage_proto_rawDesc = "" +
@@ -2326,7 +2558,23 @@ const file_storage_proto_rawDesc = "" +
 	"\x04peer\x18\x06 \x01(\v2\x18.timgw.storage.v1.CursorR\x04peer\"q\n" +
 	"\x15ConversationsResponse\x12D\n" +
 	"\rconversations\x18\x01 \x03(\v2\x1e.timgw.storage.v1.ConversationR\rconversations\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more2\x84\t\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"_\n" +
+	"\rExpireRequest\x12\x1b\n" +
+	"\tchat_type\x18\x01 \x01(\x05R\bchatType\x12\x1b\n" +
+	"\tbefore_ms\x18\x02 \x01(\x03R\bbeforeMs\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"c\n" +
+	"\x0eExpireResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\x03R\aremoved\x12#\n" +
+	"\rinbox_removed\x18\x02 \x01(\x03R\finboxRemoved\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"&\n" +
+	"\x10EraseUserRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\"\x83\x01\n" +
+	"\x11EraseUserResponse\x12\x1a\n" +
+	"\bmessages\x18\x01 \x01(\x03R\bmessages\x12\x14\n" +
+	"\x05inbox\x18\x02 \x01(\x03R\x05inbox\x12$\n" +
+	"\rconversations\x18\x03 \x01(\x03R\rconversations\x12\x16\n" +
+	"\x06groups\x18\x04 \x01(\x03R\x06groups2\xa7\n" +
+	"\n" +
 	"\aStorage\x12E\n" +
 	"\x04Open\x12\x1d.timgw.storage.v1.OpenRequest\x1a\x1e.timgw.storage.v1.OpenResponse\x12P\n" +
 	"\x06Append\x12\x1d.timgw.storage.v1.AppendBatch\x1a#.timgw.storage.v1.AppendBatchResult(\x010\x01\x12H\n" +
@@ -2343,7 +2591,9 @@ const file_storage_proto_rawDesc = "" +
 	"\tListUsers\x12\x1d.timgw.storage.v1.ListRequest\x1a#.timgw.storage.v1.ListUsersResponse\x12T\n" +
 	"\tSetCursor\x12\".timgw.storage.v1.SetCursorRequest\x1a#.timgw.storage.v1.SetCursorResponse\x12N\n" +
 	"\aCursors\x12 .timgw.storage.v1.CursorsRequest\x1a!.timgw.storage.v1.CursorsResponse\x12`\n" +
-	"\rConversations\x12&.timgw.storage.v1.ConversationsRequest\x1a'.timgw.storage.v1.ConversationsResponseB2Z0github.com/timgw/timgw/plugins/storage/storagepbb\x06proto3"
+	"\rConversations\x12&.timgw.storage.v1.ConversationsRequest\x1a'.timgw.storage.v1.ConversationsResponse\x12K\n" +
+	"\x06Expire\x12\x1f.timgw.storage.v1.ExpireRequest\x1a .timgw.storage.v1.ExpireResponse\x12T\n" +
+	"\tEraseUser\x12\".timgw.storage.v1.EraseUserRequest\x1a#.timgw.storage.v1.EraseUserResponseB2Z0github.com/timgw/timgw/plugins/storage/storagepbb\x06proto3"
 
 var (
 	file_storage_proto_rawDescOnce sync.Once
@@ -2357,7 +2607,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 	return file_storage_proto_rawDescData
 }
 
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_storage_proto_goTypes = []any{
 	(*OpenRequest)(nil),           // 0: timgw.storage.v1.OpenRequest
 	(*OpenResponse)(nil),          // 1: timgw.storage.v1.OpenResponse
@@ -2394,6 +2644,10 @@ var file_storage_proto_goTypes = []any{
 	(*ConversationsRequest)(nil),  // 32: timgw.storage.v1.ConversationsRequest
 	(*Conversation)(nil),          // 33: timgw.storage.v1.Conversation
 	(*ConversationsResponse)(nil), // 34: timgw.storage.v1.ConversationsResponse
+	(*ExpireRequest)(nil),         // 35: timgw.storage.v1.ExpireRequest
+	(*ExpireResponse)(nil),        // 36: timgw.storage.v1.ExpireResponse
+	(*EraseUserRequest)(nil),      // 37: timgw.storage.v1.EraseUserRequest
+	(*EraseUserResponse)(nil),     // 38: timgw.storage.v1.EraseUserResponse
 }
 var file_storage_proto_depIdxs = []int32{
 	2,  // 0: timgw.storage.v1.AppendRequest.message:type_name -> timgw.storage.v1.Message
@@ -2427,22 +2681,26 @@ var file_storage_proto_depIdxs = []int32{
 	28, // 28: timgw.storage.v1.Storage.SetCursor:input_type -> timgw.storage.v1.SetCursorRequest
 	30, // 29: timgw.storage.v1.Storage.Cursors:input_type -> timgw.storage.v1.CursorsRequest
 	32, // 30: timgw.storage.v1.Storage.Conversations:input_type -> timgw.storage.v1.ConversationsRequest
-	1,  // 31: timgw.storage.v1.Storage.Open:output_type -> timgw.storage.v1.OpenResponse
-	6,  // 32: timgw.storage.v1.Storage.Append:output_type -> timgw.storage.v1.AppendBatchResult
-	9,  // 33: timgw.storage.v1.Storage.Inbox:output_type -> timgw.storage.v1.InboxResponse
-	11, // 34: timgw.storage.v1.Storage.Confirm:output_type -> timgw.storage.v1.ConfirmResponse
-	13, // 35: timgw.storage.v1.Storage.History:output_type -> timgw.storage.v1.HistoryResponse
-	15, // 36: timgw.storage.v1.Storage.Recall:output_type -> timgw.storage.v1.RecallResponse
-	17, // 37: timgw.storage.v1.Storage.JoinGroup:output_type -> timgw.storage.v1.JoinGroupResponse
-	19, // 38: timgw.storage.v1.Storage.LeaveGroup:output_type -> timgw.storage.v1.LeaveGroupResponse
-	22, // 39: timgw.storage.v1.Storage.ListGroups:output_type -> timgw.storage.v1.ListGroupsResponse
-	25, // 40: timgw.storage.v1.Storage.PutUser:output_type -> timgw.storage.v1.PutUserResponse
-	26, // 41: timgw.storage.v1.Storage.ListUsers:output_type -> timgw.storage.v1.ListUsersResponse
-	29, // 42: timgw.storage.v1.Storage.SetCursor:output_type -> timgw.storage.v1.SetCursorResponse
-	31, // 43: timgw.storage.v1.Storage.Cursors:output_type -> timgw.storage.v1.CursorsResponse
-	34, // 44: timgw.storage.v1.Storage.Conversations:output_type -> timgw.storage.v1.ConversationsResponse
-	31, // [31:45] is the sub-list for method output_type
-	17, // [17:31] is the sub-list for method input_type
+	35, // 31: timgw.storage.v1.Storage.Expire:input_type -> timgw.storage.v1.ExpireRequest
+	37, // 32: timgw.storage.v1.Storage.EraseUser:input_type -> timgw.storage.v1.EraseUserRequest
+	1,  // 33: timgw.storage.v1.Storage.Open:output_type -> timgw.storage.v1.OpenResponse
+	6,  // 34: timgw.storage.v1.Storage.Append:output_type -> timgw.storage.v1.AppendBatchResult
+	9,  // 35: timgw.storage.v1.Storage.Inbox:output_type -> timgw.storage.v1.InboxResponse
+	11, // 36: timgw.storage.v1.Storage.Confirm:output_type -> timgw.storage.v1.ConfirmResponse
+	13, // 37: timgw.storage.v1.Storage.History:output_type -> timgw.storage.v1.HistoryResponse
+	15, // 38: timgw.storage.v1.Storage.Recall:output_type -> timgw.storage.v1.RecallResponse
+	17, // 39: timgw.storage.v1.Storage.JoinGroup:output_type -> timgw.storage.v1.JoinGroupResponse
+	19, // 40: timgw.storage.v1.Storage.LeaveGroup:output_type -> timgw.storage.v1.LeaveGroupResponse
+	22, // 41: timgw.storage.v1.Storage.ListGroups:output_type -> timgw.storage.v1.ListGroupsResponse
+	25, // 42: timgw.storage.v1.Storage.PutUser:output_type -> timgw.storage.v1.PutUserResponse
+	26, // 43: timgw.storage.v1.Storage.ListUsers:output_type -> timgw.storage.v1.ListUsersResponse
+	29, // 44: timgw.storage.v1.Storage.SetCursor:output_type -> timgw.storage.v1.SetCursorResponse
+	31, // 45: timgw.storage.v1.Storage.Cursors:output_type -> timgw.storage.v1.CursorsResponse
+	34, // 46: timgw.storage.v1.Storage.Conversations:output_type -> timgw.storage.v1.ConversationsResponse
+	36, // 47: timgw.storage.v1.Storage.Expire:output_type -> timgw.storage.v1.ExpireResponse
+	38, // 48: timgw.storage.v1.Storage.EraseUser:output_type -> timgw.storage.v1.EraseUserResponse
+	33, // [33:49] is the sub-list for method output_type
+	17, // [17:33] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -2459,7 +2717,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

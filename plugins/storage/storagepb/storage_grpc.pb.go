@@ -43,6 +43,8 @@ const (
 	Storage_SetCursor_FullMethodName     = "/timgw.storage.v1.Storage/SetCursor"
 	Storage_Cursors_FullMethodName       = "/timgw.storage.v1.Storage/Cursors"
 	Storage_Conversations_FullMethodName = "/timgw.storage.v1.Storage/Conversations"
+	Storage_Expire_FullMethodName        = "/timgw.storage.v1.Storage/Expire"
+	Storage_EraseUser_FullMethodName     = "/timgw.storage.v1.Storage/EraseUser"
 )
 
 // StorageClient is the client API for Storage service.
@@ -83,6 +85,16 @@ type StorageClient interface {
 	// Conversations lists a user's conversations, newest last message first, with the
 	// cursors of both sides and the unread count.
 	Conversations(ctx context.Context, in *ConversationsRequest, opts ...grpc.CallOption) (*ConversationsResponse, error)
+	// Expire removes at most limit messages (chats and recall events) of one kind of
+	// conversation whose server time is before before_ms, with their inbox entries. It
+	// answers how many it removed and whether more are due. Seqs are never reused.
+	// Optional: a plugin without it answers Unimplemented and the host keeps everything.
+	Expire(ctx context.Context, in *ExpireRequest, opts ...grpc.CallOption) (*ExpireResponse, error)
+	// EraseUser removes one user's data (right to erasure): every message the user sent
+	// (private and group), every private conversation of the user (both sides' copies,
+	// inbox entries and cursors), the user's inbox, cursors and known-user record, and the
+	// user's group memberships. Optional, as Expire.
+	EraseUser(ctx context.Context, in *EraseUserRequest, opts ...grpc.CallOption) (*EraseUserResponse, error)
 }
 
 type storageClient struct {
@@ -236,6 +248,26 @@ func (c *storageClient) Conversations(ctx context.Context, in *ConversationsRequ
 	return out, nil
 }
 
+func (c *storageClient) Expire(ctx context.Context, in *ExpireRequest, opts ...grpc.CallOption) (*ExpireResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExpireResponse)
+	err := c.cc.Invoke(ctx, Storage_Expire_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageClient) EraseUser(ctx context.Context, in *EraseUserRequest, opts ...grpc.CallOption) (*EraseUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseUserResponse)
+	err := c.cc.Invoke(ctx, Storage_EraseUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -274,6 +306,16 @@ type StorageServer interface {
 	// Conversations lists a user's conversations, newest last message first, with the
 	// cursors of both sides and the unread count.
 	Conversations(context.Context, *ConversationsRequest) (*ConversationsResponse, error)
+	// Expire removes at most limit messages (chats and recall events) of one kind of
+	// conversation whose server time is before before_ms, with their inbox entries. It
+	// answers how many it removed and whether more are due. Seqs are never reused.
+	// Optional: a plugin without it answers Unimplemented and the host keeps everything.
+	Expire(context.Context, *ExpireRequest) (*ExpireResponse, error)
+	// EraseUser removes one user's data (right to erasure): every message the user sent
+	// (private and group), every private conversation of the user (both sides' copies,
+	// inbox entries and cursors), the user's inbox, cursors and known-user record, and the
+	// user's group memberships. Optional, as Expire.
+	EraseUser(context.Context, *EraseUserRequest) (*EraseUserResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -325,6 +367,12 @@ func (UnimplementedStorageServer) Cursors(context.Context, *CursorsRequest) (*Cu
 }
 func (UnimplementedStorageServer) Conversations(context.Context, *ConversationsRequest) (*ConversationsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Conversations not implemented")
+}
+func (UnimplementedStorageServer) Expire(context.Context, *ExpireRequest) (*ExpireResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Expire not implemented")
+}
+func (UnimplementedStorageServer) EraseUser(context.Context, *EraseUserRequest) (*EraseUserResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EraseUser not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -588,6 +636,42 @@ func _Storage_Conversations_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_Expire_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExpireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).Expire(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_Expire_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).Expire(ctx, req.(*ExpireRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Storage_EraseUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).EraseUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_EraseUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).EraseUser(ctx, req.(*EraseUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -646,6 +730,14 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Conversations",
 			Handler:    _Storage_Conversations_Handler,
+		},
+		{
+			MethodName: "Expire",
+			Handler:    _Storage_Expire_Handler,
+		},
+		{
+			MethodName: "EraseUser",
+			Handler:    _Storage_EraseUser_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -71,6 +71,9 @@ func Run(t *testing.T, open Opener) {
 		{"CursorSender", testCursorSender},
 		{"Conversations", testConversations},
 		{"ConversationsTies", testConversationsTies},
+		{"Expire", testExpire},
+		{"ExpireBatches", testExpireBatches},
+		{"EraseUser", testEraseUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
