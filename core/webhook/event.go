@@ -51,6 +51,8 @@ type Event struct {
 	// Code and Reason (message.refused) are the refusal the sender got (cmd 12).
 	Code   int    `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Extra holds the fields the event hook's scripts added (Options.Hooks).
+	Extra map[string]any `json:"extra,omitempty"`
 }
 
 // Message is a chat as events carry it (t-im's field names).
