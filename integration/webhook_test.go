@@ -152,6 +152,8 @@ type webhookStatus struct {
 	Delivered uint64 `json:"delivered"`
 	Failed    uint64 `json:"failed"`
 	Dropped   uint64 `json:"dropped"`
+	// Suppressed counts the events the Lua event hook dropped.
+	Suppressed uint64 `json:"suppressed"`
 }
 
 func (a *adminClient) webhooks() (webhookStatus, error) {

@@ -365,11 +365,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.api != nil {
 			errs = append(errs, a.api.Shutdown(ctx))
 		}
+		// After the connections closed: their user.offline events are queued. Before
+		// the hooks: the events still in the channel go through the event hook.
+		errs = append(errs, a.stopWebhooks(ctx))
 		if a.hooks != nil {
 			errs = append(errs, a.hooks.Close())
 		}
-		// After the connections closed: their user.offline events are queued.
-		errs = append(errs, a.stopWebhooks(ctx))
 		a.stopBackends() // last: nothing routes chats any more
 	})
 	return errors.Join(errs...)

@@ -32,7 +32,7 @@ func (a *App) startWebhooks(cfg *config.Config) error {
 		node = a.cluster.ID()
 	}
 	d, err := webhook.New(webhook.Options{Config: cfg.Webhooks, Dir: webhookDir(cfg), Node: node, Logger: a.log,
-		Registerer: a.metrics.Registry})
+		Registerer: a.metrics.Registry, Hooks: a.hooks})
 	if err != nil {
 		return fmt.Errorf("webhooks: %w", err)
 	}

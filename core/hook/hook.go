@@ -28,10 +28,12 @@ const (
 	// PointAuthenticated runs after a successful authentication (auth hook or built-in
 	// authenticator), with the verified identity.
 	PointAuthenticated Point = "authenticated"
+	// PointEvent runs for every webhook event before it is queued (EventRequest).
+	PointEvent Point = "event"
 )
 
 // Points lists the hook points in a stable order.
-var Points = []Point{PointConnect, PointAuth, PointMessage, PointJoin, PointDisconnect, PointAuthenticated}
+var Points = []Point{PointConnect, PointAuth, PointMessage, PointJoin, PointDisconnect, PointAuthenticated, PointEvent}
 
 // Runner is what the gateway calls at each hook point. Implementations are safe for
 // concurrent use, never panic into the caller, and return within their configured
@@ -62,6 +64,10 @@ type Runner interface {
 	// ends, after its session is removed. Its outcome changes nothing. Pass a context
 	// that outlives the connection (a cancelled one skips the scripts).
 	Disconnect(ctx context.Context, ev *DisconnectEvent)
+	// Event is called once per webhook event, before it is queued (by the webhook
+	// dispatcher, never by the goroutine that emitted it). The reply adds fields to
+	// the event or suppresses it.
+	Event(ctx context.Context, req *EventRequest) EventReply
 }
 
 // Noop is the Runner used when hooks are off: every call returns the zero reply
@@ -87,6 +93,9 @@ func (Noop) Join(context.Context, *JoinRequest) JoinReply { return JoinReply{} }
 
 // Disconnect does nothing.
 func (Noop) Disconnect(context.Context, *DisconnectEvent) {}
+
+// Event delivers the event unchanged.
+func (Noop) Event(context.Context, *EventRequest) EventReply { return EventReply{} }
 
 // Status reports no scripts.
 func (Noop) Status() []ScriptStatus { return nil }

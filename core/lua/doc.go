@@ -17,7 +17,7 @@
 //	end
 //	return M
 //
-// The keys are the hook points (connect, auth, authenticated, message, join, disconnect). Several
+// The keys are the hook points (connect, auth, authenticated, message, join, disconnect, event). Several
 // scripts may define the same point; they run in the configured order until one
 // decides. Every script call has a deadline (hooks.timeout); a script that fails (Lua
 // error, timeout, bad return value) is logged with its name and line, counted in the

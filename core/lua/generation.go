@@ -32,12 +32,13 @@ const (
 	pJoin
 	pDisconnect
 	pAuthenticated
+	pEvent
 	numPoints
 	pLoad = numPoints // a script's chunk running at load time (logs only)
 )
 
 var pointNames = [numPoints + 1]hook.Point{
-	hook.PointConnect, hook.PointAuth, hook.PointMessage, hook.PointJoin, hook.PointDisconnect, hook.PointAuthenticated, "load",
+	hook.PointConnect, hook.PointAuth, hook.PointMessage, hook.PointJoin, hook.PointDisconnect, hook.PointAuthenticated, hook.PointEvent, "load",
 }
 
 func (p point) String() string { return string(pointNames[p]) }
@@ -139,8 +140,8 @@ func (r *Runtime) rebuild(why string, strict bool) error {
 	for _, u := range cfg.Senders {
 		g.senders[u] = true
 	}
-	// authenticated follows the auth point's policy and order.
-	for p, hp := range []config.HookPoint{cfg.Connect, cfg.Auth, cfg.Message, cfg.Join, cfg.Disconnect, cfg.Auth} {
+	// authenticated follows the auth point's policy and order, event the message point's.
+	for p, hp := range []config.HookPoint{cfg.Connect, cfg.Auth, cfg.Message, cfg.Join, cfg.Disconnect, cfg.Auth, cfg.Message} {
 		g.failClosed[p] = hp.Policy == config.PolicyFailClosed
 	}
 	checker, err := r.newVM(g, false)
@@ -327,7 +328,7 @@ func fingerprint(srcs []source, words map[string][]string, cfg config.Hooks) str
 // list first, then the others in load order.
 func buildChains(cfg config.Hooks, scripts []*script, masks []uint8, r *Runtime) [numPoints][]int {
 	var chains [numPoints][]int
-	orders := [numPoints][]string{cfg.Connect.Order, cfg.Auth.Order, cfg.Message.Order, cfg.Join.Order, cfg.Disconnect.Order, cfg.Auth.Order}
+	orders := [numPoints][]string{cfg.Connect.Order, cfg.Auth.Order, cfg.Message.Order, cfg.Join.Order, cfg.Disconnect.Order, cfg.Auth.Order, cfg.Message.Order}
 	for p := point(0); p < numPoints; p++ {
 		used := make([]bool, len(scripts))
 		for _, name := range orders[p] {

@@ -29,6 +29,7 @@ var decisionNames = [numPoints][]string{
 	pDisconnect: {"done"},
 
 	pAuthenticated: {"pass", "accept", "reject"},
+	pEvent:         {"pass", "drop"},
 }
 
 // newMetrics registers the series on reg (nil: none).

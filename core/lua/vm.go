@@ -40,6 +40,7 @@ type vm struct {
 	guardFired  string                 // ctx.guard of the running message script
 	sends       []packet.Chat          // tim.send of this message call
 	also        []string               // tim.deliver_to of this message call
+	evWrite     *lua.LFunction         // __newindex of the event views (event.go)
 
 	spent                int            // string bytes the running call built (limits.go)
 	curFn                *lua.LFunction // the hook function running, for traces
@@ -185,7 +186,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 	L.Pop(1)
 	tbl, ok := ret.(*lua.LTable)
 	if !ok {
-		return hooks, 0, fmt.Errorf("load script %s: it returned a %s; it must return a table of hook functions (connect, auth, authenticated, message, join, disconnect)", s.name, ret.Type())
+		return hooks, 0, fmt.Errorf("load script %s: it returned a %s; it must return a table of hook functions (connect, auth, authenticated, message, join, disconnect, event)", s.name, ret.Type())
 	}
 	for p := point(0); p < numPoints; p++ {
 		switch f := tbl.RawGetString(p.String()).(type) {
@@ -198,7 +199,7 @@ func (v *vm) instantiate(s *script) (hooks [numPoints]*lua.LFunction, mask uint8
 		}
 	}
 	if mask == 0 {
-		return hooks, 0, fmt.Errorf("load script %s: it defines no hook (return a table with connect, auth, authenticated, message, join or disconnect)", s.name)
+		return hooks, 0, fmt.Errorf("load script %s: it defines no hook (return a table with connect, auth, authenticated, message, join, disconnect or event)", s.name)
 	}
 	return hooks, mask, nil
 }

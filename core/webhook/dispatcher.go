@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/timgw/timgw/core/config"
+	"github.com/timgw/timgw/core/hook"
 )
 
 // Options configure a Dispatcher.
@@ -41,7 +42,18 @@ type Options struct {
 	Buffer int
 	// Workers is how many POSTs run at once (0: 8).
 	Workers int
+	// Hooks edit or suppress each event before it is queued (nil: none); they run on
+	// the spool goroutine, never in Emit's caller.
+	Hooks Editor
 }
+
+// Editor is the hooks' event point (hook.Runner has it): it adds fields to an event or
+// suppresses it.
+type Editor interface {
+	Event(ctx context.Context, req *hook.EventRequest) hook.EventReply
+}
+
+var _ Editor = hook.Noop{}
 
 // Dispatcher queues events and delivers them to the configured endpoints. Its methods
 // are safe for concurrent use.
@@ -54,6 +66,7 @@ type Dispatcher struct {
 	idSeq  atomic.Uint64
 	wants  atomic.Pointer[map[string]bool]
 	m      *metrics
+	hooks  Editor
 
 	dir     string
 	tempDir bool
@@ -69,7 +82,8 @@ type Dispatcher struct {
 	stopping  bool
 
 	delivered, failed, dropped atomic.Uint64
-	dropLogged                 atomic.Int64 // when drop last logged, unix ns
+	suppressed                 atomic.Uint64 // events the event hook dropped
+	dropLogged                 atomic.Int64  // when drop last logged, unix ns
 
 	wake       chan struct{}
 	work       chan task
@@ -126,6 +140,9 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Workers <= 0 {
 		o.Workers = 8
 	}
+	if o.Hooks == nil {
+		o.Hooks = hook.Noop{}
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,7 +150,7 @@ func New(o Options) (*Dispatcher, error) {
 		in: make(chan Event, o.Buffer), idBase: hex.EncodeToString(b[:]), dir: o.Dir, items: list.New(),
 		endpoints: map[string]config.WebhookEndpoint{}, health: map[string]*endpointHealth{}, wake: make(chan struct{}, 1), work: make(chan task),
 		stop: make(chan struct{}), spoolStop: make(chan struct{}), spoolDone: make(chan struct{}),
-		ctx: ctx, cancel: cancel, workersNum: o.Workers}
+		ctx: ctx, cancel: cancel, workersNum: o.Workers, hooks: o.Hooks}
 	d.wants.Store(&map[string]bool{})
 	m, err := newMetrics(o.Registerer, d)
 	if err != nil {
@@ -308,6 +325,9 @@ func (d *Dispatcher) persist(batch []Event) {
 	bodies := make([][]byte, 0, len(batch))
 	evs := make([]Event, 0, len(batch))
 	for _, e := range batch {
+		if !d.edit(&e) {
+			continue
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			d.log.Error("webhook event not encoded", "event", e.ID, "err", err)
@@ -332,6 +352,33 @@ func (d *Dispatcher) persist(batch []Event) {
 	d.boundLocked()
 	d.mu.Unlock()
 	d.poke()
+}
+
+// edit runs the event hook on e once, before it is written: it adds the scripts'
+// extra fields, or reports false when they suppressed it (counted).
+func (d *Dispatcher) edit(e *Event) bool {
+	rep := d.hooks.Event(d.ctx, eventRequest(e))
+	if rep.Drop {
+		d.suppressed.Add(1)
+		d.m.suppress(e.Type)
+		d.log.Debug("webhook event suppressed by a hook", "event", e.ID, "type", e.Type, "script", rep.Script)
+		return false
+	}
+	if len(rep.Extra) > 0 {
+		e.Extra = rep.Extra
+	}
+	return true
+}
+
+// eventRequest is the event hook's view of e.
+func eventRequest(e *Event) *hook.EventRequest {
+	req := &hook.EventRequest{Type: e.Type, ID: e.ID, Time: e.Time, Node: e.Node, User: e.User,
+		OfflineUsers: e.OfflineUsers, Members: e.Members, Code: e.Code, Reason: e.Reason}
+	if m := e.Message; m != nil {
+		req.Message = &hook.EventMessage{ID: m.ID, From: m.From, To: m.To, GroupID: m.GroupID,
+			ChatType: m.ChatType, MsgType: m.MsgType, Content: m.Content, Seq: m.Seq}
+	}
+	return req
 }
 
 // addLocked adds a pending event and schedules its deliveries.
@@ -569,7 +616,9 @@ type Status struct {
 	Delivered uint64 `json:"delivered"`
 	Failed    uint64 `json:"failed"`
 	Dropped   uint64 `json:"dropped"`
-	Dir       string `json:"dir,omitempty"`
+	// Suppressed counts the events the event hook dropped.
+	Suppressed uint64 `json:"suppressed"`
+	Dir        string `json:"dir,omitempty"`
 }
 
 // Status reports the endpoints, the pending events and the counts since start.
@@ -577,7 +626,7 @@ func (d *Dispatcher) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Status{Endpoints: len(d.endpoints), Pending: d.items.Len(), Delivered: d.delivered.Load(),
-		Failed: d.failed.Load(), Dropped: d.dropped.Load(), Dir: d.dir}
+		Failed: d.failed.Load(), Dropped: d.dropped.Load(), Suppressed: d.suppressed.Load(), Dir: d.dir}
 }
 
 // pending is the number of pending events (the timgw_webhook_pending gauge).

@@ -3,7 +3,8 @@
 // services and backends (docs/webhooks.md).
 //
 // Emit never blocks the caller: an event goes into a bounded channel (full: the event is
-// dropped and counted). One spool goroutine writes events to the queue directory, a
+// dropped and counted). One spool goroutine runs the hooks' event point on each event
+// (Options.Hooks: extra fields, or the event suppressed), then writes events to the queue directory, a
 // segment file per batch (written to a temporary file, fsynced, renamed), and hands them
 // to the delivery scheduler; a segment is deleted once every event in it was delivered to
 // every endpoint that wants it, or given up. Delivery is one POST per event per endpoint,
@@ -51,6 +52,8 @@ type Event struct {
 	// Code and Reason (message.refused) are the refusal the sender got (cmd 12).
 	Code   int    `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Extra holds the fields the event hook's scripts added (Options.Hooks).
+	Extra map[string]any `json:"extra,omitempty"`
 }
 
 // Message is a chat as events carry it (t-im's field names).

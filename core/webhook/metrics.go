@@ -16,8 +16,9 @@ const (
 
 // metrics are the Prometheus series of a Dispatcher; a nil *metrics records nothing.
 type metrics struct {
-	events  map[string]prometheus.Counter // by type, looked up once
-	results map[string]prometheus.Counter
+	events     map[string]prometheus.Counter // by type, looked up once
+	results    map[string]prometheus.Counter
+	suppressed map[string]prometheus.Counter // by type: the event hook dropped them
 }
 
 func newMetrics(reg prometheus.Registerer, d *Dispatcher) (*metrics, error) {
@@ -34,14 +35,18 @@ func newMetrics(reg prometheus.Registerer, d *Dispatcher) (*metrics, error) {
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "timgw_webhook_pending", Help: "Webhook events waiting for delivery.",
 	}, func() float64 { return float64(d.pending()) })
-	for _, c := range []prometheus.Collector{events, deliveries, pending} {
+	suppressed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "timgw_webhook_events_suppressed_total", Help: "Webhook events a Lua event hook dropped before they were queued, by type.",
+	}, []string{"type"})
+	for _, c := range []prometheus.Collector{events, deliveries, pending, suppressed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webhook metrics: %w", err)
 		}
 	}
-	m := &metrics{events: map[string]prometheus.Counter{}, results: map[string]prometheus.Counter{}}
+	m := &metrics{events: map[string]prometheus.Counter{}, results: map[string]prometheus.Counter{}, suppressed: map[string]prometheus.Counter{}}
 	for _, t := range Types {
 		m.events[t] = events.WithLabelValues(t)
+		m.suppressed[t] = suppressed.WithLabelValues(t)
 	}
 	for _, r := range []string{resultDelivered, resultRetry, resultFailed, resultDropped} {
 		m.results[r] = deliveries.WithLabelValues(r)
@@ -51,6 +56,15 @@ func newMetrics(reg prometheus.Registerer, d *Dispatcher) (*metrics, error) {
 
 func (m *metrics) event(typ string) {
 	if c := m.counter(typ); c != nil {
+		c.Inc()
+	}
+}
+
+func (m *metrics) suppress(typ string) {
+	if m == nil {
+		return
+	}
+	if c := m.suppressed[typ]; c != nil {
 		c.Inc()
 	}
 }
