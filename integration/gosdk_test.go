@@ -198,6 +198,9 @@ func TestGoSDKReconnectAfterKick(t *testing.T) {
 	if _, err := cb.Chat(ctx, alice, "while away"); !errors.Is(err, timgw.ErrNotConnected) {
 		t.Fatalf("chat while reconnecting: %v; want ErrNotConnected", err)
 	}
+	// The client sees its socket close before the gateway has unbound the session:
+	// wait until bob is offline on the gateway's side too.
+	waitPresence(t, g, bob, false)
 	var ids []string
 	for i := range 2 {
 		ack, err := ca.Chat(ctx, bob, fmt.Sprintf("kept %d", i))
