@@ -88,14 +88,22 @@ func (g *Gateway) typing(c Conn, cl *client, t packet.Typing) {
 // typingAllowed takes a token from the connection's typing bucket. Calls for one
 // connection come one at a time (the handler's ordering), so it needs no lock.
 func (cl *client) typingAllowed(now time.Time) bool {
-	if cl.typingAt.IsZero() {
-		cl.typingTokens, cl.typingAt = typingBurst, now
+	b := cl.typing
+	if b == nil {
+		b = &typingBucket{tokens: typingBurst, at: now}
+		cl.typing = b
 	}
-	cl.typingTokens = min(typingBurst, cl.typingTokens+now.Sub(cl.typingAt).Seconds()*typingRate)
-	cl.typingAt = now
-	if cl.typingTokens < 1 {
+	b.tokens = min(typingBurst, b.tokens+now.Sub(b.at).Seconds()*typingRate)
+	b.at = now
+	if b.tokens < 1 {
 		return false
 	}
-	cl.typingTokens--
+	b.tokens--
 	return true
+}
+
+// typingBucket is a token bucket of typing signals.
+type typingBucket struct {
+	tokens float64
+	at     time.Time
 }

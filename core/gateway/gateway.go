@@ -11,7 +11,6 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/timgw/timgw/core/auth"
 	"github.com/timgw/timgw/core/hook"
@@ -134,9 +133,9 @@ func (g *Gateway) authenticator() Authenticator { return g.authn.Load().a }
 // client is the gateway's state of one connection.
 type client struct {
 	userID string
-	// typingTokens and typingAt are the connection's typing-signal bucket.
-	typingTokens float64
-	typingAt     time.Time
+	// typing is the connection's typing-signal bucket, made at its first signal: an
+	// idle connection pays one pointer for it.
+	typing *typingBucket
 }
 
 // state returns the command layer's state of c, creating it on first use.
