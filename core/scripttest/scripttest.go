@@ -13,7 +13,7 @@
 //	    message: {from: alice, to: bob, content: "a badword"}
 //	    expect: {action: rewrite, content: "a *******"}
 //
-// Each case has one input (message, login, authenticated or join) and an expect. The
+// Each case has one input (message, login, authenticated, join or event) and an expect. The
 // scripts run exactly as in the gateway (same sandbox, limits and deadline), with
 // tim.is_online answering false for everyone.
 package scripttest
@@ -21,6 +21,7 @@ package scripttest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,7 @@ type Case struct {
 	Login         *Login         `yaml:"login"`
 	Authenticated *Authenticated `yaml:"authenticated"`
 	Join          *Join          `yaml:"join"`
+	Event         *Event         `yaml:"event"`
 	// Repeat sends the input this many times (default 1); Expect applies to the last.
 	Repeat int `yaml:"repeat"`
 	// Expect is the decision.
@@ -103,8 +105,20 @@ type Join struct {
 	GroupID string `yaml:"group"`
 }
 
+// Event is a webhook event as the event hook gets it (docs/webhooks.md).
+type Event struct {
+	Type         string   `yaml:"type"` // message.offline, message.refused, user.online, user.offline
+	User         string   `yaml:"user"`
+	Message      *Message `yaml:"message"`
+	OfflineUsers []string `yaml:"offline_users"`
+	Members      int      `yaml:"members"`
+	Code         int      `yaml:"code"`
+	Reason       string   `yaml:"reason"`
+}
+
 // Expect is a decision. Action is, for a message: pass, rewrite, reroute, reject or
-// drop; for a login or authenticated: pass, accept or reject; for a join: allow or deny.
+// drop; for a login or authenticated: pass, accept or reject; for a join: allow or deny;
+// for an event: pass or drop.
 // The other fields are checked when set.
 type Expect struct {
 	Action string `yaml:"action"`
@@ -119,6 +133,9 @@ type Expect struct {
 	Group string   `yaml:"group"`
 	// User is the user id of an accepted login.
 	User string `yaml:"user"`
+	// Extra are fields an event script must have added to ev.extra (compared as
+	// YAML/JSON values).
+	Extra map[string]any `yaml:"extra"`
 }
 
 // Result is the outcome of one case.
@@ -228,8 +245,10 @@ func (c Case) run(ctx context.Context, rt *lua.Runtime) error {
 			err = c.authenticated(ctx, rt)
 		case c.Join != nil:
 			err = c.join(ctx, rt)
+		case c.Event != nil:
+			err = c.event(ctx, rt)
 		default:
-			return errors.New("no input: give message, login, authenticated or join")
+			return errors.New("no input: give message, login, authenticated, join or event")
 		}
 	}
 	return err
@@ -339,6 +358,47 @@ func (c Case) join(ctx context.Context, rt *lua.Runtime) error {
 		errs = append(errs, fmt.Errorf("reason %q does not contain %q", rep.Reason, want.Reason))
 	}
 	return errors.Join(errs...)
+}
+
+func (c Case) event(ctx context.Context, rt *lua.Runtime) error {
+	e := c.Event
+	req := &hook.EventRequest{Type: e.Type, ID: "fixture-1", Time: time.Now().UnixMilli(), User: e.User,
+		OfflineUsers: e.OfflineUsers, Members: e.Members, Code: e.Code, Reason: e.Reason}
+	if m := e.Message; m != nil {
+		ct := int64(packet.ChatTypePrivate)
+		if m.GroupID != "" {
+			ct = int64(packet.ChatTypeGroup)
+		}
+		req.Message = &hook.EventMessage{ID: "m1", From: m.From, To: m.To, GroupID: m.GroupID, ChatType: ct,
+			MsgType: int64(m.MsgType), Content: m.Content}
+	}
+	rep := rt.Event(ctx, req)
+	want := c.Expect
+	if want.Action == "" {
+		want.Action = "pass"
+	}
+	got := "pass"
+	if rep.Drop {
+		got = "drop"
+	}
+	var errs []error
+	if got != want.Action {
+		errs = append(errs, fmt.Errorf("event %s, want %s", got, want.Action))
+	}
+	for k, v := range want.Extra {
+		gv, ok := rep.Extra[k]
+		if !ok || !sameJSON(gv, v) {
+			errs = append(errs, fmt.Errorf("extra.%s = %v, want %v", k, gv, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sameJSON compares two values as their JSON texts (YAML ints and Lua numbers alike).
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 func because(reason string) string {

@@ -12,8 +12,8 @@ func TestRunFilePasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 5 {
-		t.Fatalf("%d results, want 5", len(res))
+	if len(res) != 7 {
+		t.Fatalf("%d results, want 7", len(res))
 	}
 	for _, r := range res {
 		if r.Err != nil {
@@ -32,6 +32,7 @@ func TestRunDirReportsFailures(t *testing.T) {
 		{"wrong.yaml", "expects a pass but the message is refused", "action reject, want pass (no shouting)"},
 		{"wrong.yaml", "expects the wrong content", `content "HI!", want "hi"`},
 		{"wrong.yaml", "no input", "no input"},
+		{"wrong.yaml", "expects an extra field the script does not add", "extra.priority = high, want low"},
 	}
 	if len(res) != len(want) {
 		t.Fatalf("%d results, want %d: %+v", len(res), len(want), res)
