@@ -62,6 +62,7 @@ func TestCheckGoodConfig(t *testing.T) {
 		"hooks      moderation.lua",
 		"codecs     mqtt (builtin codec-mqtt) (handshaken)",
 		"cluster    off",
+		"webhooks   off",
 		"configuration ok",
 	} {
 		if !strings.Contains(stdout, want) {

@@ -57,7 +57,7 @@ func runCheck(args []string, out io.Writer) error {
 
 // checkSummary is what a start with the configuration would run.
 type checkSummary struct {
-	config, listen, protocols, listeners, tls, auth, keys, storage, hooks, codecs, cluster string
+	config, listen, protocols, listeners, tls, auth, keys, storage, hooks, codecs, cluster, webhooks string
 }
 
 // checkParts builds and stops every part of cfg that can fail at start, except the
@@ -95,6 +95,7 @@ func checkParts(cfg *config.Config, log *slog.Logger) (*checkSummary, error) {
 		hooks:     hooks,
 		codecs:    codecs,
 		cluster:   describeCluster(cfg.Cluster),
+		webhooks:  describeWebhooks(cfg.Webhooks),
 	}, nil
 }
 
@@ -269,10 +270,35 @@ func (s *checkSummary) print(out io.Writer) error {
 	for _, row := range [][2]string{
 		{"config", s.config}, {"listen", s.listen}, {"protocols", s.protocols}, {"listeners", s.listeners},
 		{"tls", s.tls}, {"auth", s.auth}, {"keys", s.keys}, {"storage", s.storage}, {"hooks", s.hooks},
-		{"codecs", s.codecs}, {"cluster", s.cluster},
+		{"codecs", s.codecs}, {"cluster", s.cluster}, {"webhooks", s.webhooks},
 	} {
 		fmt.Fprintf(w, "%s\t%s\n", row[0], row[1])
 	}
 	fmt.Fprintln(w, "configuration ok")
 	return w.Flush()
+}
+
+// describeWebhooks says where events go: each endpoint's URL (without its query, which
+// may hold a token), its event types, and whether it is signed.
+func describeWebhooks(w config.Webhooks) string {
+	if len(w.Endpoints) == 0 {
+		return "off"
+	}
+	parts := make([]string, 0, len(w.Endpoints))
+	for _, e := range w.Endpoints {
+		u := e.URL
+		if i := strings.IndexAny(u, "?#"); i >= 0 {
+			u = u[:i]
+		}
+		events := "all events"
+		if len(e.Events) > 0 {
+			events = strings.Join(e.Events, ",")
+		}
+		signed := "signed"
+		if e.Secret == "" {
+			signed = "unsigned"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s, %s)", u, events, signed))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -70,3 +70,20 @@ func TestFindCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribeWebhooks(t *testing.T) {
+	for _, tc := range []struct {
+		w    config.Webhooks
+		want string
+	}{
+		{config.Webhooks{}, "off"},
+		{config.Webhooks{Endpoints: []config.WebhookEndpoint{{URL: "https://push.example/hook?token=x", Secret: "s"}}},
+			"https://push.example/hook (all events, signed)"},
+		{config.Webhooks{Endpoints: []config.WebhookEndpoint{{URL: "http://a/", Events: []string{"message.offline", "user.online"}}, {URL: "http://b/"}}},
+			"http://a/ (message.offline,user.online, unsigned); http://b/ (all events, unsigned)"},
+	} {
+		if got := describeWebhooks(tc.w); got != tc.want {
+			t.Errorf("describeWebhooks = %q, want %q", got, tc.want)
+		}
+	}
+}
