@@ -57,25 +57,32 @@ func (c *Counters) slot(key string) (*counterShard, uint64) {
 	return &c.shards[h%counterShards], h
 }
 
-// subKey is a counter named by a key and a sub-key, hashed without concatenating.
-type subKey struct{ key, sub string }
+// subKey is a counter named by a key and up to two sub-keys, hashed without
+// concatenating.
+type subKey struct{ key, sub, sub2 string }
 
-// slot2 returns the shard and stored key of (key, sub).
-func (c *Counters) slot2(key, sub string) (*counterShard, uint64) {
-	h := maphash.Comparable(c.seed, subKey{key, sub})
+// slot2 returns the shard and stored key of (key, sub, sub2).
+func (c *Counters) slot2(key, sub, sub2 string) (*counterShard, uint64) {
+	h := maphash.Comparable(c.seed, subKey{key, sub, sub2})
 	return &c.shards[h%counterShards], h
 }
 
 // IncrSub is Incr on the counter named by the pair (key, sub), hashed without
 // building key+sub (sub may be a whole message). ("ab", "c") and ("a", "bc") differ.
 func (c *Counters) IncrSub(key, sub string, delta int64, ttl time.Duration) int64 {
-	sh, k := c.slot2(key, sub)
+	return c.IncrSub2(key, sub, "", delta, ttl)
+}
+
+// IncrSub2 is IncrSub on the counter named by (key, sub, sub2), e.g. a script, a
+// sender and a message text, without building a string of them.
+func (c *Counters) IncrSub2(key, sub, sub2 string, delta int64, ttl time.Duration) int64 {
+	sh, k := c.slot2(key, sub, sub2)
 	return c.incr(sh, k, delta, ttl)
 }
 
 // GetSub is Get on the counter (key, sub).
 func (c *Counters) GetSub(key, sub string) int64 {
-	sh, k := c.slot2(key, sub)
+	sh, k := c.slot2(key, sub, "")
 	return c.get(sh, k)
 }
 

@@ -18,6 +18,8 @@ import (
 // order of precedence).
 type guard struct {
 	script      string
+	rateKey     string // counter keys, built once at load (not per message)
+	floodKey    string
 	words       []*Matcher
 	re          *regexp.Regexp
 	rateLimit   int64
@@ -35,11 +37,11 @@ func (gd *guard) fire(r *Runtime, req *hook.MessageRequest) string {
 		return ""
 	}
 	fired := ""
-	if gd.rateLimit > 0 && r.counters.IncrSub("guard:rate:"+gd.script, from, 1, gd.rateWindow) > gd.rateLimit {
+	if gd.rateLimit > 0 && r.counters.IncrSub(gd.rateKey, from, 1, gd.rateWindow) > gd.rateLimit {
 		fired = "rate"
 	}
 	content := req.Chat.Content
-	if gd.floodMax > 0 && r.counters.IncrSub("guard:flood:"+gd.script+"\x00"+from, content, 1, gd.floodWindow) > gd.floodMax && fired == "" {
+	if gd.floodMax > 0 && r.counters.IncrSub2(gd.floodKey, from, content, 1, gd.floodWindow) > gd.floodMax && fired == "" {
 		fired = "flood"
 	}
 	if fired != "" || content == "" {
@@ -66,7 +68,7 @@ func (v *vm) timGuard(L *lua.LState) int {
 	if v.guarding == nil {
 		return 0 // a state running the script: the generation holds the guard already
 	}
-	gd := &guard{script: v.cur.name}
+	gd := &guard{script: v.cur.name, rateKey: "guard:rate:" + v.cur.name, floodKey: "guard:flood:" + v.cur.name}
 	whole := lua.LVAsBool(t.RawGetString("whole_words"))
 	for _, key := range []string{"words", "words_file"} {
 		w := t.RawGetString(key)
