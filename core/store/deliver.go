@@ -99,8 +99,12 @@ func (d *Deliverer) store(ctx context.Context, req *appendReq) (res *pb.AppendRe
 	for attempt := 0; ; attempt++ {
 		c, err := d.src.get(ctx, min(retryWait, d.timeout))
 		if err == nil {
-			res, err = c.AppendOne(ctx, req.For(c))
+			r := req.For(c)
+			res, err = c.AppendOne(ctx, r)
 			if err == nil {
+				if r.Message.ReadFanout && !res.Duplicate {
+					d.metrics.readFannedOut()
+				}
 				return res, attempt > 0, nil
 			}
 			if errors.Is(err, storage.ErrUnavailable) {
