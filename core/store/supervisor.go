@@ -27,6 +27,8 @@ type conn interface {
 	storage.Backend
 	// AppendOne stores one chat (batched with other callers' chats).
 	AppendOne(ctx context.Context, r *pb.AppendRequest) (*pb.AppendResult, error)
+	// AppendAsync queues one chat and calls done with its result (storage.Client).
+	AppendAsync(r *pb.AppendRequest, timeout time.Duration, done storage.AppendDone)
 }
 
 var _ conn = (*storage.Client)(nil)
