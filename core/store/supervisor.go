@@ -163,6 +163,13 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 				onBatch(n)
 			}
 		}
+		onDone := o.Client.OnBatchDone
+		s.opts.Client.OnBatchDone = func(d time.Duration) {
+			s.metrics.batchDone(d)
+			if onDone != nil {
+				onDone(d)
+			}
+		}
 	}
 	if s.socketDir, s.rmSocket, err = pluginhost.SocketDir(cfg.SocketDir, "timgw-storage-", s.log); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)

@@ -27,6 +27,10 @@ type ClientOptions struct {
 	MaxInflight int
 	// OnBatch, when set, is told the number of chats of each batch sent (metrics).
 	OnBatch func(n int)
+	// OnBatchDone, when set, is told the round trip of each answered batch: from its
+	// send to its result (the plugin's commit included), which, against a chat's whole
+	// time to be stored, shows how long chats queue before they are sent (metrics).
+	OnBatchDone func(d time.Duration)
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {

@@ -35,6 +35,7 @@ func (c *call) finish(res *pb.AppendResult, err error) {
 // batch is a group of calls sent as one AppendBatch.
 type batch struct {
 	id    uint64
+	sent  time.Time
 	calls []*call
 }
 
@@ -143,6 +144,9 @@ func (ws *writeStream) send() {
 			b := ws.take()
 			id++
 			b.id = id
+			if ws.opts.OnBatchDone != nil {
+				b.sent = time.Now()
+			}
 			ws.inflight = append(ws.inflight, b)
 			ws.mu.Unlock()
 			msg := &pb.AppendBatch{Batch: b.id, Requests: make([]*pb.AppendRequest, len(b.calls))}
@@ -199,6 +203,9 @@ func (ws *writeStream) recv() {
 		select {
 		case ws.room <- struct{}{}:
 		default:
+		}
+		if b != nil && ws.opts.OnBatchDone != nil {
+			ws.opts.OnBatchDone(time.Since(b.sent))
 		}
 		if b == nil || b.id != res.Batch || (res.Error == "" && len(res.Results) != len(b.calls)) {
 			if b != nil {
