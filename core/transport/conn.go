@@ -87,6 +87,8 @@ const (
 	flClosing                       // close after writing what is queued
 	flAbort                         // close without flushing (slow consumer)
 	flHeard                         // packets arrived since the goodbye last looked (goaway.go)
+	flHeld                          // the handler holds the packet being handled (Hold)
+	flParked                        // handling waits for the release of a Hold
 )
 
 func (c *Conn) has(f uint8) bool { return c.oflags&f != 0 }
@@ -420,6 +422,11 @@ func (c *Conn) drain() {
 				c.srv.handler.Opened(c)
 			case evPacket:
 				c.srv.handler.Packet(c, e.pkt)
+				*e = event{}
+				if c.park(batch, i+1) {
+					return
+				}
+				continue
 			case evClosed:
 				c.srv.handler.Closed(c, e.reason)
 				c.forgetRemote() // the handler was the last to ask for it
@@ -428,6 +435,62 @@ func (c *Conn) drain() {
 		}
 		putEvents(batch)
 	}
+}
+
+// Hold pauses the handling of this connection's packets after the one being handled: the
+// handler answers that packet later, from another goroutine (a stored chat's ack, from
+// the store's callback), and no worker waits meanwhile. Packets that arrive in the
+// meantime queue as usual (bounded by maxInbox) and are handled in order after release.
+// Call Hold only from Handler.Packet, at most once per packet, and the returned release
+// exactly once, from any goroutine, when the answer is queued.
+func (c *Conn) Hold() (release func()) {
+	c.mu.Lock()
+	c.set(flHeld, true)
+	c.mu.Unlock()
+	return c.release
+}
+
+// release ends a Hold: handling resumes where it stopped, on a pool worker; when the
+// drain has not stopped yet, it just carries on.
+func (c *Conn) release() {
+	c.mu.Lock()
+	if !c.has(flParked) {
+		c.set(flHeld, false)
+		c.mu.Unlock()
+		return
+	}
+	c.set(flParked, false)
+	c.mu.Unlock()
+	c.srv.submit(c.drain)
+}
+
+// park is called by drain after each packet: when the handler held it, the events of
+// batch from next on go back to the front of the inbox, and drain stops (running stays
+// set, so that no other worker starts) until release.
+func (c *Conn) park(batch *[]event, next int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.has(flHeld) {
+		return false
+	}
+	c.set(flHeld, false)
+	c.set(flParked, true)
+	evs := *batch
+	n := copy(evs, evs[next:])
+	clear(evs[n:])
+	*batch = evs[:n]
+	if c.inbox != nil {
+		*batch = append(*batch, *c.inbox...)
+		clear(*c.inbox)
+		putEvents(c.inbox)
+	}
+	if len(*batch) == 0 {
+		putEvents(batch)
+		c.inbox = nil
+		return true
+	}
+	c.inbox = batch
+	return true
 }
 
 var eventPool = sync.Pool{New: func() any { e := make([]event, 0, 8); return &e }}
