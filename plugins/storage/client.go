@@ -58,7 +58,8 @@ type Client struct {
 	ws     *writeStream
 	closed bool
 
-	shared atomic.Bool // the plugin's last Open answered shared
+	shared     atomic.Bool // the plugin's last Open answered shared
+	readFanout atomic.Bool // the plugin's last Open answered read_fanout
 }
 
 var _ Backend = (*Client)(nil)
@@ -81,8 +82,15 @@ func (c *Client) Open(ctx context.Context, r *pb.OpenRequest) (*pb.OpenResponse,
 		return nil, fromStatus("open", err)
 	}
 	c.shared.Store(res.GetShared())
+	c.readFanout.Store(res.GetReadFanout())
 	return res, nil
 }
+
+// ReadFanout reports whether the plugin declared, in its answer to the last Open, that
+// it stores group chats flagged Message.read_fanout once and pulls them into members'
+// inboxes on Inbox (see the package doc). False before Open and for
+// plugins that do not declare it: the host then sends every group chat with its receivers.
+func (c *Client) ReadFanout() bool { return c.readFanout.Load() }
 
 // Shared reports whether the plugin declared, in its answer to the last Open, that its
 // store is shared by every plugin process opened with the same configuration and keeps

@@ -78,6 +78,8 @@ func CheckMessage(m *pb.Message) error {
 		return errors.New("empty id")
 	case m.From == "":
 		return errors.New("empty from")
+	case m.ReadFanout && (m.ChatType != ChatTypeGroup || m.GroupId == "" || m.Conv != GroupConv(m.GroupId)):
+		return errors.New("read fan-out of a chat that is not a group chat")
 	}
 	return nil
 }

@@ -26,6 +26,23 @@
 //     implies delivered). Append raises the sender's cursors of the conversation to the
 //     chat's seq (one has read what one wrote); a delivered cursor that rises removes the
 //     user's inbox entries of that conversation up to it.
+//   - Read fan-out (a plugin that answers OpenResponse.ReadFanout): a group chat flagged
+//     Message.ReadFanout comes without receivers and is stored once (seq, dedup, head,
+//     sender's cursors), with no inbox entries. JoinGroup records, for each new member,
+//     the group's last seq at the join (its join seq; a member joining again keeps it).
+//     Inbox first pulls, for every group the user is a member of, each ReadFanout chat
+//     (kind 0, not the user's own) with a seq above max(join seq, the user's pulled mark
+//     of the group) into the user's inbox as ordinary entries (new cursors, in seq
+//     order), and raises the pulled mark to the group's last seq; then it answers as
+//     usual (whatever its Conv, After and Limit). SetCursor raising delivered of a group
+//     raises the pulled mark to it (chats delivered by receipt are never pulled); the
+//     sender's raise by Append does not. A pull is idempotent: none is lost by a crash
+//     mid-pull, and a user never has two entries of one chat; a single-process store
+//     (bolt) pulls a chat once, a shared store may pull again one confirmed while a
+//     concurrent pull for the same user was in flight (clients deduplicate by id, as they
+//     must with shared stores anyway). LeaveGroup
+//     and EraseUser drop the membership with its marks; expired or erased chats are not
+//     pulled.
 //   - Conversations: the head of each conversation (its last chat) is kept with every
 //     Append, so that a user's conversations are listed newest first with both sides'
 //     cursors and the unread count (chats of others, not recalled, after the read cursor).

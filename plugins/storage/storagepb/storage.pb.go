@@ -84,7 +84,12 @@ type OpenResponse struct {
 	// processes (one per gateway of a cluster) write to it at once: seqs unique and gap-free
 	// per conversation, dedup of (from, id) across processes. A cluster of gateways needs it;
 	// false (the default) means one gateway at a time.
-	Shared        bool `protobuf:"varint,3,opt,name=shared,proto3" json:"shared,omitempty"`
+	Shared bool `protobuf:"varint,3,opt,name=shared,proto3" json:"shared,omitempty"`
+	// read_fanout: the plugin stores group chats flagged Message.read_fanout once, without
+	// inbox entries, and pulls them into each member's inbox on Inbox (see Message.read_fanout
+	// and plugins/storage/README.md). Without it the host keeps sending every group chat
+	// with its receivers (write fan-out).
+	ReadFanout    bool `protobuf:"varint,4,opt,name=read_fanout,json=readFanout,proto3" json:"read_fanout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +145,13 @@ func (x *OpenResponse) GetShared() bool {
 	return false
 }
 
+func (x *OpenResponse) GetReadFanout() bool {
+	if x != nil {
+		return x.ReadFanout
+	}
+	return false
+}
+
 // Message is a stored chat (or recall event) of a conversation.
 type Message struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -160,9 +172,16 @@ type Message struct {
 	RecalledBy string                 `protobuf:"bytes,15,opt,name=recalled_by,json=recalledBy,proto3" json:"recalled_by,omitempty"`  // the user (or admin) who recalled it
 	// kind is 0 for a chat and 1 for a recall event: a later entry of the conversation that
 	// says message recall_id (seq recall_seq) was recalled.
-	Kind          int32  `protobuf:"varint,16,opt,name=kind,proto3" json:"kind,omitempty"`
-	RecallId      string `protobuf:"bytes,17,opt,name=recall_id,json=recallId,proto3" json:"recall_id,omitempty"`
-	RecallSeq     int64  `protobuf:"varint,18,opt,name=recall_seq,json=recallSeq,proto3" json:"recall_seq,omitempty"`
+	Kind      int32  `protobuf:"varint,16,opt,name=kind,proto3" json:"kind,omitempty"`
+	RecallId  string `protobuf:"bytes,17,opt,name=recall_id,json=recallId,proto3" json:"recall_id,omitempty"`
+	RecallSeq int64  `protobuf:"varint,18,opt,name=recall_seq,json=recallSeq,proto3" json:"recall_seq,omitempty"`
+	// read_fanout (a group chat, set by the host when the group is large and the plugin
+	// said OpenResponse.read_fanout): the chat is stored once in the group's conversation
+	// and gets no inbox entries at Append (AppendRequest.receivers is empty and ignored).
+	// Inbox pulls it into the inbox of every member (as the plugin's memberships say: a
+	// member that joined after it was stored does not get it) before answering. Stored as
+	// given, so history shows it.
+	ReadFanout    bool `protobuf:"varint,19,opt,name=read_fanout,json=readFanout,proto3" json:"read_fanout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,11 +342,18 @@ func (x *Message) GetRecallSeq() int64 {
 	return 0
 }
 
+func (x *Message) GetReadFanout() bool {
+	if x != nil {
+		return x.ReadFanout
+	}
+	return false
+}
+
 // AppendRequest is one chat to store and the users whose inboxes get it.
 type AppendRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`     // conv, id, from, ... set; seq is assigned by the plugin
-	Receivers     []string               `protobuf:"bytes,2,rep,name=receivers,proto3" json:"receivers,omitempty"` // users that get an inbox entry (not the sender)
+	Receivers     []string               `protobuf:"bytes,2,rep,name=receivers,proto3" json:"receivers,omitempty"` // users that get an inbox entry (not the sender); empty for a read_fanout chat
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2405,11 +2431,13 @@ const file_storage_proto_rawDesc = "" +
 	"\n" +
 	"\rstorage.proto\x12\x10timgw.storage.v1\"%\n" +
 	"\vOpenRequest\x12\x16\n" +
-	"\x06config\x18\x01 \x01(\fR\x06config\"T\n" +
+	"\x06config\x18\x01 \x01(\fR\x06config\"u\n" +
 	"\fOpenResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
-	"\x06shared\x18\x03 \x01(\bR\x06shared\"\xd8\x03\n" +
+	"\x06shared\x18\x03 \x01(\bR\x06shared\x12\x1f\n" +
+	"\vread_fanout\x18\x04 \x01(\bR\n" +
+	"readFanout\"\xf9\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\tR\x04conv\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x0e\n" +
@@ -2434,7 +2462,9 @@ const file_storage_proto_rawDesc = "" +
 	"\x04kind\x18\x10 \x01(\x05R\x04kind\x12\x1b\n" +
 	"\trecall_id\x18\x11 \x01(\tR\brecallId\x12\x1d\n" +
 	"\n" +
-	"recall_seq\x18\x12 \x01(\x03R\trecallSeq\"b\n" +
+	"recall_seq\x18\x12 \x01(\x03R\trecallSeq\x12\x1f\n" +
+	"\vread_fanout\x18\x13 \x01(\bR\n" +
+	"readFanout\"b\n" +
 	"\rAppendRequest\x123\n" +
 	"\amessage\x18\x01 \x01(\v2\x19.timgw.storage.v1.MessageR\amessage\x12\x1c\n" +
 	"\treceivers\x18\x02 \x03(\tR\treceivers\"`\n" +

@@ -60,7 +60,9 @@ type StorageClient interface {
 	// (group commit: one fsync may cover several batches). A chat whose (from, id) is already
 	// stored is not stored again: its result is the stored one with duplicate set.
 	Append(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendBatch, AppendBatchResult], error)
-	// Inbox pages through a user's pending (unconfirmed) deliveries, oldest first.
+	// Inbox pages through a user's pending (unconfirmed) deliveries, oldest first. It first
+	// pulls the read_fanout chats of the user's groups into the user's inbox (see
+	// Message.read_fanout).
 	Inbox(ctx context.Context, in *InboxRequest, opts ...grpc.CallOption) (*InboxResponse, error)
 	// Confirm removes a user's pending deliveries up to a cursor.
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
@@ -281,7 +283,9 @@ type StorageServer interface {
 	// (group commit: one fsync may cover several batches). A chat whose (from, id) is already
 	// stored is not stored again: its result is the stored one with duplicate set.
 	Append(grpc.BidiStreamingServer[AppendBatch, AppendBatchResult]) error
-	// Inbox pages through a user's pending (unconfirmed) deliveries, oldest first.
+	// Inbox pages through a user's pending (unconfirmed) deliveries, oldest first. It first
+	// pulls the read_fanout chats of the user's groups into the user's inbox (see
+	// Message.read_fanout).
 	Inbox(context.Context, *InboxRequest) (*InboxResponse, error)
 	// Confirm removes a user's pending deliveries up to a cursor.
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)

@@ -74,6 +74,14 @@ func Run(t *testing.T, open Opener) {
 		{"Expire", testExpire},
 		{"ExpireBatches", testExpireBatches},
 		{"EraseUser", testEraseUser},
+		{"ReadFanoutPull", testReadFanoutPull},
+		{"ReadFanoutMembers", testReadFanoutMembers},
+		{"ReadFanoutReceipts", testReadFanoutReceipts},
+		{"ReadFanoutMixed", testReadFanoutMixed},
+		{"ReadFanoutRecall", testReadFanoutRecall},
+		{"ReadFanoutReopen", testReadFanoutReopen},
+		{"ReadFanoutInvalid", testReadFanoutInvalid},
+		{"ReadFanoutRetention", testReadFanoutRetention},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
