@@ -23,7 +23,7 @@ var ErrClosed = errors.New("connection closed")
 var ErrSlowConsumer = errors.New("slow consumer: outbound queue full")
 
 // waker tells a stream connection's writer goroutine that output is pending (an event
-// loop connection's writer is its gnet.Conn, woken with Wake).
+// loop connection's writer is its gnet.Conn, woken through its loop's flusher, flush.go).
 type waker interface {
 	wake()
 }
@@ -71,7 +71,7 @@ type Conn struct {
 	lastRead atomic.Uint32 // coarse clock, unix seconds
 
 	slot    uint32 // 1 + index in Server.conns while listed, 0 when not; under Server.connsMu
-	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard; under mu
+	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard, flHold; under mu
 	running bool   // a worker drains the inbox; under mu
 	done    bool   // evClosed queued; under mu
 	frame   uint8  // when the incomplete frame buffered began (frameStamp), 0: none; written under mu by the reader
@@ -87,6 +87,7 @@ const (
 	flClosing                       // close after writing what is queued
 	flAbort                         // close without flushing (slow consumer)
 	flHeard                         // packets arrived since the goodbye last looked (goaway.go)
+	flHold                          // the handler is at a batch of c's packets: their answers wake the writer once, after it
 )
 
 func (c *Conn) has(f uint8) bool { return c.oflags&f != 0 }
@@ -99,12 +100,12 @@ func (c *Conn) set(f uint8, on bool) {
 	}
 }
 
-// wakeWriter tells w that output is pending.
-func wakeWriter(w any) {
+// wakeWriter tells w, c's writer, that output is pending.
+func wakeWriter(c *Conn, w any) {
 	switch w := w.(type) {
 	case nil:
 	case gnet.Conn:
-		_ = w.Wake(nil)
+		c.srv.loop.wake(c, w)
 	case waker:
 		w.wake()
 	}
@@ -177,7 +178,7 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 		}
 		w := c.w
 		c.mu.Unlock()
-		wakeWriter(w)
+		wakeWriter(c, w)
 		return ErrSlowConsumer
 	}
 	if p != nil {
@@ -205,12 +206,16 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 		}
 		*c.out = append(*c.out, raw...)
 	}
+	if c.has(flHold) {
+		c.mu.Unlock() // drain wakes the writer after the batch
+		return nil
+	}
 	wake := !c.has(flWakePending) && c.w != nil
 	c.set(flWakePending, true)
 	w := c.w
 	c.mu.Unlock()
 	if wake {
-		wakeWriter(w)
+		wakeWriter(c, w)
 	}
 	return nil
 }
@@ -276,7 +281,7 @@ func (c *Conn) closeWith(reason string, goingAway bool) {
 	w := c.w
 	c.set(flWakePending, true)
 	c.mu.Unlock()
-	wakeWriter(w)
+	wakeWriter(c, w)
 }
 
 // setWaker attaches the writer (a gnet.Conn or a waker) once the connection is
@@ -400,7 +405,9 @@ func (c *Conn) push(evs ...event) {
 
 // drain runs on a pool worker: it hands queued events to the handler in order. The
 // inbox is detached while its events are handled, so that pushes meanwhile go to a new
-// one, and returned to the pool after: an idle connection holds no queue.
+// one, and returned to the pool after: an idle connection holds no queue. What the
+// handler queues to c itself while at a batch (the answers to its packets) is written
+// with one wake after the batch rather than one each (flHold).
 func (c *Conn) drain() {
 	for {
 		c.mu.Lock()
@@ -411,6 +418,7 @@ func (c *Conn) drain() {
 			c.mu.Unlock()
 			return
 		}
+		c.set(flHold, len(*batch) > 1)
 		c.mu.Unlock()
 		evs := *batch
 		for i := range evs {
@@ -427,6 +435,26 @@ func (c *Conn) drain() {
 			*e = event{}
 		}
 		putEvents(batch)
+		c.release()
+	}
+}
+
+// release ends a batch's hold on c's writer and wakes it when output is waiting.
+func (c *Conn) release() {
+	c.mu.Lock()
+	if !c.has(flHold) {
+		c.mu.Unlock()
+		return
+	}
+	c.set(flHold, false)
+	wake := c.out != nil && len(*c.out) > 0 && !c.has(flWakePending) && c.w != nil
+	if wake {
+		c.set(flWakePending, true)
+	}
+	w := c.w
+	c.mu.Unlock()
+	if wake {
+		wakeWriter(c, w)
 	}
 }
 
