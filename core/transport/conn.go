@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -418,8 +419,17 @@ func (c *Conn) drain() {
 			c.mu.Unlock()
 			return
 		}
-		c.set(flHold, len(*batch) > 1)
+		hold := len(*batch) > 1
+		c.set(flHold, hold)
 		c.mu.Unlock()
+		l := c.srv.loop
+		if l != nil {
+			l.batchBegin()
+		}
+		var held time.Time
+		if hold {
+			held = time.Now()
+		}
 		evs := *batch
 		for i := range evs {
 			e := &evs[i]
@@ -433,11 +443,29 @@ func (c *Conn) drain() {
 				c.forgetRemote() // the handler was the last to ask for it
 			}
 			*e = event{}
+			if hold && i < len(evs)-1 && time.Since(held) > maxHold {
+				// A slow batch (a store that takes its time): write what it sent so far.
+				c.release()
+				if l != nil {
+					l.kick()
+				}
+				c.mu.Lock()
+				c.set(flHold, true)
+				c.mu.Unlock()
+				held = time.Now()
+			}
 		}
 		putEvents(batch)
 		c.release()
+		if l != nil {
+			l.batchEnd()
+		}
 	}
 }
+
+// maxHold bounds how long a batch of packets holds back what it sends (flHold, and the
+// deferred wakes of flush.go).
+const maxHold = 200 * time.Microsecond
 
 // release ends a batch's hold on c's writer and wakes it when output is waiting.
 func (c *Conn) release() {

@@ -32,6 +32,7 @@ type loop struct {
 
 	flushers   atomic.Pointer[[]*flusher] // one per event loop (flush.go)
 	flushersMu sync.Mutex
+	batches    atomic.Int32 // batches of packets the handler is at (flush.go)
 }
 
 var _ gnet.EventHandler = (*loop)(nil)
