@@ -230,11 +230,7 @@ func (c *Conn) Inject(pkts ...packet.Packet) {
 	}
 	c.lastRead.Store(uint32(c.srv.clock.Load()))
 	c.srv.stats.PacketsIn.Add(uint64(len(pkts)))
-	evs := make([]event, len(pkts))
-	for i, p := range pkts {
-		evs[i] = event{kind: evPacket, pkt: p}
-	}
-	c.push(evs...)
+	c.pushPackets(pkts)
 }
 
 // WriteRaw implements codec.Sink: bytes an asynchronous codec encoded.
@@ -396,6 +392,38 @@ func (c *Conn) push(evs ...event) {
 		c.inbox = getEvents()
 	}
 	*c.inbox = append(*c.inbox, evs...)
+	start := !c.running
+	c.running = true
+	c.mu.Unlock()
+	if start {
+		c.srv.submit(c.drain)
+	}
+}
+
+// pushPackets is push of a packet event for each of pkts, without a slice of events
+// made for the purpose.
+func (c *Conn) pushPackets(pkts []packet.Packet) {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
+	queued := 0
+	if c.inbox != nil {
+		queued = len(*c.inbox)
+	}
+	if queued+len(pkts) > maxInbox {
+		c.mu.Unlock()
+		c.Close(fmt.Sprintf("inbound queue overflow: more than %d packets waiting", maxInbox))
+		return
+	}
+	c.set(flHeard, true)
+	if c.inbox == nil {
+		c.inbox = getEvents()
+	}
+	for _, p := range pkts {
+		*c.inbox = append(*c.inbox, event{kind: evPacket, pkt: p})
+	}
 	start := !c.running
 	c.running = true
 	c.mu.Unlock()
