@@ -76,6 +76,8 @@ type chatResult struct {
 	ServerCPU   float64 // fraction of one core, during the window, plugin processes included; -1 when not measured
 	PluginCPU   float64 // the part of ServerCPU used by the gateway's plugin processes
 	BenchCPU    float64 // fraction of one core, during the window
+	GatewayWait float64 // time the gateway's threads (plugins included) waited for a CPU, summed, per second of the window; -1 when not measured
+	BenchWait   float64 // the same for the bench's threads
 	MachineCPU  float64 // cores busy on the whole machine, during the window
 }
 
@@ -470,6 +472,7 @@ type chatSnap struct {
 	serverOK        bool
 	plugins         time.Duration
 	busy, total     time.Duration
+	gwWait, wait    time.Duration // run-queue wait of the gateway (and plugins) and of the bench
 }
 
 func (r *chatRun) snapshot() chatSnap {
@@ -481,9 +484,10 @@ func (r *chatRun) snapshot() chatSnap {
 // cpuSnapshot reads the CPU times used so far by the gateway (unless gw is nil; its plugin
 // processes included), by the bench and by the whole machine.
 func cpuSnapshot(gw *gateway) chatSnap {
-	s := chatSnap{t: time.Now(), bench: selfCPU()}
+	s := chatSnap{t: time.Now(), bench: selfCPU(), wait: runqWait(os.Getpid())}
 	s.busy, s.total, _ = machineCPU()
 	if gw != nil {
+		s.gwWait = gw.runqWait()
 		var err error
 		s.server, err = gw.cpu()
 		s.serverOK = err == nil
@@ -511,7 +515,8 @@ func (r *chatRun) result(s0, s1 chatSnap) *chatResult {
 		AckSamples: r.ackHist.Count(), AckP50: r.ackHist.Quantile(0.50), AckP90: r.ackHist.Quantile(0.90),
 		AckP99: r.ackHist.Quantile(0.99), AckMax: r.ackHist.Max(),
 		Offered: s1.offered - s0.offered, TickLateP99: r.tickLate.Quantile(0.99), TickLateMax: r.tickLate.Max(),
-		ServerCPU: -1, BenchCPU: (s1.bench - s0.bench).Seconds() / el,
+		ServerCPU: -1, BenchCPU: (s1.bench - s0.bench).Seconds() / el, GatewayWait: -1,
+		BenchWait: (s1.wait - s0.wait).Seconds() / el,
 	}
 	for i := range r.owed {
 		res.Backlog += r.owed[i].Load()
@@ -521,6 +526,7 @@ func (r *chatRun) result(s0, s1 chatSnap) *chatResult {
 	if r.gw != nil && s0.serverOK && s1.serverOK {
 		res.ServerCPU = max(0, (s1.server-s0.server).Seconds()/el)
 		res.PluginCPU = max(0, (s1.plugins-s0.plugins).Seconds()/el)
+		res.GatewayWait = max(0, (s1.gwWait-s0.gwWait).Seconds()/el)
 	}
 	return res
 }
@@ -558,6 +564,8 @@ func (r *chatRun) report(stdout io.Writer, res *chatResult, el float64) {
 	}
 	fmt.Fprintf(stdout, "cpu during the window, of %d%% (%d cores): machine busy %.0f%% = gateway %s%s + bench %.0f%% + other processes %s\n",
 		100*runtime.NumCPU(), runtime.NumCPU(), 100*res.MachineCPU, pct(res.ServerCPU), plugins, 100*res.BenchCPU, other)
+	fmt.Fprintf(stdout, "waiting for a CPU (ready to run, on a run queue; threads summed, per second of the window): gateway %s, bench %.0fms/s\n",
+		msPerS(res.GatewayWait), 1e3*res.BenchWait)
 	if res.ServerCPU > 0 && res.Rate > 0 {
 		fmt.Fprintf(stdout, "efficiency: %.0f chats delivered per gateway CPU-second (%.1f us of gateway CPU per chat, its ack included)\n",
 			res.Rate/res.ServerCPU, 1e6*res.ServerCPU/res.Rate)
@@ -603,6 +611,14 @@ func (r *chatRun) verdict(res *chatResult) error {
 		return fmt.Errorf("%d chats sent were not delivered within %s after the window", res.Undelivered, r.o.drain)
 	}
 	return nil
+}
+
+// msPerS prints a per-second fraction as ms/s, or "not measured" when negative.
+func msPerS(f float64) string {
+	if f < 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.0fms/s", 1e3*f)
 }
 
 func pct(f float64) string {
