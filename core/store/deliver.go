@@ -32,18 +32,18 @@ type Deliverer struct {
 	timeout time.Duration
 	log     *slog.Logger
 	metrics *metrics
-	exec    func(func()) // runs large deliveries after the store's callback; nil: go
 	// readFanout is storage.read_fanout_members (0: always write fan-out).
 	readFanout atomic.Int64
+	exec       func(func()) // runs large deliveries after the store's callback; nil: go
 }
-
-var _ router.AsyncDeliverer = (*Deliverer)(nil)
 
 // readFanouter is a store connection that says whether its plugin does read fan-out
 // (storage.Client).
 type readFanouter interface{ ReadFanout() bool }
 
 var _ readFanouter = (*storage.Client)(nil)
+
+var _ router.AsyncDeliverer = (*Deliverer)(nil)
 
 // NewDeliverer returns the storage stage in front of next, storing through s.
 func NewDeliverer(s *Supervisor, next router.Deliverer) *Deliverer {
@@ -100,12 +100,14 @@ func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done 
 		go func() { done(d.deliver(ctx, env, req, start, 0)) }()
 		return
 	}
-	sent := req.For(c)
-	c.AppendAsync(sent, d.timeout, func(res *pb.AppendResult, err error) {
+	r := req.For(c)
+	c.AppendAsync(r, d.timeout, func(res *pb.AppendResult, err error) {
 		switch {
 		case err == nil:
 			d.metrics.appended(time.Since(start))
-			d.countReadFanout(sent, res)
+			if r.Message.ReadFanout && !res.Duplicate {
+				d.metrics.readFannedOut()
+			}
 			if len(env.Receivers) <= inlineMax {
 				done(d.stored(ctx, env, res, false), nil)
 				return
@@ -177,10 +179,12 @@ func (d *Deliverer) store(ctx context.Context, req *appendReq, attempt int) (res
 	for ; ; attempt++ {
 		c, err := d.src.get(ctx, min(retryWait, d.timeout))
 		if err == nil {
-			sent := req.For(c)
-			res, err = c.AppendOne(ctx, sent)
+			r := req.For(c)
+			res, err = c.AppendOne(ctx, r)
 			if err == nil {
-				d.countReadFanout(sent, res)
+				if r.Message.ReadFanout && !res.Duplicate {
+					d.metrics.readFannedOut()
+				}
 				return res, attempt > 0, nil
 			}
 			if errors.Is(err, storage.ErrUnavailable) {
@@ -198,13 +202,6 @@ func (d *Deliverer) store(ctx context.Context, req *appendReq, attempt int) (res
 		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
 		}
-	}
-}
-
-// countReadFanout counts a chat stored by read fan-out (not a resend).
-func (d *Deliverer) countReadFanout(sent *pb.AppendRequest, res *pb.AppendResult) {
-	if sent.Message.ReadFanout && !res.Duplicate {
-		d.metrics.readFannedOut()
 	}
 }
 

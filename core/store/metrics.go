@@ -69,15 +69,15 @@ func (m *metrics) appended(d time.Duration) {
 	}
 }
 
-func (m *metrics) readFannedOut() {
-	if m != nil {
-		m.readFanout.Inc()
-	}
-}
-
 func (m *metrics) batchDone(d time.Duration) {
 	if m != nil {
 		m.batchSeconds.Observe(d.Seconds())
+	}
+}
+
+func (m *metrics) readFannedOut() {
+	if m != nil {
+		m.readFanout.Inc()
 	}
 }
 

@@ -441,11 +441,11 @@ func TestStreamSlowConsumerDisconnect(t *testing.T) {
 	<-served
 }
 
-// A packet the handler holds is answered later from another goroutine: the handler gets
-// no further call for the connection until the hold is released (whether the release
+// A packet the handler suspends is answered later from another goroutine: the handler gets
+// no further call for the connection until the hold is released (whether the resume
 // comes before or after the drain stops), and every packet and the close still come in
 // order, once.
-func TestHoldParksConnection(t *testing.T) {
+func TestSuspendParksConnection(t *testing.T) {
 	h := newRecorder()
 	s := testServer(t, h, config.Limits{})
 	c := testConn(t, s, ProtoTCP)
@@ -463,7 +463,7 @@ func TestHoldParksConnection(t *testing.T) {
 		if n%3 != 0 {
 			return
 		}
-		release := c.Hold()
+		release := c.Suspend()
 		held.Store(true)
 		later := func() {
 			held.Store(false)
