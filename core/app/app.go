@@ -134,7 +134,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.srv.SetCertificate(cert)
 	if sd, ok := deliver.(*store.Deliverer); ok {
-		sd.SetExecutor(a.srv.Go) // large stored fan-outs run on the worker pool
+		// Stored chats are delivered on the worker pool when large, or always in a
+		// cluster (a publish on the bus may wait); small ones on the store's callback.
+		sd.SetExecutor(a.srv.Go, !cfg.Cluster.Enabled)
 	}
 	a.metrics.Registry.MustRegister(newRefusalsCollector(a.srv.ConnectionsRefused))
 	if err := a.startCodecs(cfg); err != nil {

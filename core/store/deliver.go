@@ -34,7 +34,8 @@ type Deliverer struct {
 	metrics *metrics
 	// readFanout is storage.read_fanout_members (0: always write fan-out).
 	readFanout atomic.Int64
-	exec       func(func()) // runs large deliveries after the store's callback; nil: go
+	exec       func(func()) // runs deliveries after the store's callback (SetExecutor); nil: go
+	noInline   bool         // never deliver on the store's callback goroutine
 }
 
 // readFanouter is a store connection that says whether its plugin does read fan-out
@@ -63,9 +64,15 @@ const retryWait = 2 * time.Second
 // store's callback goroutine; larger fan-outs are handed to the executor.
 const inlineMax = 64
 
-// SetExecutor sets where the delivery of a large stored chat runs once it is stored (the
-// gateway's worker pool); default: a goroutine of its own. Set it before chats flow.
-func (d *Deliverer) SetExecutor(exec func(func())) { d.exec = exec }
+// SetExecutor sets where the delivery of a stored chat runs once it is stored (the
+// gateway's worker pool; default: a goroutine of its own) when it is not run on the
+// store's callback goroutine: always when inline is false (the stage it wraps may wait on
+// a network peer, as the cluster bus can), else for chats to more than inlineMax
+// receivers. Set it before chats flow.
+func (d *Deliverer) SetExecutor(exec func(func()), inline bool) {
+	d.exec = exec
+	d.noInline = !inline
+}
 
 // Deliver implements router.Deliverer: the caller's goroutine waits while the chat is
 // stored.
@@ -108,7 +115,7 @@ func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done 
 			if r.Message.ReadFanout && !res.Duplicate {
 				d.metrics.readFannedOut()
 			}
-			if len(env.Receivers) <= inlineMax {
+			if !d.noInline && len(env.Receivers) <= inlineMax {
 				done(d.stored(ctx, env, res, false), nil)
 				return
 			}

@@ -450,3 +450,57 @@ func TestServiceBoundedWhenPluginHangs(t *testing.T) {
 		t.Errorf("timgw_storage_errors_total{op=put_user} = %v, want 1", got)
 	}
 }
+
+// deliverAsync runs DeliverAsync and waits for its done.
+func deliverAsync(t *testing.T, d *Deliverer, env router.Envelope) (router.Outcome, error) {
+	t.Helper()
+	type result struct {
+		out router.Outcome
+		err error
+	}
+	ch := make(chan result, 2)
+	d.DeliverAsync(context.Background(), env, func(out router.Outcome, err error) { ch <- result{out, err} })
+	select {
+	case r := <-ch:
+		select {
+		case <-ch:
+			t.Fatal("done called twice")
+		case <-time.After(50 * time.Millisecond):
+		}
+		return r.out, r.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("DeliverAsync never called done")
+		return router.Outcome{}, nil
+	}
+}
+
+// DeliverAsync stores and delivers like Deliver, answering through done: a resend is a
+// duplicate and is not delivered again, and a chat sent just after the plugin was killed
+// waits for the restart (on a goroutine of its own) and is stored.
+func TestDeliverAsync(t *testing.T) {
+	sup := startBolt(t, t.TempDir(), nil)
+	next := &deliveries{}
+	d := NewDeliverer(sup, next)
+	d.SetExecutor(func(f func()) { go f() }, true)
+	out, err := deliverAsync(t, d, privateEnv("alice", "bob", "a1", "one"))
+	if err != nil || !out.Stored || out.Seq != 1 || out.Duplicate {
+		t.Fatalf("first chat: %+v, %v; want stored with seq 1", out, err)
+	}
+	dup, err := deliverAsync(t, d, privateEnv("alice", "bob", "a1", "one again"))
+	if err != nil || !dup.Duplicate || dup.Seq != 1 || dup.ServerTime != out.ServerTime {
+		t.Fatalf("resend: %+v, %v; want the first answer as a duplicate", dup, err)
+	}
+	if len(next.got) != 1 {
+		t.Fatalf("delivered %d chats, want 1 (the resend is not delivered)", len(next.got))
+	}
+	if err := syscall.Kill(sup.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	after, err := deliverAsync(t, d, privateEnv("alice", "bob", "a2", "two"))
+	if err != nil || after.Seq != 2 {
+		t.Fatalf("chat after kill -9: %+v, %v; want stored with seq 2 once the plugin is back", after, err)
+	}
+	if len(next.got) != 2 {
+		t.Errorf("delivered %d chats, want 2", len(next.got))
+	}
+}
