@@ -137,6 +137,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		// Stored chats are delivered on the worker pool when large, or always in a
 		// cluster (a publish on the bus may wait); small ones on the store's callback.
 		sd.SetExecutor(a.srv.Go, !cfg.Cluster.Enabled)
+		a.storage.SetResultsWrap(a.srv.Batch) // a batch's acks and deliveries in few writes
 	}
 	a.metrics.Registry.MustRegister(newRefusalsCollector(a.srv.ConnectionsRefused))
 	if err := a.startCodecs(cfg); err != nil {

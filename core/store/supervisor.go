@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -73,8 +74,10 @@ type Supervisor struct {
 	log       *slog.Logger
 	host      *pluginhost.Supervisor
 	metrics   *metrics
-	kick      chan struct{} // wakes the running instance's watch to check the plugin now
-	fatal     chan error    // a start failed in a way no retry mends (storage.ErrInUse)
+
+	resultsWrap atomic.Pointer[func(run func())] // SetResultsWrap
+	kick        chan struct{}                    // wakes the running instance's watch to check the plugin now
+	fatal       chan error                       // a start failed in a way no retry mends (storage.ErrInUse)
 
 	mu        sync.Mutex
 	cur       *instance     // nil while down
@@ -169,6 +172,15 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 			if onDone != nil {
 				onDone(d)
 			}
+		}
+	}
+	if o.Client.OnResults == nil { // the gateway's wrap, once SetResultsWrap gave one
+		s.opts.Client.OnResults = func(complete func()) {
+			if w := s.resultsWrap.Load(); w != nil {
+				(*w)(complete)
+				return
+			}
+			complete()
 		}
 	}
 	if s.socketDir, s.rmSocket, err = pluginhost.SocketDir(cfg.SocketDir, "timgw-storage-", s.log); err != nil {
@@ -342,6 +354,11 @@ func (inst *instance) pid() int {
 	}
 	return 0
 }
+
+// SetResultsWrap sets a function that brackets the completion of each batch of stored
+// chats (the store's callbacks: deliveries and acks): the gateway's transport holds its
+// writes meanwhile, so that the answers to a batch go out in few writes, not one each.
+func (s *Supervisor) SetResultsWrap(wrap func(run func())) { s.resultsWrap.Store(&wrap) }
 
 func (s *Supervisor) setUp(inst *instance) {
 	s.mu.Lock()

@@ -158,6 +158,20 @@ func (s *Server) TLSEnabled() bool { return s.cert.Load() != nil }
 // HTTP server.
 func (s *Server) HTTPListener() net.Listener { return s.http }
 
+// Batch runs f holding back the writes it queues to event loop connections until it
+// returns (at most maxHold, as a handler's batch of packets does): many answers sent by
+// one goroutine (the store's callback completing a batch of chats) then reach each
+// connection, and each event loop, in few writes rather than one each.
+func (s *Server) Batch(f func()) {
+	if s.loop == nil {
+		f()
+		return
+	}
+	s.loop.batchBegin()
+	defer s.loop.batchEnd()
+	f()
+}
+
 // Go runs f on the worker pool (in place when the pool is closed).
 func (s *Server) Go(f func()) { s.submit(f) }
 

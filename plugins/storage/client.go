@@ -31,6 +31,11 @@ type ClientOptions struct {
 	// send to its result (the plugin's commit included), which, against a chat's whole
 	// time to be stored, shows how long chats queue before they are sent (metrics).
 	OnBatchDone func(d time.Duration)
+	// OnResults, when set, is called by the stream's receiving goroutine for each
+	// answered batch with complete, which calls the done callbacks of its chats; it must
+	// call complete once before it returns. A host uses it to bracket many answers (to
+	// write its connections' acks and deliveries in one go rather than one by one).
+	OnResults func(complete func())
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {

@@ -216,15 +216,24 @@ func (ws *writeStream) recv() {
 			ws.fail(fmt.Errorf("result for batch %d does not match what was sent", res.Batch))
 			return
 		}
-		for i, c := range b.calls {
-			switch {
-			case res.Error != "":
-				c.finish(nil, fmt.Errorf("storage append: %s: %w", res.Error, ErrUnavailable))
-			case res.Results[i].Error != "":
-				c.finish(res.Results[i], fmt.Errorf("storage append: %s", res.Results[i].Error))
-			default:
-				c.finish(res.Results[i], nil)
-			}
+		if ws.opts.OnResults != nil {
+			ws.opts.OnResults(func() { complete(b, res) })
+		} else {
+			complete(b, res)
+		}
+	}
+}
+
+// complete hands each call of b its result from res.
+func complete(b *batch, res *pb.AppendBatchResult) {
+	for i, c := range b.calls {
+		switch {
+		case res.Error != "":
+			c.finish(nil, fmt.Errorf("storage append: %s: %w", res.Error, ErrUnavailable))
+		case res.Results[i].Error != "":
+			c.finish(res.Results[i], fmt.Errorf("storage append: %s", res.Results[i].Error))
+		default:
+			c.finish(res.Results[i], nil)
 		}
 	}
 }
