@@ -44,6 +44,7 @@ type App struct {
 	codecs    *codecplugin.Manager
 	hooks     *lua.Runtime
 	storage   *store.Supervisor // nil: persistence off
+	trimStop  func()            // stops the idle memory trimmer; nil before it started
 	cluster   *cluster.Node     // nil: a single gateway
 	dir       Directory         // presence: the registry, or the cluster's view
 	lnMu      sync.Mutex
@@ -169,6 +170,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.coreSteps()
 	a.startRetention()
+	a.startMemTrim(cfg)
 	a.addWebhookStep()
 	a.AddStatus("hooks", func() any { return a.hooks.Status() })
 	if a.storage != nil {
@@ -389,6 +391,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		errs = append(errs, a.stopWebhooks(ctx))
 		if a.hooks != nil {
 			errs = append(errs, a.hooks.Close())
+		}
+		if a.trimStop != nil {
+			a.trimStop()
 		}
 		a.stopBackends() // last: nothing routes chats any more
 	})

@@ -145,6 +145,9 @@ type Runtime struct {
 	EventLoops int `yaml:"event_loops"`
 	// Workers is the size of the goroutine pool doing per-packet work (0: 64 per CPU).
 	Workers int `yaml:"workers"`
+	// IdleTrim: once traffic has stayed low (under 100 packets/s) this long, the gateway
+	// returns its free memory to the operating system, once per quiet spell (0: never).
+	IdleTrim time.Duration `yaml:"idle_trim"`
 }
 
 // Log configures log/slog.
@@ -204,6 +207,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: must not be empty"))
+	}
+	if c.Runtime.IdleTrim < 0 {
+		errs = append(errs, fmt.Errorf("runtime.idle_trim: %v is negative (0 turns trimming off)", c.Runtime.IdleTrim))
 	}
 	for i, l := range c.Listeners {
 		switch l.Protocol {
