@@ -129,6 +129,13 @@ func (s *Store) SetCursor(ctx context.Context, req *pb.SetCursorRequest) (*pb.Se
 	if max(req.Delivered, req.Read) == 0 || c.Delivered == 0 {
 		return res, nil
 	}
+	// A group's chats delivered by receipt are never pulled (readfanout.go): the mark
+	// first, so that a pull after the entries below are removed does not bring them back.
+	if g, _, _, err := storage.ParseConv(req.Conv); err == nil && g != "" {
+		if err := s.raiseMark(ctx, inboxID(g, req.User), c.Delivered); err != nil {
+			return nil, fmt.Errorf("storage-mongo: set cursor: %w", err)
+		}
+	}
 	// Entries of the conversation up to the delivered seq: refs are conv#seq with a
 	// fixed-width seq, so they compare as seqs.
 	del, err := s.inbox.DeleteMany(ctx, bson.D{{Key: "user", Value: req.User}, {Key: "conv", Value: req.Conv},

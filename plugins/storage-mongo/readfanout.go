@@ -1,0 +1,187 @@
+package storagemongo
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/timgw/timgw/plugins/storage"
+)
+
+// Read fan-out (large groups, README.md "Read fan-out"). A chat flagged read_fanout is
+// stored once (its document has rf: true) and writes no inbox entries; its group's
+// document in groups gets rf: true (before the chat is inserted, so that no stored chat
+// belongs to an unflagged group). Each membership document (members, _id group + user)
+// carries the member's pulled mark pm: the highest seq of the group's conversation
+// already pulled (or confirmed by receipt), set to the group's last seq when the member
+// joins. Inbox first pulls: for each rf group of the user (members by {u: 1}, then the
+// flagged ones among them by _id), the group's chats after the mark (by {conv: 1, seq: 1})
+// become ordinary inbox entries, then the mark is raised with $max.
+//
+// Several processes may pull for one user at once: an entry's _id is the user and the
+// message's _id (as for write fan-out), so a chat gets at most one entry per user
+// whoever writes it, and the mark is raised only after the entries exist, so a pull cut
+// short by a crash is redone (its entries already written are kept) by the next Inbox.
+
+// pullChunk is how many chats of a group one pull round reads; a round writes their
+// entries, then raises the mark, so a long backlog is pulled in several bounded writes.
+const pullChunk = 1000
+
+// memberDoc is a document of the members collection.
+type memberDoc struct {
+	ID     string `bson:"_id"` // group + member, length-prefixed
+	Group  string `bson:"g"`
+	User   string `bson:"u"`
+	Pulled int64  `bson:"pm"` // pulled mark: the seqs up to it are not pulled (starts at the join seq)
+}
+
+// rfGroups remembers the groups this process flagged read fan-out (groups documents
+// are never removed, so the flag, once written, stays).
+type rfGroups struct{ m sync.Map }
+
+// ensureReadFanoutIndexes indexes memberships by user: a pull finds the user's groups.
+func (s *Store) ensureReadFanoutIndexes(ctx context.Context) error {
+	_, err := s.members.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "u", Value: 1}, {Key: "g", Value: 1}}})
+	if err != nil {
+		return fmt.Errorf("storage-mongo: create index on members: %w", err)
+	}
+	return nil
+}
+
+// flagReadFanout marks the groups of the read fan-out chats among docs (once per group
+// and process).
+func (s *Store) flagReadFanout(ctx context.Context, docs []*msgDoc) error {
+	for _, d := range docs {
+		if !d.ReadFanout {
+			continue
+		}
+		if _, done := s.rf.m.Load(d.GroupID); done {
+			continue
+		}
+		flag := func() error {
+			_, err := s.groups.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.GroupID}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "rf", Value: true}}}}, options.UpdateOne().SetUpsert(true))
+			return err
+		}
+		err := flag()
+		if mongo.IsDuplicateKeyError(err) { // another process created the group meanwhile
+			err = flag()
+		}
+		if err != nil {
+			return fmt.Errorf("flag group %s read fan-out: %w", d.GroupID, err)
+		}
+		s.rf.m.Store(d.GroupID, true)
+	}
+	return nil
+}
+
+// pull copies the read fan-out chats of user's groups after the user's pulled marks
+// into the user's inbox, and raises the marks.
+func (s *Store) pull(ctx context.Context, user string) error {
+	cur, err := s.members.Find(ctx, bson.D{{Key: "u", Value: user}})
+	if err != nil {
+		return fmt.Errorf("memberships: %w", err)
+	}
+	var ms []memberDoc
+	if err := cur.All(ctx, &ms); err != nil {
+		return fmt.Errorf("memberships: %w", err)
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.Group
+	}
+	cur, err = s.groups.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "rf", Value: true}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("read fan-out groups: %w", err)
+	}
+	var flagged []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &flagged); err != nil {
+		return fmt.Errorf("read fan-out groups: %w", err)
+	}
+	isRF := make(map[string]bool, len(flagged))
+	for _, g := range flagged {
+		isRF[g.ID] = true
+	}
+	for _, m := range ms {
+		if !isRF[m.Group] {
+			continue
+		}
+		if err := s.pullGroup(ctx, m); err != nil {
+			return fmt.Errorf("pull group %s: %w", m.Group, err)
+		}
+	}
+	return nil
+}
+
+// pullGroup pulls one group's chats for member m, a chunk at a time: entries first,
+// then the mark.
+func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
+	conv := storage.GroupConv(m.Group)
+	mark := m.Pulled
+	for {
+		cur, err := s.msgs.Find(ctx, bson.D{{Key: "conv", Value: conv}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: mark}}}},
+			options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(pullChunk).SetProjection(bson.D{
+				{Key: "_id", Value: 1}, {Key: "conv", Value: 1}, {Key: "seq", Value: 1}, {Key: "from", Value: 1},
+				{Key: "kind", Value: 1}, {Key: "rf", Value: 1}}))
+		if err != nil {
+			return fmt.Errorf("chats after %d: %w", mark, err)
+		}
+		var docs []*msgDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return fmt.Errorf("chats after %d: %w", mark, err)
+		}
+		if len(docs) == 0 {
+			return nil
+		}
+		// Write fan-out chats (a group that was small) and recall events have their
+		// entries already, and the member's own chats get none: the mark passes them.
+		var due []*msgDoc
+		for _, d := range docs {
+			if d.ReadFanout && d.Kind == storage.KindChat && d.From != m.User {
+				due = append(due, d)
+			}
+		}
+		if len(due) > 0 {
+			receivers := make([][]string, len(due))
+			for i := range due {
+				receivers[i] = []string{m.User}
+			}
+			if err := s.addInbox(ctx, due, receivers); err != nil {
+				return err
+			}
+		}
+		mark = docs[len(docs)-1].Seq
+		if err := s.raiseMark(ctx, m.ID, mark); err != nil {
+			return err
+		}
+		if len(docs) < pullChunk {
+			return nil
+		}
+	}
+}
+
+// raiseMark raises the pulled mark of a membership (member _id); a membership that is
+// gone (the user left) stays gone.
+func (s *Store) raiseMark(ctx context.Context, memberID string, seq int64) error {
+	_, err := s.members.UpdateOne(ctx, bson.D{{Key: "_id", Value: memberID}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "pm", Value: seq}}}})
+	if err != nil {
+		return fmt.Errorf("pulled mark: %w", err)
+	}
+	return nil
+}
+
+// joinSeq is the seq a member joining group now starts after: the group's last seq.
+func (s *Store) joinSeq(ctx context.Context, group string) (int64, error) {
+	return s.lastSeq(ctx, storage.GroupConv(group))
+}
