@@ -103,10 +103,16 @@ func (s *Store) putHead(ctx context.Context, d *msgDoc) error {
 func (s *Store) raiseCursor(ctx context.Context, user, conv string, delivered, read int64) (*pb.Cursor, error) {
 	c := storage.RaiseCursor(nil, delivered, read)
 	var doc cursorDoc
-	err := s.cursorsColl().FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: inboxID(user, conv)}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "d", Value: c.Delivered}, {Key: "r", Value: c.Read}}},
-			{Key: "$set", Value: bson.D{{Key: "u", Value: user}, {Key: "c", Value: conv}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&doc)
+	raise := func() error {
+		return s.cursorsColl().FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: inboxID(user, conv)}},
+			bson.D{{Key: "$max", Value: bson.D{{Key: "d", Value: c.Delivered}, {Key: "r", Value: c.Read}}},
+				{Key: "$set", Value: bson.D{{Key: "u", Value: user}, {Key: "c", Value: conv}}}},
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&doc)
+	}
+	err := raise()
+	if mongo.IsDuplicateKeyError(err) { // another process created the document meanwhile: update it
+		err = raise()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cursor of %s in %s: %w", user, conv, err)
 	}
