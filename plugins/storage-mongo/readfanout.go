@@ -29,7 +29,7 @@ import (
 
 // pullChunk is how many chats of a group one pull round reads; a round writes their
 // entries, then raises the mark, so a long backlog is pulled in several bounded writes.
-const pullChunk = 1000
+var pullChunk int64 = 1000
 
 // memberDoc is a document of the members collection.
 type memberDoc struct {
@@ -164,7 +164,7 @@ func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
 		if err := s.raiseMark(ctx, m.ID, mark); err != nil {
 			return err
 		}
-		if len(docs) < pullChunk {
+		if int64(len(docs)) < pullChunk {
 			return nil
 		}
 	}
