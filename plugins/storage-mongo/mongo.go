@@ -87,7 +87,7 @@ type msgDoc struct {
 	Kind       int32  `bson:"kind"`
 	RecallID   string `bson:"rid,omitempty"`
 	RecallSeq  int64  `bson:"rseq,omitempty"`
-	Inboxed    bool   `bson:"ib"` // its inbox entries are written
+	Inboxed    bool   `bson:"ib"`           // its inbox entries are written
 	ReadFanout bool   `bson:"rf,omitempty"` // a read fan-out chat: pulled into inboxes (readfanout.go)
 }
 
