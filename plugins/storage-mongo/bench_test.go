@@ -164,3 +164,48 @@ func BenchmarkLargeGroup(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/inbox")
 	})
 }
+
+// BenchmarkInbox measures a page of 100 pending entries of a user who is a member of 5
+// small groups (nothing to pull: what the read fan-out pull adds to every Inbox), on the
+// server in TIMGW_MONGO_URI.
+//
+//	TIMGW_MONGO_URI=mongodb://127.0.0.1:27027/ go test -run '^$' -bench 'Inbox$' -benchtime 200x ./plugins/storage-mongo/
+func BenchmarkInbox(b *testing.B) {
+	uri := os.Getenv(uriEnv)
+	if uri == "" {
+		b.Skipf("%s is not set: no MongoDB to measure", uriEnv)
+	}
+	cfg, _ := json.Marshal(Config{URI: uri, Database: "timgwbench_inbox", Timeout: "60s"})
+	s := &Store{}
+	ctx := context.Background()
+	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = s.Drop(ctx)
+		_ = s.Close()
+	}()
+	for g := range 5 {
+		if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "g" + strconv.Itoa(g), Members: []string{"alice", "bob"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	{
+		var reqs []*pb.AppendRequest
+		for i := range 100 {
+			reqs = append(reqs, &pb.AppendRequest{Message: &pb.Message{Conv: storage.PrivateConv("alice", "bob"), Id: "p" + strconv.Itoa(i),
+				From: "alice", To: "bob", ChatType: storage.ChatTypePrivate, CreateTime: 1, ServerTime: 1, Content: "hi"},
+				Receivers: []string{"bob"}})
+		}
+		if _, err := s.Append(ctx, reqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		in, err := s.Inbox(ctx, &pb.InboxRequest{User: "bob", Limit: 100})
+		if err != nil || len(in.Entries) != 100 {
+			b.Fatalf("inbox: %d entries, %v", len(in.Entries), err)
+		}
+	}
+}
