@@ -247,7 +247,20 @@ func (a *App) startStorage(cfg *config.Config) (router.Deliverer, gateway.Storag
 		sup.Stop()
 		return nil, nil, err
 	}
-	return store.NewDeliverer(sup, inner), svc, nil
+	d := store.NewDeliverer(sup, inner)
+	a.AddReloadStep("storage.read_fanout_members", StepFunc(func(old, cur *config.Config) (Change, error) {
+		if old.Storage.ReadFanoutMembers == cur.Storage.ReadFanoutMembers {
+			return NoChange, nil
+		}
+		if cur.Storage.ReadFanoutMembers < 0 {
+			return nil, fmt.Errorf("storage.read_fanout_members: %d must be >= 0", cur.Storage.ReadFanoutMembers)
+		}
+		return CommitFunc(func() []string {
+			d.SetReadFanoutMembers(cur.Storage.ReadFanoutMembers)
+			return []string{"storage.read_fanout_members"}
+		}), nil
+	}))
+	return d, svc, nil
 }
 
 // startCluster joins the cluster when one is configured and returns the cluster stage

@@ -60,6 +60,11 @@ type Storage struct {
 	PingMisses int `yaml:"ping_misses"`
 	// Retention is how long messages are kept, and how the janitor removes the expired.
 	Retention Retention `yaml:"retention"`
+	// ReadFanoutMembers: a group chat with more receivers than this is stored once and
+	// pulled by each member on its offline query (read fan-out), when the plugin supports
+	// it; at most this many get an inbox entry each at send (write fan-out). 0: always
+	// write fan-out. Default 500 (conf/timgw.yaml). See docs/storage.md.
+	ReadFanoutMembers int `yaml:"read_fanout_members"`
 }
 
 // MongoStorage configures the mongo plugin.
@@ -145,6 +150,9 @@ func (s Storage) Validate() error {
 	}
 	if r.PageSize < 0 || r.MaxPageSize < 0 || r.PageSize > r.MaxPageSize {
 		errs = append(errs, errors.New("storage: page_size must be > 0 and <= max_page_size"))
+	}
+	if r.ReadFanoutMembers < 0 {
+		errs = append(errs, fmt.Errorf("storage.read_fanout_members: %d must be >= 0 (0: always write fan-out)", r.ReadFanoutMembers))
 	}
 	if err := r.Retention.Validate(); err != nil {
 		errs = append(errs, err)

@@ -13,6 +13,7 @@ type metrics struct {
 	appendSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
 	errs          *prometheus.CounterVec
+	readFanout    prometheus.Counter
 }
 
 // Operations of timgw_storage_errors_total.
@@ -44,8 +45,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "timgw_storage_errors_total",
 			Help: "Storage operations that failed (plugin down, hung, timed out or failing), by operation."}, []string{"op"}),
+		readFanout: prometheus.NewCounter(prometheus.CounterOpts{Name: "timgw_storage_read_fanout_total",
+			Help: "Group chats stored by read fan-out (once, without inbox entries: members pull them), resends not counted."}),
 	}
-	for _, c := range []prometheus.Collector{m.appendSeconds, m.batchSize, m.errs} {
+	for _, c := range []prometheus.Collector{m.appendSeconds, m.batchSize, m.errs, m.readFanout} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("storage metrics: %w", err)
 		}
@@ -59,6 +62,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) appended(d time.Duration) {
 	if m != nil {
 		m.appendSeconds.Observe(d.Seconds())
+	}
+}
+
+func (m *metrics) readFannedOut() {
+	if m != nil {
+		m.readFanout.Inc()
 	}
 }
 

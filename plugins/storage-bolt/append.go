@@ -56,8 +56,12 @@ func (s *Store) Append(_ context.Context, reqs []*pb.AppendRequest) ([]*pb.Appen
 		if err != nil {
 			return nil, fmt.Errorf("storage-bolt: append: %w", err)
 		}
-		rc := &rec{lsn: s.lsn + uint64(len(recs)) + 1, conv: m.Conv, seq: m.Seq, dedup: dk, msg: mb}
-		for _, u := range r.Receivers {
+		rc := &rec{lsn: s.lsn + uint64(len(recs)) + 1, conv: m.Conv, seq: m.Seq, dedup: dk, msg: mb, rf: m.ReadFanout}
+		receivers := r.Receivers
+		if m.ReadFanout {
+			receivers = nil // stored once: members pull it (readfanout.go)
+		}
+		for _, u := range receivers {
 			if u == "" {
 				continue
 			}

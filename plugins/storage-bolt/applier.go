@@ -93,6 +93,9 @@ func (s *Store) apply(g *gen) error {
 		if err := applyReceipts(tx, g.recs); err != nil {
 			return err
 		}
+		if err := applyReadFanout(tx, g.recs); err != nil {
+			return err
+		}
 		return putU64(tx.Bucket(bMeta), kAppliedLS, g.recs[len(g.recs)-1].lsn)
 	})
 }

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/timgw/timgw/plugins/storage"
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
 	"github.com/timgw/timgw/plugins/storage/storagetest"
 )
@@ -75,4 +77,56 @@ func TestHistoryLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("50-message page at %d messages: p50 %v, p99 %v, max %v (5000 queries, through gRPC)", n, p50, p99, worst)
+}
+
+// BenchmarkAppendGroup10k measures storing one chat to a 10,000-member group through
+// the plugin transport, with fsync: write fan-out (the chat carries its 9,999 receivers
+// and gets 9,999 inbox entries) against read fan-out (stored once, no receivers). Chats
+// are sent one at a time (a sender waits for its ack): ack-us/op is the latency of one,
+// ns/op also counts the applier's work (the inbox entries written into bbolt) until all
+// is applied.
+//
+//	go test -run XXX -bench AppendGroup10k -benchtime 50x ./plugins/storage-bolt/
+func BenchmarkAppendGroup10k(b *testing.B) {
+	const members = 10000
+	receivers := make([]string, 0, members-1)
+	for i := 1; i < members; i++ {
+		receivers = append(receivers, "u"+strconv.Itoa(i))
+	}
+	for _, mode := range []string{"write", "read"} {
+		b.Run(mode, func(b *testing.B) {
+			cfg, _ := json.Marshal(Config{Dir: b.TempDir()})
+			s := &Store{}
+			ctx := context.Background()
+			if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+				b.Fatal(err)
+			}
+			st := storagetest.Serve(b, s)
+			defer st.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				m := &pb.Message{Conv: storage.GroupConv("big"), Id: "m" + strconv.Itoa(i), From: "u0", GroupId: "big",
+					ChatType: storage.ChatTypeGroup, CreateTime: 1, ServerTime: 2, Content: "hello, everyone"}
+				req := &pb.AppendRequest{Message: m}
+				if mode == "read" {
+					m.ReadFanout = true
+				} else {
+					req.Receivers = receivers
+				}
+				res, err := st.Append(ctx, []*pb.AppendRequest{req})
+				if err != nil || res[0].Error != "" {
+					b.Fatalf("append: %v %v", err, res)
+				}
+			}
+			acked := time.Since(start)
+			// The applier's work (9,999 inbox puts per chat, or none) counts too: wait for it.
+			if err := s.syncReads(); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(acked.Microseconds())/float64(b.N), "ack-us/op")
+		})
+	}
 }

@@ -128,7 +128,7 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 				return err
 			}
 		}
-		return nil
+		return backfillUGroups(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -151,7 +151,7 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 	s.applied = sync.NewCond(&s.mu)
 	s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.applier()
-	return &pb.OpenResponse{Name: Name, Version: Version}, nil
+	return &pb.OpenResponse{Name: Name, Version: Version, ReadFanout: true}, nil
 }
 
 // recover applies what the log segments hold beyond the applied LSN, then removes them.

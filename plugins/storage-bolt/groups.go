@@ -20,7 +20,11 @@ func (s *Store) JoinGroup(_ context.Context, req *pb.JoinGroupRequest) (*pb.Join
 	if req.GroupId == "" {
 		return nil, fmt.Errorf("storage-bolt: join group: empty group id: %w", storage.ErrInvalid)
 	}
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	joined, err := s.joinSeq(req.GroupId)
+	if err != nil {
+		return nil, fmt.Errorf("storage-bolt: join group %s: %w", req.GroupId, err)
+	}
+	err = s.db.Batch(func(tx *bolt.Tx) error {
 		groups := tx.Bucket(bGroups)
 		gk := []byte(req.GroupId)
 		if old := groups.Get(gk); old == nil || req.Name != "" {
@@ -32,13 +36,20 @@ func (s *Store) JoinGroup(_ context.Context, req *pb.JoinGroupRequest) (*pb.Join
 				return err
 			}
 		}
-		members := tx.Bucket(bMembers)
+		members, ug := tx.Bucket(bMembers), tx.Bucket(bUGroups)
 		for _, m := range req.Members {
 			if m == "" {
 				continue
 			}
 			if err := members.Put(pairKey(req.GroupId, m), nil); err != nil {
 				return err
+			}
+			// A new member gets read fan-out chats after its join; one already a member
+			// (a join at every login) keeps its floor.
+			if k := pairKey(m, req.GroupId); ug.Get(k) == nil {
+				if err := putU64(ug, k, uint64(joined)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -55,6 +66,9 @@ func (s *Store) LeaveGroup(_ context.Context, req *pb.LeaveGroupRequest) (*pb.Le
 		return nil, err
 	}
 	err := s.db.Batch(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bUGroups).Delete(pairKey(req.Member, req.GroupId)); err != nil {
+			return err
+		}
 		return tx.Bucket(bMembers).Delete(pairKey(req.GroupId, req.Member))
 	})
 	if err != nil {

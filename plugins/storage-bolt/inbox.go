@@ -23,6 +23,9 @@ func (s *Store) Inbox(_ context.Context, req *pb.InboxRequest) (*pb.InboxRespons
 	if err := s.syncReads(); err != nil {
 		return nil, err
 	}
+	if err := s.pull(req.User); err != nil {
+		return nil, fmt.Errorf("storage-bolt: inbox of %s: pull read fan-out chats: %w", req.User, err)
+	}
 	res := &pb.InboxResponse{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bMsgs)

@@ -155,6 +155,9 @@ func (s *Store) SetCursor(_ context.Context, req *pb.SetCursorRequest) (*pb.SetC
 		if c.Delivered == old.Delivered {
 			return nil
 		}
+		if err := raiseFloor(tx, req.User, req.Conv, c.Delivered); err != nil {
+			return err
+		}
 		n, err := dropDelivered(tx, req.User, req.Conv, c.Delivered)
 		res.Removed = n
 		return err

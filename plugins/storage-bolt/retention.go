@@ -186,6 +186,9 @@ func (s *Store) EraseUser(_ context.Context, req *pb.EraseUserRequest) (*pb.Eras
 			return err
 		}
 		res.Groups = int64(len(members))
+		if err := deleteAll(tx.Bucket(bUGroups), prefixed(tx.Bucket(bUGroups), user)); err != nil {
+			return err
+		}
 		return deleteAll(tx.Bucket(bMembers), members)
 	})
 	if err != nil {

@@ -56,6 +56,7 @@ type rec struct {
 	msg     []byte // the Message, protobuf
 	recv    []string
 	cursors []int64
+	rf      bool // a read fan-out chat (Message.ReadFanout): no receivers, pulled by Inbox
 }
 
 // gen is the chats logged since the last freeze: the records, and what they changed
@@ -173,7 +174,7 @@ func parseRec(p []byte) (*rec, error) {
 	if err := proto.Unmarshal(p, m); err != nil {
 		return nil, err
 	}
-	r.msg, r.conv, r.seq = slices.Clone(p), m.Conv, m.Seq
+	r.msg, r.conv, r.seq, r.rf = slices.Clone(p), m.Conv, m.Seq, m.ReadFanout && m.Kind == storage.KindChat
 	if m.Kind == storage.KindChat {
 		r.dedup = pairKey(m.From, m.Id)
 	}

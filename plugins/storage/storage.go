@@ -36,8 +36,11 @@
 //     order), and raises the pulled mark to the group's last seq; then it answers as
 //     usual (whatever its Conv, After and Limit). SetCursor raising delivered of a group
 //     raises the pulled mark to it (chats delivered by receipt are never pulled); the
-//     sender's raise by Append does not. A pull is idempotent and atomic with its mark:
-//     no chat is pulled twice for a user, none is lost by a crash mid-pull. LeaveGroup
+//     sender's raise by Append does not. A pull is idempotent: none is lost by a crash
+//     mid-pull, and a user never has two entries of one chat; a single-process store
+//     (bolt) pulls a chat once, a shared store may pull again one confirmed while a
+//     concurrent pull for the same user was in flight (clients deduplicate by id, as they
+//     must with shared stores anyway). LeaveGroup
 //     and EraseUser drop the membership with its marks; expired or erased chats are not
 //     pulled.
 //   - Conversations: the head of each conversation (its last chat) is kept with every

@@ -1,0 +1,140 @@
+package storagebolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/timgw/timgw/plugins/storage"
+	pb "github.com/timgw/timgw/plugins/storage/storagepb"
+)
+
+func openRF(t *testing.T, dir string) *Store {
+	t.Helper()
+	cfg, _ := json.Marshal(Config{Dir: dir})
+	s := &Store{}
+	res, err := s.Open(context.Background(), &pb.OpenRequest{Config: cfg})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if !res.ReadFanout {
+		t.Fatalf("Open answered %v: want read_fanout", res)
+	}
+	return s
+}
+
+func rfReq(from, group, id string) *pb.AppendRequest {
+	return &pb.AppendRequest{Message: &pb.Message{Conv: storage.GroupConv(group), Id: id, From: from, GroupId: group,
+		ChatType: storage.ChatTypeGroup, CreateTime: 1, ServerTime: 2, ReadFanout: true}}
+}
+
+// TestReadFanoutUpgrade: a store written before ugroups existed (members only) gets the
+// memberships listed by user at Open, so its members pull read fan-out chats.
+func TestReadFanoutUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := openRF(t, dir)
+	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "g", Members: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error { // as an older version left it
+		if err := tx.DeleteBucket(bUGroups); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bUGroups); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Delete(kUGroups)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openRF(t, dir)
+	defer s.Close()
+	if _, err := s.Append(ctx, []*pb.AppendRequest{rfReq("alice", "g", "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.Inbox(ctx, &pb.InboxRequest{User: "bob"})
+	if err != nil || len(in.Entries) != 1 || in.Entries[0].Message.Id != "m1" {
+		t.Fatalf("bob's inbox after the upgrade: %v, %v; want m1", in, err)
+	}
+}
+
+// TestReadFanoutConcurrentPulls: while chats are appended (and applied in the
+// background), a member queries and confirms its inbox from two goroutines at once: at
+// the end it has seen every chat, and no chat had two entries at a time.
+func TestReadFanoutConcurrentPulls(t *testing.T) {
+	ctx := context.Background()
+	s := openRF(t, t.TempDir())
+	defer s.Close()
+	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "g", Members: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	var mu sync.Mutex
+	seen := map[string]int64{} // id -> cursor of its entry
+	check := func() {
+		in, err := s.Inbox(ctx, &pb.InboxRequest{User: "bob", Limit: 50})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range in.Entries {
+			if c, ok := seen[e.Message.Id]; ok && c != e.Cursor {
+				t.Errorf("%s has entries at cursors %d and %d", e.Message.Id, c, e.Cursor)
+			}
+			seen[e.Message.Id] = e.Cursor
+		}
+		if len(in.Entries) > 0 {
+			if _, err := s.Confirm(ctx, &pb.ConfirmRequest{User: "bob", Cursor: in.Entries[len(in.Entries)-1].Cursor}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					check()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i += 10 {
+		var batch []*pb.AppendRequest
+		for j := i; j < i+10; j++ {
+			batch = append(batch, rfReq("alice", "g", fmt.Sprint("m", j)))
+		}
+		if _, err := s.Append(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	for {
+		before := len(seen)
+		check()
+		if len(seen) == before {
+			break
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("bob saw %d chats, want %d", len(seen), n)
+	}
+}
