@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -30,6 +31,13 @@ import (
 // pullChunk is how many chats of a group one pull round reads; a round writes their
 // entries, then raises the mark, so a long backlog is pulled in several bounded writes.
 var pullChunk int64 = 1000
+
+// pullGrace is how long a hole in a group's seqs may be one that is still filling: a
+// pull stops before a hole whose next chat is younger (its server time), so that a chat
+// with a lower seq that becomes visible late is not passed by the mark for good. Seqs
+// are claimed in order (seq.go: seq k is only tried once k-1 is stored), so holes are
+// left by expiry and erasure, which this only delays by at most pullGrace.
+var pullGrace = time.Minute
 
 // memberDoc is a document of the members collection.
 type memberDoc struct {
@@ -129,10 +137,11 @@ func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
 	conv := storage.GroupConv(m.Group)
 	mark := m.Pulled
 	for {
+		young := time.Now().Add(-pullGrace).UnixMilli()
 		cur, err := s.msgs.Find(ctx, bson.D{{Key: "conv", Value: conv}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: mark}}}},
 			options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(pullChunk).SetProjection(bson.D{
 				{Key: "_id", Value: 1}, {Key: "conv", Value: 1}, {Key: "seq", Value: 1}, {Key: "from", Value: 1},
-				{Key: "kind", Value: 1}, {Key: "rf", Value: 1}}))
+				{Key: "kind", Value: 1}, {Key: "rf", Value: 1}, {Key: "stime", Value: 1}}))
 		if err != nil {
 			return fmt.Errorf("chats after %d: %w", mark, err)
 		}
@@ -145,11 +154,22 @@ func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
 		}
 		// Write fan-out chats (a group that was small) and recall events have their
 		// entries already, and the member's own chats get none: the mark passes them.
+		// A young hole stops the round (pullGrace).
+		full := int64(len(docs)) == pullChunk
 		var due []*msgDoc
-		for _, d := range docs {
+		prev := mark
+		for i, d := range docs {
+			if d.Seq != prev+1 && d.ServerTime > young {
+				docs, full = docs[:i], false
+				break
+			}
+			prev = d.Seq
 			if d.ReadFanout && d.Kind == storage.KindChat && d.From != m.User {
 				due = append(due, d)
 			}
+		}
+		if len(docs) == 0 {
+			return nil
 		}
 		if len(due) > 0 {
 			receivers := make([][]string, len(due))
@@ -164,7 +184,7 @@ func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
 		if err := s.raiseMark(ctx, m.ID, mark); err != nil {
 			return err
 		}
-		if int64(len(docs)) < pullChunk {
+		if !full {
 			return nil
 		}
 	}
@@ -181,7 +201,18 @@ func (s *Store) raiseMark(ctx context.Context, memberID string, seq int64) error
 	return nil
 }
 
-// joinSeq is the seq a member joining group now starts after: the group's last seq.
+// joinSeq is the seq a member joining group now starts after: the group's last seq, or
+// the last one ever claimed when later ones were removed (the seq hint), so that the
+// next chat follows the mark without a hole.
 func (s *Store) joinSeq(ctx context.Context, group string) (int64, error) {
-	return s.lastSeq(ctx, storage.GroupConv(group))
+	conv := storage.GroupConv(group)
+	last, err := s.lastSeq(ctx, conv)
+	if err != nil {
+		return 0, err
+	}
+	hints, err := s.seqHints(ctx, []string{conv})
+	if err != nil {
+		return 0, err
+	}
+	return max(last, hints[conv]), nil
 }

@@ -192,3 +192,61 @@ func TestReadFanoutIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFanoutHole: a pull does not pass a hole in the group's seqs right after
+// younger chats (a lower seq that may still become visible), and passes it once the
+// chat after it is older than pullGrace (a hole left by expiry or erasure).
+func TestReadFanoutHole(t *testing.T) {
+	s := opener(t)(t, fmt.Sprintf("rfhole%d", time.Now().UnixNano()%1e9)).(*Store)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "big", Members: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	var reqs []*pb.AppendRequest
+	for i := range 4 {
+		r := rfChat("alice", "big", fmt.Sprintf("h%d", i+1))
+		r.Message.ServerTime = now - 1000
+		reqs = append(reqs, r)
+	}
+	if _, err := s.Append(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	// h2 (seq 2) "not visible yet": its document is set aside.
+	var h2 msgDoc
+	id2 := docID(storage.GroupConv("big"), 2)
+	if err := s.msgs.FindOneAndDelete(ctx, bson.D{{Key: "_id", Value: id2}}).Decode(&h2); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, s, "bob"); !slices.Equal(got, []string{"h1"}) {
+		t.Fatalf("bob's inbox with a young hole at seq 2: %v, want [h1]", got)
+	}
+	if _, err := s.msgs.InsertOne(ctx, &h2); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, s, "bob"); !slices.Equal(got, []string{"h1", "h2", "h3", "h4"}) {
+		t.Fatalf("bob's inbox once seq 2 is visible: %v, want h1 to h4", got)
+	}
+	// A hole that stays (h6 erased): passed once the chat after it is old enough.
+	for _, id := range []string{"h5", "h6", "h7"} {
+		r := rfChat("alice", "big", id)
+		r.Message.ServerTime = now - 1000
+		if _, err := s.Append(ctx, []*pb.AppendRequest{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.msgs.DeleteOne(ctx, bson.D{{Key: "_id", Value: docID(storage.GroupConv("big"), 6)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, s, "bob"); !slices.Equal(got, []string{"h1", "h2", "h3", "h4", "h5"}) {
+		t.Fatalf("bob's inbox with a young hole at seq 6: %v, want h1 to h5", got)
+	}
+	old := pullGrace
+	pullGrace = 500 * time.Millisecond
+	t.Cleanup(func() { pullGrace = old })
+	if got := pendingIDs(t, s, "bob"); !slices.Equal(got, []string{"h1", "h2", "h3", "h4", "h5", "h7"}) {
+		t.Fatalf("bob's inbox once the chat after the hole is old: %v, want h1 to h5, h7", got)
+	}
+}
