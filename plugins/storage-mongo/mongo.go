@@ -214,7 +214,10 @@ func (s *Store) Close() error {
 }
 
 // Drop removes the store's database (tests).
-func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
+func (s *Store) Drop(ctx context.Context) error {
+	s.rf.m.Clear() // the groups' read fan-out flags go with the database
+	return s.db.Drop(ctx)
+}
 
 func (s *Store) opened() error {
 	if s.client == nil {

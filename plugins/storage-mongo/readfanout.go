@@ -2,8 +2,14 @@ package storagemongo
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -48,8 +54,44 @@ type memberDoc struct {
 }
 
 // rfGroups remembers the groups this process flagged read fan-out (groups documents
-// are never removed, so the flag, once written, stays).
-type rfGroups struct{ m sync.Map }
+// are never removed, so the flag, once written, stays), and serializes this process's
+// pulls for one user: a pull starts after the one before it raised the marks, so within
+// a process a chat is pulled once even when a user's devices ask at once.
+type rfGroups struct {
+	m sync.Map
+
+	mu    sync.Mutex
+	users map[string]*userLock // the users with a pull running or waiting
+}
+
+type userLock struct {
+	sync.Mutex
+	n int // pulls holding or waiting for it
+}
+
+// lockUser waits for user's pull in this process to end and returns the unlock.
+func (r *rfGroups) lockUser(user string) func() {
+	r.mu.Lock()
+	if r.users == nil {
+		r.users = map[string]*userLock{}
+	}
+	l := r.users[user]
+	if l == nil {
+		l = &userLock{}
+		r.users[user] = l
+	}
+	l.n++
+	r.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		r.mu.Lock()
+		if l.n--; l.n == 0 {
+			delete(r.users, user)
+		}
+		r.mu.Unlock()
+	}
+}
 
 // ensureReadFanoutIndexes indexes memberships by user: a pull finds the user's groups.
 func (s *Store) ensureReadFanoutIndexes(ctx context.Context) error {
@@ -88,18 +130,58 @@ func (s *Store) flagReadFanout(ctx context.Context, docs []*msgDoc) error {
 }
 
 // pull copies the read fan-out chats of user's groups after the user's pulled marks
-// into the user's inbox, and raises the marks.
+// into the user's inbox, and raises the marks. When there is something to pull it holds
+// the user's pull lock (lockPull): pulls for one user, from any process, run one after
+// the other, each from the marks the one before left, so that an entry confirmed after
+// one pull is never written again by another that started before.
 func (s *Store) pull(ctx context.Context, user string) error {
+	defer s.rf.lockUser(user)()
+	ms, err := s.rfMemberships(ctx, user)
+	if err != nil || len(ms) == 0 {
+		return err
+	}
+	due := false
+	for _, m := range ms {
+		n, err := s.msgs.CountDocuments(ctx, bson.D{{Key: "conv", Value: storage.GroupConv(m.Group)},
+			{Key: "seq", Value: bson.D{{Key: "$gt", Value: m.Pulled}}}}, options.Count().SetLimit(1))
+		if err != nil {
+			return fmt.Errorf("pull group %s: %w", m.Group, err)
+		}
+		if due = n > 0; due {
+			break
+		}
+	}
+	if !due {
+		return nil
+	}
+	release, err := s.lockPull(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if ms, err = s.rfMemberships(ctx, user); err != nil { // the marks as the last pull left them
+		return err
+	}
+	for _, m := range ms {
+		if err := s.pullGroup(ctx, m); err != nil {
+			return fmt.Errorf("pull group %s: %w", m.Group, err)
+		}
+	}
+	return nil
+}
+
+// rfMemberships returns user's memberships of groups flagged read fan-out.
+func (s *Store) rfMemberships(ctx context.Context, user string) ([]memberDoc, error) {
 	cur, err := s.members.Find(ctx, bson.D{{Key: "u", Value: user}})
 	if err != nil {
-		return fmt.Errorf("memberships: %w", err)
+		return nil, fmt.Errorf("memberships: %w", err)
 	}
 	var ms []memberDoc
 	if err := cur.All(ctx, &ms); err != nil {
-		return fmt.Errorf("memberships: %w", err)
+		return nil, fmt.Errorf("memberships: %w", err)
 	}
 	if len(ms) == 0 {
-		return nil
+		return nil, nil
 	}
 	ids := make([]string, len(ms))
 	for i, m := range ms {
@@ -108,28 +190,81 @@ func (s *Store) pull(ctx context.Context, user string) error {
 	cur, err = s.groups.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "rf", Value: true}},
 		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return fmt.Errorf("read fan-out groups: %w", err)
+		return nil, fmt.Errorf("read fan-out groups: %w", err)
 	}
 	var flagged []struct {
 		ID string `bson:"_id"`
 	}
 	if err := cur.All(ctx, &flagged); err != nil {
-		return fmt.Errorf("read fan-out groups: %w", err)
+		return nil, fmt.Errorf("read fan-out groups: %w", err)
 	}
 	isRF := make(map[string]bool, len(flagged))
 	for _, g := range flagged {
 		isRF[g.ID] = true
 	}
-	for _, m := range ms {
-		if !isRF[m.Group] {
+	return slices.DeleteFunc(ms, func(m memberDoc) bool { return !isRF[m.Group] }), nil
+}
+
+// pullLease is how long a pull lock is held at most: a lock older than that was left by
+// a process that died (or a pull that outlived it: then two may overlap, and a chat
+// confirmed meanwhile may be pulled again).
+var pullLease = time.Minute
+
+// pullToken numbers this process's pull locks (with a random prefix: another process
+// never takes the same token).
+var pullToken = struct {
+	prefix string
+	n      atomic.Int64
+}{prefix: randomHex()}
+
+func randomHex() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// lockPull takes user's pull lock: a document of the pulls collection with _id user,
+// which only one process can insert (the unique _id decides, on FerretDB too). It waits
+// while another holds it, takes over one older than pullLease, and returns the release.
+func (s *Store) lockPull(ctx context.Context, user string) (func(), error) {
+	tok := pullToken.prefix + "-" + strconv.FormatInt(pullToken.n.Add(1), 10)
+	pulls := s.pullsColl()
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		now := time.Now().UnixMilli()
+		_, err := pulls.InsertOne(ctx, bson.D{{Key: "_id", Value: user}, {Key: "tok", Value: tok}, {Key: "at", Value: now}})
+		if err == nil {
+			return func() {
+				_, _ = pulls.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: user}, {Key: "tok", Value: tok}})
+			}, nil
+		}
+		if !mongo.IsDuplicateKeyError(err) {
+			return nil, fmt.Errorf("pull lock: %w", err)
+		}
+		var held struct {
+			Tok string `bson:"tok"`
+			At  int64  `bson:"at"`
+		}
+		err = pulls.FindOne(ctx, bson.D{{Key: "_id", Value: user}}).Decode(&held)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments): // released meanwhile
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("pull lock: %w", err)
+		case held.At < now-pullLease.Milliseconds(): // its holder died
+			if _, err := pulls.DeleteOne(ctx, bson.D{{Key: "_id", Value: user}, {Key: "tok", Value: held.Tok}}); err != nil {
+				return nil, fmt.Errorf("pull lock: %w", err)
+			}
 			continue
 		}
-		if err := s.pullGroup(ctx, m); err != nil {
-			return fmt.Errorf("pull group %s: %w", m.Group, err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("pull lock of %s held by another pull: %w", user, ctx.Err())
+		case <-time.After(wait):
 		}
 	}
-	return nil
 }
+
+func (s *Store) pullsColl() *mongo.Collection { return s.db.Collection("pulls") }
 
 // pullGroup pulls one group's chats for member m, a chunk at a time: entries first,
 // then the mark.

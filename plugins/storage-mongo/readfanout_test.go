@@ -250,3 +250,125 @@ func TestReadFanoutHole(t *testing.T) {
 		t.Fatalf("bob's inbox once the chat after the hole is old: %v, want h1 to h5, h7", got)
 	}
 }
+
+// TestReadFanoutDevicesAtOnce: a user's devices fetch and confirm at once while chats
+// arrive, through one process and through two sharing the database: every chat's entry
+// is confirmed exactly once in all (a pull never writes again an entry another pull
+// wrote and a device confirmed).
+func TestReadFanoutDevicesAtOnce(t *testing.T) {
+	for _, two := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one process", true: "two processes"}[two], func(t *testing.T) {
+			a, b := openNamed(t, fmt.Sprintf("rfdevices%d", time.Now().UnixNano()%1e9))
+			if !two {
+				b = a
+			}
+			devicesAtOnce(t, a, b)
+		})
+	}
+}
+
+func devicesAtOnce(t *testing.T, a, b *Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := a.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "big", Members: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	const nChats = 60
+	var removed atomic.Int64
+	drain := func(s *Store) error {
+		in, err := s.Inbox(ctx, &pb.InboxRequest{User: "bob", Limit: 10})
+		if err != nil || len(in.Entries) == 0 {
+			return err
+		}
+		res, err := s.Confirm(ctx, &pb.ConfirmRequest{User: "bob", Cursor: in.Entries[len(in.Entries)-1].Cursor})
+		if err == nil {
+			removed.Add(res.Removed)
+		}
+		return err
+	}
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	wg.Go(func() {
+		defer done.Store(true)
+		for i := range nChats {
+			if _, err := a.Append(ctx, []*pb.AppendRequest{rfChat("alice", "big", fmt.Sprintf("d%02d", i))}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	for _, s := range []*Store{a, b, a, b} {
+		wg.Go(func() {
+			for !done.Load() {
+				if err := drain(s); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for range nChats {
+		before := removed.Load()
+		if err := drain(b); err != nil {
+			t.Fatal(err)
+		}
+		if removed.Load() == before {
+			break
+		}
+	}
+	if got := removed.Load(); got != nChats {
+		t.Errorf("entries confirmed in all: %d, want %d (one per chat)", got, nChats)
+	}
+}
+
+// TestReadFanoutPullLock: a pull waits while another process holds the user's pull lock,
+// and takes over a lock older than pullLease (its holder died); the lock is released.
+func TestReadFanoutPullLock(t *testing.T) {
+	s := opener(t)(t, fmt.Sprintf("rflock%d", time.Now().UnixNano()%1e9)).(*Store)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "big", Members: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, []*pb.AppendRequest{rfChat("alice", "big", "k1")}); err != nil {
+		t.Fatal(err)
+	}
+	// A dead process's lock: taken over.
+	stale := time.Now().Add(-2 * pullLease).UnixMilli()
+	if _, err := s.pullsColl().InsertOne(ctx, bson.D{{Key: "_id", Value: "bob"}, {Key: "tok", Value: "dead"}, {Key: "at", Value: stale}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingIDs(t, s, "bob"); !slices.Equal(got, []string{"k1"}) {
+		t.Fatalf("bob's inbox past a dead lock: %v, want [k1]", got)
+	}
+	if n, err := s.pullsColl().CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
+		t.Errorf("locks left after the pull: %d (%v)", n, err)
+	}
+	// A live lock: the pull waits for its release.
+	if _, err := s.Append(ctx, []*pb.AppendRequest{rfChat("alice", "big", "k2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pullsColl().InsertOne(ctx, bson.D{{Key: "_id", Value: "bob"}, {Key: "tok", Value: "live"}, {Key: "at", Value: time.Now().UnixMilli()}}); err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Bool
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		released.Store(true)
+		_, _ = s.pullsColl().DeleteOne(ctx, bson.D{{Key: "_id", Value: "bob"}})
+	}()
+	got := pendingIDs(t, s, "bob")
+	if !released.Load() {
+		t.Errorf("the pull did not wait for the live lock")
+	}
+	if !slices.Equal(got, []string{"k1", "k2"}) {
+		t.Errorf("bob's inbox after the lock was released: %v, want [k1 k2]", got)
+	}
+}
