@@ -1,7 +1,11 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -49,10 +53,44 @@ func sendGroup(t *testing.T, c *timclient.Conn, group, id string) storedAck {
 // type 0, once confirmed never again; a member online gets them live and in its offline
 // queue too (as with write fan-out); a member who joined later gets only the chats after
 // its join; a delivered receipt confirms them like inbox entries; history and a resend
-// (duplicate) work as for any chat; and all of it survives a restart.
+// (duplicate) work as for any chat; and all of it survives a restart. With bolt, and with
+// mongo when TIMGW_MONGO_URI names a MongoDB (FerretDB in CI).
 func TestReadFanoutOffline(t *testing.T) {
 	t.Parallel()
-	cfg := storageConfig(t, "  read_fanout_members: 3\n"+adminSection)
+	t.Run("bolt", func(t *testing.T) {
+		t.Parallel()
+		testReadFanoutOffline(t, storageConfig(t, "  read_fanout_members: 3\n"+adminSection), true)
+	})
+	t.Run("mongo", func(t *testing.T) {
+		t.Parallel()
+		uri := mongoURI(t)
+		db := fmt.Sprintf("timgwit_readfanout_%d_%d", os.Getpid(), idSeq.Add(1))
+		t.Cleanup(func() { dropDatabase(t, uri, db) })
+		cfg := fmt.Sprintf(`listen: "127.0.0.1:0"
+auth:
+  mode: open
+api:
+  keys: [%q]
+storage:
+  plugin: mongo
+  mongo:
+    uri: %q
+    database: %q
+  read_fanout_members: 3
+%shooks:
+  enabled: false
+log:
+  level: debug
+`, testAPIKey, uri, db, adminSection)
+		path := filepath.Join(t.TempDir(), "timgw.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		testReadFanoutOffline(t, path, false) // read fan-out or not: the same behaviour
+	})
+}
+
+func testReadFanoutOffline(t *testing.T, cfg string, wantRF bool) {
 	alice, bob, carol, dave, erin := uid("rf-alice"), uid("rf-bob"), uid("rf-carol"), uid("rf-dave"), uid("rf-erin")
 	room := uid("rf-room")
 	g := startStorageGateway(t, "readfanout-1", cfg)
@@ -118,8 +156,27 @@ func TestReadFanoutOffline(t *testing.T) {
 	if got := groupIDs(h, room); !slices.Equal(got, []string{"g0", "g1", "g2", "g3"}) {
 		t.Errorf("group history: %v", got)
 	}
-	// Stored by read fan-out: the four chats (the resend not counted).
-	wantMetrics(t, adminMetrics(t, g), map[string]func(float64) bool{"timgw_storage_read_fanout_total": equals(4)})
+	// Stored by read fan-out: the four chats (the resend not counted), when the plugin
+	// does read fan-out (/admin/status says; bolt does); else the gateway fell back to
+	// write fan-out and every check above holds the same.
+	var st struct {
+		Parts struct {
+			Storage struct {
+				ReadFanout bool `json:"readFanout"`
+			} `json:"storage"`
+		} `json:"parts"`
+	}
+	r, err := newAdminClient(t, g).do(http.MethodGet, "/admin/status")
+	if err != nil || r.Status != http.StatusOK || json.Unmarshal(r.Body, &st) != nil {
+		t.Fatalf("/admin/status: %v %v", r, err)
+	}
+	want := 0.0
+	if st.Parts.Storage.ReadFanout {
+		want = 4
+	} else if wantRF {
+		t.Errorf("/admin/status: the storage plugin does not do read fan-out: %s", r.Body)
+	}
+	wantMetrics(t, adminMetrics(t, g), map[string]func(float64) bool{"timgw_storage_read_fanout_total": equals(want)})
 	a.Close()
 	b.Close()
 	e.Close()

@@ -411,6 +411,9 @@ type Status struct {
 	RecentCrashes int              `json:"recentCrashes"`
 	LastError     string           `json:"lastError,omitempty"`
 	LastCrash     time.Time        `json:"lastCrash,omitzero"`
+	// ReadFanout: the running plugin stores large groups' chats once (read fan-out,
+	// storage.read_fanout_members); false: every group chat is written to each member.
+	ReadFanout bool `json:"readFanout"`
 }
 
 // Status reports the plugin's state and history.
@@ -420,7 +423,7 @@ func (s *Supervisor) Status() Status {
 		RecentCrashes: h.RecentCrashes, LastError: h.LastError, LastCrash: h.LastCrash}
 	s.mu.Lock()
 	if s.cur != nil {
-		st.Version, st.PID = s.cur.name, s.cur.pid()
+		st.Version, st.PID, st.ReadFanout = s.cur.name, s.cur.pid(), s.cur.client.ReadFanout()
 	}
 	s.mu.Unlock()
 	return st

@@ -130,3 +130,44 @@ func BenchmarkAppendGroup10k(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadFanoutPull measures a member's first offline query after 200 read
+// fan-out chats of a 10,000-member group: the pull of the 200 chats into its inbox (one
+// bbolt transaction with fsync) and the 200-entry answer, in process. Each op is another
+// member.
+//
+//	go test -run XXX -bench ReadFanoutPull -benchtime 1000x ./plugins/storage-bolt/
+func BenchmarkReadFanoutPull(b *testing.B) {
+	const members, chats = 10000, 200
+	cfg, _ := json.Marshal(Config{Dir: b.TempDir()})
+	s := &Store{}
+	ctx := context.Background()
+	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	all := make([]string, members)
+	for i := range all {
+		all[i] = "u" + strconv.Itoa(i)
+	}
+	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "big", Members: all}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range chats {
+		m := &pb.Message{Conv: storage.GroupConv("big"), Id: "m" + strconv.Itoa(i), From: "u0", GroupId: "big",
+			ChatType: storage.ChatTypeGroup, CreateTime: 1, ServerTime: 2, Content: "hello, everyone", ReadFanout: true}
+		if _, err := s.Append(ctx, []*pb.AppendRequest{{Message: m}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if b.N >= members {
+		b.Fatalf("at most %d ops (one per member)", members-1)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		in, err := s.Inbox(ctx, &pb.InboxRequest{User: all[1+i]})
+		if err != nil || len(in.Entries) != chats {
+			b.Fatalf("inbox of %s: %d entries, %v", all[1+i], len(in.GetEntries()), err)
+		}
+	}
+}

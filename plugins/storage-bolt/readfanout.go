@@ -20,10 +20,12 @@ import (
 //	          receipts); the user's memberships, by user
 //	rfseq     group conv  -> the seq of its last read fan-out chat (written by the applier)
 //
-// A pull (pullLocked) runs in one bbolt transaction under s.mu after the log is applied:
-// the new entries and the raised floors commit together or not at all, so a chat is
-// never pulled twice nor lost. An Inbox with nothing to pull (every group's rfseq at or
-// below the user's floor, checked in a read transaction first) writes nothing.
+// A pull runs in bbolt transactions under s.mu after the log is applied, each of at most
+// pullBatch chats examined (so that a member who missed many chats does not hold chats
+// back for long: s.mu is released between two): the new entries and the raised floors
+// of one commit together or not at all, so a chat is never pulled twice nor lost. An
+// Inbox with nothing to pull (every group's rfseq at or below the user's floor, checked
+// in a read transaction first) writes nothing.
 var (
 	bUGroups = []byte("ugroups")
 	bRFSeq   = []byte("rfseq")
@@ -98,6 +100,9 @@ func due(tx *bolt.Tx, user string) bool {
 	return false
 }
 
+// pullBatch bounds the messages one pull transaction examines.
+var pullBatch = 4096 // a variable for tests
+
 // pull adds to user's inbox the read fan-out chats of the user's groups above the user's
 // floors, if any are due.
 func (s *Store) pull(user string) error {
@@ -105,16 +110,31 @@ func (s *Store) pull(user string) error {
 	if err := s.db.View(func(tx *bolt.Tx) error { need = due(tx, user); return nil }); err != nil || !need {
 		return err
 	}
+	for more := true; more; {
+		if err := s.pullOnce(user, &more); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pullOnce runs one pull transaction; *more reports that it stopped at pullBatch.
+func (s *Store) pullOnce(user string, more *bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.flushLocked(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return pullTx(tx, user) })
+	return s.db.Update(func(tx *bolt.Tx) (err error) {
+		*more, err = pullTx(tx, user, pullBatch)
+		return err
+	})
 }
 
-// pullTx is the pull, in a write transaction with everything logged applied.
-func pullTx(tx *bolt.Tx, user string) error {
+// pullTx is the pull, in a write transaction with everything logged applied, examining
+// at most budget messages; more reports that it stopped there (floors raised to what it
+// examined).
+func pullTx(tx *bolt.Tx, user string, budget int) (more bool, err error) {
 	t := newTxn(tx)
 	rf, ug := tx.Bucket(bRFSeq), tx.Bucket(bUGroups)
 	prefix := strKey(user)
@@ -124,10 +144,10 @@ func pullTx(tx *bolt.Tx, user string) error {
 	}
 	var raises []raise
 	c := ug.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && !more; k, v = c.Next() {
 		g, _, err := readStr(k[len(prefix):])
 		if err != nil {
-			return fmt.Errorf("membership key %x: %w", k, err)
+			return false, fmt.Errorf("membership key %x: %w", k, err)
 		}
 		floor, _ := readU64(v)
 		conv := storage.GroupConv(g)
@@ -137,17 +157,23 @@ func pullTx(tx *bolt.Tx, user string) error {
 		}
 		ck := strKey(conv)
 		mc := t.msgs.Cursor()
+		upTo := last
 		for mk, mv := mc.Seek(msgKey(conv, int64(floor)+1)); mk != nil && bytes.HasPrefix(mk, ck); mk, mv = mc.Next() {
 			seq, err := readU64(mk[len(ck):])
 			if err != nil {
-				return fmt.Errorf("message key %x: %w", mk, err)
+				return false, fmt.Errorf("message key %x: %w", mk, err)
 			}
 			if seq > last {
 				break
 			}
+			if budget == 0 {
+				upTo, more = seq-1, true
+				break
+			}
+			budget--
 			m := &pb.Message{}
 			if err := proto.Unmarshal(mv, m); err != nil {
-				return fmt.Errorf("decode message %x: %w", mk, err)
+				return false, fmt.Errorf("decode message %x: %w", mk, err)
 			}
 			if !m.ReadFanout || m.Kind != storage.KindChat || m.From == user {
 				continue
@@ -159,17 +185,19 @@ func pullTx(tx *bolt.Tx, user string) error {
 			cur++
 			t.cursors[user] = cur
 			if err := t.inbox.Put(inboxKey(user, cur), bytes.Clone(mk)); err != nil {
-				return err
+				return false, err
 			}
 		}
-		raises = append(raises, raise{bytes.Clone(k), last})
+		if upTo > floor {
+			raises = append(raises, raise{bytes.Clone(k), upTo})
+		}
 	}
 	for _, r := range raises { // not while iterating ug
 		if err := putU64(ug, r.key, r.floor); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return more, nil
 }
 
 // raiseFloor (in SetCursor's transaction) raises user's floor of conv, a group the user

@@ -138,3 +138,60 @@ func TestReadFanoutConcurrentPulls(t *testing.T) {
 		t.Errorf("bob saw %d chats, want %d", len(seen), n)
 	}
 }
+
+// TestReadFanoutPullInSteps: a member who missed more chats than one pull transaction
+// examines gets them all, once, in seq order, over several transactions (and groups).
+func TestReadFanoutPullInSteps(t *testing.T) {
+	old := pullBatch
+	pullBatch = 7
+	t.Cleanup(func() { pullBatch = old })
+	ctx := context.Background()
+	s := openRF(t, t.TempDir())
+	defer s.Close()
+	for _, g := range []string{"g1", "g2"} {
+		if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: g, Members: []string{"alice", "bob"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []string
+	for i := range 25 {
+		g := []string{"g1", "g2"}[i%2]
+		id := fmt.Sprint(g, "-", i)
+		reqs := []*pb.AppendRequest{rfReq("alice", g, id)}
+		if i%5 == 0 { // write fan-out chats in between count against the budget too
+			reqs = append(reqs, &pb.AppendRequest{Message: &pb.Message{Conv: storage.GroupConv(g), Id: "w" + id, From: "alice",
+				GroupId: g, ChatType: storage.ChatTypeGroup}, Receivers: []string{"bob"}})
+		}
+		if _, err := s.Append(ctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	in, err := s.Inbox(ctx, &pb.InboxRequest{User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	lastSeq := map[string]int64{}
+	for _, e := range in.Entries {
+		m := e.Message
+		if got[m.Id] {
+			t.Errorf("%s twice", m.Id)
+		}
+		got[m.Id] = true
+		if m.ReadFanout && m.Seq <= lastSeq[m.Conv] {
+			t.Errorf("%s (seq %d) after seq %d of %s", m.Id, m.Seq, lastSeq[m.Conv], m.Conv)
+		}
+		if m.ReadFanout {
+			lastSeq[m.Conv] = m.Seq
+		}
+	}
+	for _, id := range want {
+		if !got[id] {
+			t.Errorf("bob did not get %s", id)
+		}
+	}
+	if len(in.Entries) != 25+5 {
+		t.Errorf("bob has %d entries, want 30 (25 pulled, 5 written)", len(in.Entries))
+	}
+}
