@@ -29,10 +29,12 @@ import (
 // flagged ones among them by _id), the group's chats after the mark (by {conv: 1, seq: 1})
 // become ordinary inbox entries, then the mark is raised with $max.
 //
-// Several processes may pull for one user at once: an entry's _id is the user and the
-// message's _id (as for write fan-out), so a chat gets at most one entry per user
-// whoever writes it, and the mark is raised only after the entries exist, so a pull cut
-// short by a crash is redone (its entries already written are kept) by the next Inbox.
+// An entry's _id is the user and the message's _id (as for write fan-out), so a chat
+// gets at most one entry per user whoever writes it, and the mark is raised only after
+// the entries exist, so a pull cut short by a crash is redone (its entries already
+// written are kept) by the next Inbox. Pulls for one user run one after the other, in
+// any number of processes (lockUser, lockPull), so that an entry confirmed after one
+// pull is not written again by another that read the older mark.
 
 // pullChunk is how many chats of a group one pull round reads; a round writes their
 // entries, then raises the mark, so a long backlog is pulled in several bounded writes.
