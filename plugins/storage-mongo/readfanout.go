@@ -156,16 +156,16 @@ func (s *Store) pull(ctx context.Context, user string) error {
 	if !due {
 		return nil
 	}
-	release, err := s.lockPull(ctx, user)
+	lock, err := s.lockPull(ctx, user)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer lock.release(ctx)
 	if ms, err = s.rfMemberships(ctx, user); err != nil { // the marks as the last pull left them
 		return err
 	}
 	for _, m := range ms {
-		if err := s.pullGroup(ctx, m); err != nil {
+		if err := s.pullGroup(ctx, m, lock); err != nil {
 			return fmt.Errorf("pull group %s: %w", m.Group, err)
 		}
 	}
@@ -207,10 +207,11 @@ func (s *Store) rfMemberships(ctx context.Context, user string) ([]memberDoc, er
 	return slices.DeleteFunc(ms, func(m memberDoc) bool { return !isRF[m.Group] }), nil
 }
 
-// pullLease is how long a pull lock is held at most: a lock older than that was left by
-// a process that died (or a pull that outlived it: then two may overlap, and a chat
-// confirmed meanwhile may be pulled again).
-var pullLease = time.Minute
+// pullLease is how long a pull lock stays valid without a renewal (its holder renews it
+// after each round): a lock older than that was left by a process that died, and is
+// taken over. A holder whose lock was taken over (a round outlived the lease) gives up
+// at its next renewal, so two pulls overlap by one round at most.
+var pullLease = 10 * time.Second
 
 // pullToken numbers this process's pull locks (with a random prefix: another process
 // never takes the same token).
@@ -225,19 +226,48 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
+// pullLock is a user's pull lock held (lockPull).
+type pullLock struct {
+	pulls     *mongo.Collection
+	user, tok string
+	at        time.Time // taken or last renewed
+}
+
+// renew extends the lock by pullLease (when a quarter of it has passed since it was
+// taken or renewed); it fails when the lock was taken over.
+func (l *pullLock) renew(ctx context.Context) error {
+	now := time.Now()
+	if now.Sub(l.at) < pullLease/4 {
+		return nil
+	}
+	l.at = now
+	res, err := l.pulls.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.user}, {Key: "tok", Value: l.tok}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "at", Value: now.UnixMilli()}}}})
+	if err != nil {
+		return fmt.Errorf("pull lock: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("pull lock of %s: taken over by another pull (this one outlived %v)", l.user, pullLease)
+	}
+	return nil
+}
+
+// release removes the lock, unless it was taken over.
+func (l *pullLock) release(ctx context.Context) {
+	_, _ = l.pulls.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: l.user}, {Key: "tok", Value: l.tok}})
+}
+
 // lockPull takes user's pull lock: a document of the pulls collection with _id user,
 // which only one process can insert (the unique _id decides, on FerretDB too). It waits
-// while another holds it, takes over one older than pullLease, and returns the release.
-func (s *Store) lockPull(ctx context.Context, user string) (func(), error) {
+// while another holds it, and takes over one not renewed for pullLease.
+func (s *Store) lockPull(ctx context.Context, user string) (*pullLock, error) {
 	tok := pullToken.prefix + "-" + strconv.FormatInt(pullToken.n.Add(1), 10)
 	pulls := s.pullsColl()
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		now := time.Now().UnixMilli()
 		_, err := pulls.InsertOne(ctx, bson.D{{Key: "_id", Value: user}, {Key: "tok", Value: tok}, {Key: "at", Value: now}})
 		if err == nil {
-			return func() {
-				_, _ = pulls.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: user}, {Key: "tok", Value: tok}})
-			}, nil
+			return &pullLock{pulls: pulls, user: user, tok: tok, at: time.UnixMilli(now)}, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
 			return nil, fmt.Errorf("pull lock: %w", err)
@@ -270,7 +300,7 @@ func (s *Store) pullsColl() *mongo.Collection { return s.db.Collection("pulls") 
 
 // pullGroup pulls one group's chats for member m, a chunk at a time: entries first,
 // then the mark.
-func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
+func (s *Store) pullGroup(ctx context.Context, m memberDoc, lock *pullLock) error {
 	conv := storage.GroupConv(m.Group)
 	mark := m.Pulled
 	for {
@@ -307,6 +337,9 @@ func (s *Store) pullGroup(ctx context.Context, m memberDoc) error {
 		}
 		if len(docs) == 0 {
 			return nil
+		}
+		if err := lock.renew(ctx); err != nil { // still ours: write
+			return err
 		}
 		if len(due) > 0 {
 			receivers := make([][]string, len(due))

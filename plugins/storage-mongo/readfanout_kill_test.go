@@ -72,7 +72,7 @@ func TestReadFanoutKillMidPull(t *testing.T) {
 	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "big", Members: []string{"alice", "bob"}}); err != nil {
 		t.Fatal(err)
 	}
-	const nChats = 3000 // three pull rounds
+	const nChats = 2000 // two pull rounds
 	for i := 0; i < nChats; i += 200 {
 		var reqs []*pb.AppendRequest
 		for j := i; j < i+200; j++ {

@@ -328,7 +328,8 @@ func devicesAtOnce(t *testing.T, a, b *Store) {
 }
 
 // TestReadFanoutPullLock: a pull waits while another process holds the user's pull lock,
-// and takes over a lock older than pullLease (its holder died); the lock is released.
+// and takes over a lock older than pullLease (its holder died); the lock is released; a
+// holder whose lock was taken over fails to renew it and does not release the new one.
 func TestReadFanoutPullLock(t *testing.T) {
 	s := opener(t)(t, fmt.Sprintf("rflock%d", time.Now().UnixNano()%1e9)).(*Store)
 	t.Cleanup(func() { _ = s.Close() })
@@ -370,5 +371,21 @@ func TestReadFanoutPullLock(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"k1", "k2"}) {
 		t.Errorf("bob's inbox after the lock was released: %v, want [k1 k2]", got)
+	}
+	// A holder whose lock was taken over gives up at its next renewal.
+	lock, err := s.lockPull(ctx, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pullsColl().UpdateOne(ctx, bson.D{{Key: "_id", Value: "carol"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "tok", Value: "other"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	lock.at = time.Time{} // due for renewal
+	if err := lock.renew(ctx); err == nil {
+		t.Errorf("renewal of a lock taken over succeeded")
+	}
+	lock.release(ctx)
+	if n, err := s.pullsColl().CountDocuments(ctx, bson.D{{Key: "_id", Value: "carol"}, {Key: "tok", Value: "other"}}); err != nil || n != 1 {
+		t.Errorf("the release of a lock taken over removed the new holder's: %d (%v)", n, err)
 	}
 }
