@@ -466,3 +466,47 @@ func TestAdminRestartPlugin(t *testing.T) {
 		t.Errorf("restart without the admin key: %s, want 401", r)
 	}
 }
+
+// TestStoredChatsHoldNoWorker runs a gateway with a pool of 2 workers and stops its
+// storage plugin (pings off, so it is not replaced): 6 users each send a chat, which
+// cannot be stored; a heartbeat from another connection is still answered, because a
+// chat waiting for the store holds its connection, not a worker. Once the plugin runs
+// again, every chat is acknowledged as stored (10001), none refused.
+func TestStoredChatsHoldNoWorker(t *testing.T) {
+	t.Parallel()
+	g := startStorageGateway(t, "storage-hold", storageConfig(t, "  write_timeout: 20s\n  ping_interval: 1h\nruntime:\n  workers: 2\n"))
+	bob := uid("hold-bob")
+	senders := make([]*timclient.Conn, 6)
+	for i := range senders {
+		senders[i] = g.login(t, epTCP, uid(fmt.Sprintf("hold-s%d", i)))
+	}
+	other := g.login(t, epTCP, uid("hold-other"))
+	pid := pluginPid(t, g)
+	stopProcess(t, pid)
+	for i, c := range senders {
+		if err := c.Send(packet.CmdChatReq, packet.Chat{ID: packet.Str(fmt.Sprintf("hold%d", i)), To: packet.Str(bob),
+			ChatType: packet.ChatTypePrivate, Content: "waits for the store"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Send(packet.CmdHeartbeatReq, map[string]any{"hbbyte": 7}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Expect(packet.CmdHeartbeatReq, wait); err != nil {
+		t.Fatalf("heartbeat not answered while 6 chats wait for a hung store with 2 workers: %v", err)
+	}
+	resumed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range senders {
+		r, err := c.ExpectStatus(packet.CmdChatResp, packet.StatusOffline, 2*wait)
+		if err != nil {
+			t.Fatalf("chat of sender %d after the plugin resumed: %v", i, err)
+		}
+		if r.Code != packet.StatusOffline {
+			t.Fatalf("chat of sender %d answered %d %s, want 10001 (stored)", i, r.Code, r.Msg)
+		}
+	}
+	t.Logf("6 chats stored and acked %v after the plugin resumed", time.Since(resumed).Round(time.Millisecond))
+}

@@ -64,6 +64,46 @@ func TestSmoke(t *testing.T) {
 		})
 	}
 
+	// -runs 3: three fresh gateways measured, each printed, and the median.
+	t.Run("idle/runs", func(t *testing.T) {
+		var out, log bytes.Buffer
+		res, err := runIdle(ctx, []string{"-bin", bin, "-n", "100", "-settle", "100ms", "-runs", "3"}, &out, &log)
+		t.Logf("output:\n%s%s", out.String(), log.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Count(out.String(), "\nidle proto=tcp conns=100 rss_before="); got != 3 {
+			t.Errorf("%d per-run summary lines, want 3", got)
+		}
+		if !strings.Contains(out.String(), "idle proto=tcp conns=100 runs=3 per_conn median=") || res.Conns != 100 {
+			t.Errorf("no median line in the output (or conns %d)", res.Conns)
+		}
+	})
+
+	// -rate: the paced senders offer chats, and acks have a latency.
+	t.Run("chat/rate", func(t *testing.T) {
+		var out, log bytes.Buffer
+		res, err := runChat(ctx, []string{"-bin", bin, "-pairs", "20", "-rate", "2000", "-storage", "none",
+			"-warmup", "300ms", "-duration", "2s"}, &out, &log)
+		t.Logf("output:\n%s%s", out.String(), log.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The exact count is TestPacerOfferedExact's (fake clock): here the window's
+		// length depends on the machine's scheduling.
+		if res.Offered <= 0 || res.Sent <= 0 {
+			t.Errorf("offered %d, sent %d: want both > 0", res.Offered, res.Sent)
+		}
+		if res.AckSamples == 0 || res.AckP50 <= 0 || res.AckP99 < res.AckP50 || res.AckMax < res.AckP99 {
+			t.Errorf("ack latency samples=%d p50=%s p99=%s max=%s: want samples, ordered", res.AckSamples, res.AckP50, res.AckP99, res.AckMax)
+		}
+		for _, want := range []string{"\npacing: offered ", "\nlatency from the send: delivery ", "\ncpu per chat: gateway+plugins="} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("no %q line in the output", want[1:])
+			}
+		}
+	})
+
 	// Two nodes over embedded NATS: chats within a node and across nodes arrive, and
 	// both phases have a CPU cost per chat.
 	t.Run("cluster", func(t *testing.T) {

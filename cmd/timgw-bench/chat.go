@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,12 +26,22 @@ const (
 	chatTargetP99  = 10 * time.Millisecond
 )
 
+// Issue 12's targets at a fixed offered rate: storage none at 50,000 chats/s over 1,000
+// pairs (delivery p99), and the stored ack (bolt, fsync before the ack) at 5,000/s.
+const (
+	rateTargetP99 = 2 * time.Millisecond
+	ackTargetP50  = time.Millisecond
+	ackTargetP99  = 5 * time.Millisecond
+	ackTargetCPU  = 20 * time.Microsecond
+)
+
 // chatOptions configure the chat benchmark.
 type chatOptions struct {
 	proto    string
 	pairs    int
 	window   int
 	rate     int
+	tick     time.Duration
 	senders  int
 	size     int
 	warmup   time.Duration
@@ -38,6 +50,7 @@ type chatOptions struct {
 	conc     int
 	timeout  time.Duration
 	srcs     []net.IP
+	profile  string // -cpuprofile: the bench's own CPU profile, written here
 }
 
 // chatResult is what the chat benchmark measured.
@@ -49,11 +62,22 @@ type chatResult struct {
 	Sent        int64   // chats sent, whole run
 	Undelivered int64   // sent but not received after the drain, whole run
 	Samples     uint64
-	P50, P90    time.Duration
+	P50, P90    time.Duration // send to receipt by the receiver
 	P99, Max    time.Duration
+	AckSamples  uint64
+	AckP50      time.Duration // send to the cmd 12 answer read by the sender
+	AckP90      time.Duration
+	AckP99      time.Duration
+	AckMax      time.Duration
+	Offered     int64         // -rate only: chats that became due during the window
+	Backlog     int64         // -rate only: chats due but not sent (senders at their window) at the window's end
+	TickLateP99 time.Duration // -rate only: how late the senders' ticks woke, p99 and max
+	TickLateMax time.Duration
 	ServerCPU   float64 // fraction of one core, during the window, plugin processes included; -1 when not measured
 	PluginCPU   float64 // the part of ServerCPU used by the gateway's plugin processes
 	BenchCPU    float64 // fraction of one core, during the window
+	GatewayWait float64 // time the gateway's threads (plugins included) waited for a CPU, summed, per second of the window; -1 when not measured
+	BenchWait   float64 // the same for the bench's threads
 	MachineCPU  float64 // cores busy on the whole machine, during the window
 }
 
@@ -63,6 +87,7 @@ func (o *chatOptions) register(fs *flag.FlagSet, rate int, rateHelp string) *str
 	fs.IntVar(&o.pairs, "pairs", 1000, "sender/receiver pairs (u_s<i> sends to u_r<i>); 2 connections each")
 	fs.IntVar(&o.window, "window", 32, "most chats a sender has in flight (sent, not yet received by its receiver)")
 	fs.IntVar(&o.rate, "rate", rate, rateHelp)
+	fs.DurationVar(&o.tick, "tick", time.Millisecond, "with -rate: the senders' pacing tick; each tick sends the chats due since the last (a late tick catches up)")
 	fs.IntVar(&o.senders, "senders", 4, "goroutines that drive the senders (each owns pairs/senders pairs)")
 	fs.IntVar(&o.size, "size", 64, "bytes of chat content (\"t=<send time> n=<seq> \" padded with x)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "send this long before measuring")
@@ -126,6 +151,7 @@ func parseChatFlags(args []string, stderr io.Writer) (o chatOptions, gf gatewayF
 	gf.register(fs, "nolimit")
 	addrFlag := fs.String("addr", "", "use the gateway already running at this host:port instead of starting one (no server CPU figures)")
 	src := o.register(fs, 0, "offered load in chats/s over all senders (open loop, still capped by -window); 0: as fast as the window allows")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write the bench's own CPU profile (warm-up and window) to this file, for go tool pprof")
 	gogc := fs.Int("gogc", 400, "GOGC of the bench process (less client GC competing with the gateway for the CPUs)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: timgw-bench chat [flags]
@@ -153,8 +179,8 @@ Flags:
 	if err := checkProto(o.proto); err != nil {
 		return o, gf, "", err
 	}
-	if o.pairs <= 0 || o.window <= 0 || o.senders <= 0 || o.conc <= 0 || o.duration <= 0 || o.rate < 0 {
-		return o, gf, "", fmt.Errorf("%w: -pairs, -window, -senders, -c and -duration must be positive, -rate not negative", errUsage)
+	if o.pairs <= 0 || o.window <= 0 || o.senders <= 0 || o.conc <= 0 || o.duration <= 0 || o.tick <= 0 || o.rate < 0 {
+		return o, gf, "", fmt.Errorf("%w: -pairs, -window, -senders, -c, -duration and -tick must be positive, -rate not negative", errUsage)
 	}
 	if o.srcs, err = parseSources(*src); err != nil {
 		return o, gf, "", err
@@ -173,6 +199,49 @@ type pair struct {
 	seq        int64         // chats sent; owned by the sender goroutine
 	inflight   atomic.Int64  // sent, not yet received
 	wake       chan struct{} // the owning sender goroutine's wake-up (shared by its pairs)
+
+	// Writes whose chats are not all answered (cmd 12) yet, oldest first: the gateway
+	// answers a connection's chats in order, so the next answer is for the oldest.
+	ackMu   sync.Mutex
+	unacked []sendMark
+	ackHead int
+}
+
+// sendMark is one write of n chats at time t (run epoch ns).
+type sendMark struct{ t, n int64 }
+
+// sentAt notes n chats about to be written at t, before the write (the answer may come
+// before Write returns).
+func (p *pair) sentAt(t, n int64) {
+	p.ackMu.Lock()
+	if p.ackHead > 0 && p.ackHead == len(p.unacked) {
+		p.unacked, p.ackHead = p.unacked[:0], 0
+	} else if p.ackHead > 1024 && p.ackHead > len(p.unacked)/2 {
+		p.unacked = p.unacked[:copy(p.unacked, p.unacked[p.ackHead:])]
+		p.ackHead = 0
+	}
+	p.unacked = append(p.unacked, sendMark{t, n})
+	p.ackMu.Unlock()
+}
+
+// answered takes n answers read at now off the oldest writes and, when h is not nil,
+// records their latency (now - send time) in h. Answers beyond the writes noted (none
+// when the gateway answers every chat once) are ignored.
+func (p *pair) answered(now, n int64, h *histogram) {
+	p.ackMu.Lock()
+	for n > 0 && p.ackHead < len(p.unacked) {
+		m := &p.unacked[p.ackHead]
+		k := min(n, m.n)
+		if h != nil {
+			h.RecordN(time.Duration(now-m.t), uint64(k))
+		}
+		m.n -= k
+		n -= k
+		if m.n == 0 {
+			p.ackHead++
+		}
+	}
+	p.ackMu.Unlock()
 }
 
 // chatRun is the shared state of one chat run.
@@ -184,7 +253,11 @@ type chatRun struct {
 	stop      chan struct{}
 	stopping  atomic.Bool
 	measuring atomic.Bool
-	hist      histogram
+	hist      histogram // send to receipt
+	ackHist   histogram // send to cmd 12 answer
+	tickLate  histogram // -rate: how late the pacing ticks woke
+	offered   atomic.Int64
+	owed      []atomic.Int64 // -rate: chats due but not sent yet, by sender goroutine
 
 	sent, delivered, acks, ackErrs, other atomic.Int64
 
@@ -240,6 +313,13 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 	defer r.close()
 	r.start(sendRest, recvRest)
 
+	if o.profile != "" {
+		stopProfile, err := startProfile(o.profile)
+		if err != nil {
+			return nil, err
+		}
+		defer stopProfile()
+	}
 	if err := r.watch(ctx, gw, o.warmup, stderr, "warmup"); err != nil {
 		return nil, err
 	}
@@ -258,6 +338,19 @@ func chat(ctx context.Context, gw *gateway, addr string, o chatOptions, stdout, 
 	res := r.result(s0, s1)
 	r.report(stdout, res, s1.t.Sub(s0.t).Seconds())
 	return res, r.verdict(res)
+}
+
+// startProfile starts the bench's CPU profile into path; the returned func stops it.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // printChatHeader prints the run's header and its parameters.
@@ -310,18 +403,26 @@ func (r *chatRun) start(sendRest, recvRest [][]byte) {
 		}()
 		go func() {
 			defer r.readers.Done()
-			r.readErr("sender", i, readLoop(p.send, r.o.proto, sendRest[i], &ackSink{r: r}))
+			r.readErr("sender", i, readLoop(p.send, r.o.proto, sendRest[i], &ackSink{r: r, p: p}))
 		}()
 	}
+	r.owed = make([]atomic.Int64, r.o.senders)
 	for g := range r.o.senders {
 		var mine []*pair
 		for i := g; i < len(r.pairs); i += r.o.senders {
 			mine = append(mine, r.pairs[i])
 		}
+		if len(mine) == 0 {
+			continue
+		}
 		r.senders.Add(1)
 		go func() {
 			defer r.senders.Done()
-			r.sendLoop(mine, r.wakes[g])
+			if r.o.rate > 0 {
+				r.sendPaced(g, mine, splitRate(int64(r.o.rate), r.o.senders, g))
+			} else {
+				r.sendLoop(mine, r.wakes[g])
+			}
 		}()
 	}
 }
@@ -366,24 +467,27 @@ func (r *chatRun) drain(ctx context.Context) error {
 type chatSnap struct {
 	t               time.Time
 	delivered, acks int64
+	offered         int64
 	server, bench   time.Duration
 	serverOK        bool
 	plugins         time.Duration
 	busy, total     time.Duration
+	gwWait, wait    time.Duration // run-queue wait of the gateway (and plugins) and of the bench
 }
 
 func (r *chatRun) snapshot() chatSnap {
 	s := cpuSnapshot(r.gw)
-	s.delivered, s.acks = r.delivered.Load(), r.acks.Load()
+	s.delivered, s.acks, s.offered = r.delivered.Load(), r.acks.Load(), r.offered.Load()
 	return s
 }
 
 // cpuSnapshot reads the CPU times used so far by the gateway (unless gw is nil; its plugin
 // processes included), by the bench and by the whole machine.
 func cpuSnapshot(gw *gateway) chatSnap {
-	s := chatSnap{t: time.Now(), bench: selfCPU()}
+	s := chatSnap{t: time.Now(), bench: selfCPU(), wait: runqWait(os.Getpid())}
 	s.busy, s.total, _ = machineCPU()
 	if gw != nil {
+		s.gwWait = gw.runqWait()
 		var err error
 		s.server, err = gw.cpu()
 		s.serverOK = err == nil
@@ -408,13 +512,21 @@ func (r *chatRun) result(s0, s1 chatSnap) *chatResult {
 		Delivered: s1.delivered - s0.delivered, Acks: s1.acks - s0.acks, AckErrors: r.ackErrs.Load(),
 		Sent: r.sent.Load(), Undelivered: r.inflight(), Samples: r.hist.Count(),
 		P50: r.hist.Quantile(0.50), P90: r.hist.Quantile(0.90), P99: r.hist.Quantile(0.99), Max: r.hist.Max(),
-		ServerCPU: -1, BenchCPU: (s1.bench - s0.bench).Seconds() / el,
+		AckSamples: r.ackHist.Count(), AckP50: r.ackHist.Quantile(0.50), AckP90: r.ackHist.Quantile(0.90),
+		AckP99: r.ackHist.Quantile(0.99), AckMax: r.ackHist.Max(),
+		Offered: s1.offered - s0.offered, TickLateP99: r.tickLate.Quantile(0.99), TickLateMax: r.tickLate.Max(),
+		ServerCPU: -1, BenchCPU: (s1.bench - s0.bench).Seconds() / el, GatewayWait: -1,
+		BenchWait: (s1.wait - s0.wait).Seconds() / el,
+	}
+	for i := range r.owed {
+		res.Backlog += r.owed[i].Load()
 	}
 	res.Rate = float64(res.Delivered) / el
 	res.MachineCPU = machineCores(s0, s1)
 	if r.gw != nil && s0.serverOK && s1.serverOK {
 		res.ServerCPU = max(0, (s1.server-s0.server).Seconds()/el)
 		res.PluginCPU = max(0, (s1.plugins-s0.plugins).Seconds()/el)
+		res.GatewayWait = max(0, (s1.gwWait-s0.gwWait).Seconds()/el)
 	}
 	return res
 }
@@ -427,9 +539,21 @@ func (r *chatRun) report(stdout io.Writer, res *chatResult, el float64) {
 	if res.ServerCPU >= 0 {
 		cpu = fmt.Sprintf("server_cpu=%.0f%% %s", 100*res.ServerCPU, cpu)
 	}
-	fmt.Fprintf(stdout, "chat proto=%s pairs=%d window=%d duration=%s delivered=%d rate=%.0f msgs/s p50=%s p90=%s p99=%s max=%s mean=%s acks=%d ack_rate=%.0f/s ack_errors=%d sent=%d undelivered=%d %s\n",
-		o.proto, o.pairs, o.window, o.duration, res.Delivered, res.Rate, fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), fmtDur(res.Max),
-		fmtDur(r.hist.Mean()), res.Acks, float64(res.Acks)/el, res.AckErrors, res.Sent, res.Undelivered, cpu)
+	offered := ""
+	if o.rate > 0 {
+		offered = fmt.Sprintf(" offered=%d/s", o.rate)
+	}
+	fmt.Fprintf(stdout, "chat proto=%s pairs=%d window=%d%s duration=%s delivered=%d rate=%.0f msgs/s p50=%s p90=%s p99=%s max=%s mean=%s ack_p50=%s ack_p90=%s ack_p99=%s ack_max=%s acks=%d ack_rate=%.0f/s ack_errors=%d sent=%d undelivered=%d %s\n",
+		o.proto, o.pairs, o.window, offered, o.duration, res.Delivered, res.Rate, fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), fmtDur(res.Max),
+		fmtDur(r.hist.Mean()), fmtDur(res.AckP50), fmtDur(res.AckP90), fmtDur(res.AckP99), fmtDur(res.AckMax),
+		res.Acks, float64(res.Acks)/el, res.AckErrors, res.Sent, res.Undelivered, cpu)
+	fmt.Fprintf(stdout, "latency from the send: delivery (receiver has it) p50=%s p90=%s p99=%s max=%s; ack (sender has its cmd 12) p50=%s p90=%s p99=%s max=%s\n",
+		fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), fmtDur(res.Max), fmtDur(res.AckP50), fmtDur(res.AckP90), fmtDur(res.AckP99), fmtDur(res.AckMax))
+	if o.rate > 0 {
+		want := float64(o.rate) * el
+		fmt.Fprintf(stdout, "pacing: offered %d chats in the window = %.2f%% of rate x window (%.0f); ticks of %s woke late by p99=%s max=%s; backlog %d when the senders stopped\n",
+			res.Offered, 100*float64(res.Offered)/want, want, o.tick, fmtDur(res.TickLateP99), fmtDur(res.TickLateMax), res.Backlog)
+	}
 	other := "unknown"
 	if res.ServerCPU >= 0 {
 		other = fmt.Sprintf("%.0f%%", 100*max(0, res.MachineCPU-res.ServerCPU-res.BenchCPU))
@@ -440,9 +564,13 @@ func (r *chatRun) report(stdout io.Writer, res *chatResult, el float64) {
 	}
 	fmt.Fprintf(stdout, "cpu during the window, of %d%% (%d cores): machine busy %.0f%% = gateway %s%s + bench %.0f%% + other processes %s\n",
 		100*runtime.NumCPU(), runtime.NumCPU(), 100*res.MachineCPU, pct(res.ServerCPU), plugins, 100*res.BenchCPU, other)
-	if res.ServerCPU > 0 {
+	fmt.Fprintf(stdout, "waiting for a CPU (ready to run, on a run queue; threads summed, per second of the window): gateway %s, bench %.0fms/s\n",
+		msPerS(res.GatewayWait), 1e3*res.BenchWait)
+	if res.ServerCPU > 0 && res.Rate > 0 {
 		fmt.Fprintf(stdout, "efficiency: %.0f chats delivered per gateway CPU-second (%.1f us of gateway CPU per chat, its ack included)\n",
 			res.Rate/res.ServerCPU, 1e6*res.ServerCPU/res.Rate)
+		fmt.Fprintf(stdout, "cpu per chat: gateway+plugins=%.1fus = gateway process %.1fus + plugin processes %.1fus (per delivered chat, its ack included)\n",
+			1e6*res.ServerCPU/res.Rate, 1e6*(res.ServerCPU-res.PluginCPU)/res.Rate, 1e6*res.PluginCPU/res.Rate)
 	}
 	verdict := func(ok bool) string {
 		if ok {
@@ -450,9 +578,22 @@ func (r *chatRun) report(stdout io.Writer, res *chatResult, el float64) {
 		}
 		return "MISSES"
 	}
-	fmt.Fprintf(stdout, "target: rate %s >= %d msgs/s (%s), p99 %s <= %s (%s)\n",
-		fmt.Sprintf("%.0f", res.Rate), chatTargetRate, verdict(res.Rate >= chatTargetRate),
-		fmtDur(res.P99), chatTargetP99, verdict(res.P99 <= chatTargetP99))
+	if o.rate == 0 {
+		fmt.Fprintf(stdout, "target: rate %s >= %d msgs/s (%s), p99 %s <= %s (%s)\n",
+			fmt.Sprintf("%.0f", res.Rate), chatTargetRate, verdict(res.Rate >= chatTargetRate),
+			fmtDur(res.P99), chatTargetP99, verdict(res.P99 <= chatTargetP99))
+	} else {
+		// Issue 12's fixed-rate targets; which applies depends on -rate and -storage.
+		cpu := "not measured"
+		if res.ServerCPU >= 0 && res.Rate > 0 {
+			per := time.Duration(float64(time.Second) * res.ServerCPU / res.Rate)
+			cpu = fmt.Sprintf("%.1fus <= %.0fus (%s)", per.Seconds()*1e6, ackTargetCPU.Seconds()*1e6, verdict(per <= ackTargetCPU))
+		}
+		fmt.Fprintf(stdout, "targets at a fixed rate (issue 12): storage none at 50,000/s: delivery p99 %s <= %s (%s); bolt at 5,000/s: ack p50 %s <= %s (%s), ack p99 %s <= %s (%s), gateway+plugins cpu/chat %s\n",
+			fmtDur(res.P99), rateTargetP99, verdict(res.P99 <= rateTargetP99),
+			fmtDur(res.AckP50), ackTargetP50, verdict(res.AckP50 <= ackTargetP50),
+			fmtDur(res.AckP99), ackTargetP99, verdict(res.AckP99 <= ackTargetP99), cpu)
+	}
 	if n := r.other.Load(); n > 0 {
 		fmt.Fprintf(stdout, "note: receivers got %d packets that were not chats\n", n)
 	}
@@ -470,6 +611,14 @@ func (r *chatRun) verdict(res *chatResult) error {
 		return fmt.Errorf("%d chats sent were not delivered within %s after the window", res.Undelivered, r.o.drain)
 	}
 	return nil
+}
+
+// msPerS prints a per-second fraction as ms/s, or "not measured" when negative.
+func msPerS(f float64) string {
+	if f < 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.0fms/s", 1e3*f)
 }
 
 func pct(f float64) string {
@@ -558,48 +707,25 @@ func (r *chatRun) watch(ctx context.Context, gw *gateway, d time.Duration, log i
 	}
 }
 
-// sendLoop drives the senders of mine until the run stops: each pass tops every sender up
-// to its window (within the rate budget), writing the new chats of one sender with one
-// write; when no sender may send, it sleeps until a receiver frees a slot (or the rate
-// budget refills).
+// sendLoop drives the senders of mine in the closed loop (no -rate) until the run
+// stops: each pass tops every sender up to its window, writing the new chats of one sender
+// with one write; when every sender is at its window, it sleeps until a receiver frees a
+// slot. sendPaced is the open-loop (-rate) driver.
 func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 	o := r.o
 	var body, buf []byte
 	window := int64(o.window)
-
-	// Open-loop budget: chats this goroutine may have sent by now.
-	rate := float64(o.rate) / float64(o.senders)
-	maxBurst := max(1, int64(rate/100)) // 10 ms of budget at most
-	begin := time.Now()
-	var sentHere, skipped int64
 	cursor := 0
-
 	for {
 		select {
 		case <-r.stop:
 			return
 		default:
 		}
-		budget := int64(1 << 62)
-		if rate > 0 {
-			budget = int64(rate*time.Since(begin).Seconds()) - sentHere - skipped
-			if budget > maxBurst { // fell behind (window-bound or descheduled): do not burst
-				skipped += budget - maxBurst
-				budget = maxBurst
-			}
-			if budget <= 0 {
-				time.Sleep(time.Duration(float64(1-budget) / rate * float64(time.Second)))
-				continue
-			}
-		}
-		per := budget
-		if rate > 0 {
-			per = max(1, budget/int64(len(mine)))
-		}
 		sentAny := false
-		for k := 0; k < len(mine) && budget > 0; k++ {
+		for k := range mine {
 			p := mine[(cursor+k)%len(mine)]
-			n := min(window-p.inflight.Load(), per, budget)
+			n := window - p.inflight.Load()
 			if n <= 0 {
 				continue
 			}
@@ -611,6 +737,7 @@ func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 				buf = appendFrame(buf, o.proto, packet.CmdChatReq, body)
 			}
 			p.inflight.Add(n)
+			p.sentAt(now, n)
 			if _, err := p.send.Write(buf); err != nil {
 				if !r.stopping.Load() {
 					r.fail(fmt.Errorf("send: %w", err))
@@ -618,8 +745,6 @@ func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 				return
 			}
 			r.sent.Add(n)
-			sentHere += n
-			budget -= n
 			sentAny = true
 		}
 		cursor++
@@ -711,9 +836,11 @@ func (s *recvSink) flush() {
 	}
 }
 
-// ackSink counts the cmd 12 responses a sender gets.
+// ackSink counts the cmd 12 responses a sender gets and records their latency (send to
+// answer).
 type ackSink struct {
 	r         *chatRun
+	p         *pair
 	ok, fails int64
 }
 
@@ -732,6 +859,13 @@ func (s *ackSink) packet(cmd packet.Cmd, body []byte) {
 }
 
 func (s *ackSink) flush() {
+	if n := s.ok + s.fails; n > 0 {
+		var h *histogram
+		if s.r.measuring.Load() {
+			h = &s.r.ackHist
+		}
+		s.p.answered(s.r.now(), n, h)
+	}
 	if s.ok > 0 {
 		s.r.acks.Add(s.ok)
 		s.ok = 0

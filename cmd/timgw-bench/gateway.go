@@ -439,6 +439,43 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// runqWait returns how long the live threads of pid have waited on a run queue for a CPU
+// (the second field of /proc/<pid>/task/<tid>/schedstat, summed), 0 when unknown. A
+// thread ready to run but waiting for a core: on a busy machine, the part of a latency
+// that is the machine's.
+func runqWait(pid int) time.Duration {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		if v, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			sum += v
+		}
+	}
+	return time.Duration(sum)
+}
+
+// runqWait returns how long the gateway's threads and its plugin processes' threads have
+// waited for a CPU (see runqWait).
+func (g *gateway) runqWait() time.Duration {
+	t := runqWait(g.pid)
+	for _, pid := range descendants(g.pid) {
+		t += runqWait(pid)
+	}
+	return t
+}
+
 // selfCPU returns the CPU time (user + system) this process has used.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

@@ -44,11 +44,17 @@ func histUpper(i int) int64 {
 }
 
 // Record adds one sample.
-func (h *histogram) Record(d time.Duration) {
+func (h *histogram) Record(d time.Duration) { h.RecordN(d, 1) }
+
+// RecordN adds n samples of the same value.
+func (h *histogram) RecordN(d time.Duration, n uint64) {
+	if n == 0 {
+		return
+	}
 	v := int64(d)
-	h.buckets[histIndex(v)].Add(1)
-	h.count.Add(1)
-	h.sum.Add(uint64(max(v, 0)))
+	h.buckets[histIndex(v)].Add(n)
+	h.count.Add(n)
+	h.sum.Add(uint64(max(v, 0)) * n)
 	for {
 		m := h.max.Load()
 		if v <= m || h.max.CompareAndSwap(m, v) {

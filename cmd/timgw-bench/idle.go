@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -47,6 +48,7 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) (*idl
 	src := fs.String("src", "127.0.0.2-127.0.0.9", "client source addresses, a range A.B.C.x-A.B.C.y or a comma list; empty: let the kernel choose")
 	settle := fs.Duration("settle", 3*time.Second, "wait this long before sampling the RSS, both before and after connecting")
 	timeout := fs.Duration("timeout", 10*time.Second, "dial and login timeout per connection")
+	runs := fs.Int("runs", 1, "repeat the whole measurement (a fresh gateway each time) this many times and print the median per connection")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: timgw-bench idle [flags]
 
@@ -54,7 +56,9 @@ Starts the gateway, reads its RSS (VmRSS in /proc/<pid>/status) once it has sett
 opens -n connections and logs each in (user u<i>), lets the gateway settle again and
 reads its RSS again (sampled every 500 ms, or -settle/4 if shorter, until three
 samples agree within 1%%). Prints the RSS before
-and after, the delta and the KiB per connection (issue 2 target: <= %.1f KiB).
+and after, the delta and the KiB per connection (issue 2 target: <= %.1f KiB). With
+-runs N it does all of that N times, each with a fresh gateway, and prints each run's
+KiB per connection and their median.
 
 Flags:
 `, idleTargetKiB)
@@ -69,8 +73,8 @@ Flags:
 	if err := checkProto(*proto); err != nil {
 		return nil, err
 	}
-	if *n <= 0 || *conc <= 0 {
-		return nil, fmt.Errorf("%w: -n and -c must be positive", errUsage)
+	if *n <= 0 || *conc <= 0 || *runs <= 0 {
+		return nil, fmt.Errorf("%w: -n, -c and -runs must be positive", errUsage)
 	}
 	srcs, err := parseSources(*src)
 	if err != nil {
@@ -89,15 +93,64 @@ Flags:
 		return nil, err
 	}
 	defer cleanup()
-	gw, err := startGateway(ctx, bin, gf)
-	if err != nil {
-		return nil, err
+	var all []*idleResult
+	for i := range *runs {
+		if *runs > 1 {
+			fmt.Fprintf(stdout, "run %d of %d:\n", i+1, *runs)
+		}
+		gw, err := startGateway(ctx, bin, gf)
+		if err != nil {
+			return nil, err
+		}
+		res, err := idle(ctx, gw, *proto, *n, *conc, srcs, *settle, *timeout, stdout, stderr)
+		if serr := gw.stop(); serr != nil && err == nil {
+			err = serr
+		}
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, res)
 	}
-	res, err := idle(ctx, gw, *proto, *n, *conc, srcs, *settle, *timeout, stdout, stderr)
-	if serr := gw.stop(); serr != nil && err == nil {
-		err = serr
+	if len(all) == 1 {
+		return all[0], nil
 	}
-	return res, err
+	med := medianIdle(all)
+	var each []string
+	for _, r := range all {
+		each = append(each, fmt.Sprintf("%.2f", r.PerConnKiB))
+	}
+	fmt.Fprintf(stdout, "idle proto=%s conns=%d runs=%d per_conn median=%.2f KiB (runs: %s KiB; %s target <= %.1f KiB)\n",
+		*proto, *n, len(all), med.PerConnKiB, strings.Join(each, " "), idleVerdict(med.PerConnKiB), idleTargetKiB)
+	if med.PluginBefore > 0 || med.PluginAfter > 0 {
+		var plug []float64
+		for _, r := range all {
+			plug = append(plug, r.withPluginsKiB())
+		}
+		slices.Sort(plug)
+		fmt.Fprintf(stdout, "with plugin processes: per_conn median=%.2f KiB\n", plug[len(plug)/2])
+	}
+	return med, nil
+}
+
+// medianIdle returns the run with the median KiB per connection (for an even count, the
+// upper of the two middle runs).
+func medianIdle(all []*idleResult) *idleResult {
+	s := slices.Clone(all)
+	slices.SortFunc(s, func(a, b *idleResult) int { return cmp.Compare(a.PerConnKiB, b.PerConnKiB) })
+	return s[len(s)/2]
+}
+
+// withPluginsKiB is the KiB per connection of the gateway and its plugin processes.
+func (r *idleResult) withPluginsKiB() float64 {
+	d := (r.RSSAfter + r.PluginAfter) - (r.RSSBefore + r.PluginBefore)
+	return float64(d) / 1024 / float64(r.Conns)
+}
+
+func idleVerdict(kib float64) string {
+	if kib > idleTargetKiB {
+		return "MISSES"
+	}
+	return "meets"
 }
 
 func idle(ctx context.Context, gw *gateway, proto string, n, conc int, srcs []net.IP, settle, timeout time.Duration, stdout, stderr io.Writer) (*idleResult, error) {
@@ -153,12 +206,7 @@ func idle(ctx context.Context, gw *gateway, proto string, n, conc int, srcs []ne
 	plugAfter, nplugAfter := gw.pluginRSS()
 	res := &idleResult{Proto: proto, Conns: n, RSSBefore: before, RSSAfter: after, HWM: hwm, Connect: connect,
 		PerConnKiB: float64(after-before) / 1024 / float64(n), PluginBefore: plugBefore, PluginAfter: plugAfter}
-	verdict := func(kib float64) string {
-		if kib > idleTargetKiB {
-			return "MISSES"
-		}
-		return "meets"
-	}
+	verdict := idleVerdict
 	fmt.Fprintf(stdout, "rss after:  %s (%d idle logged-in connections), peak %s%s\n", mib(after), n, mib(hwm), pluginNote(plugAfter, nplugAfter))
 	fmt.Fprintf(stdout, "idle proto=%s conns=%d rss_before=%s rss_after=%s delta=%s per_conn=%.2f KiB (%s target <= %.1f KiB)\n",
 		proto, n, mib(before), mib(after), mib(after-before), res.PerConnKiB, verdict(res.PerConnKiB), idleTargetKiB)

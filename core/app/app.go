@@ -133,6 +133,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.srv.SetCertificate(cert)
+	if sd, ok := deliver.(*store.Deliverer); ok {
+		sd.SetExecutor(a.srv.Go) // large stored fan-outs run on the worker pool
+	}
 	a.metrics.Registry.MustRegister(newRefusalsCollector(a.srv.ConnectionsRefused))
 	if err := a.startCodecs(cfg); err != nil {
 		a.Shutdown(context.Background())

@@ -90,7 +90,7 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 	case packet.CmdChatReq:
 		var m packet.Chat
 		if g.decode(c, p, &m) && g.loggedIn(c, cl, p.Cmd) {
-			g.send(c, chatAckPacket(g.chat(ctx, router.Sender{UserID: cl.userID, ConnID: c.ID()}, c.Transport(), &m)))
+			g.chatConn(ctx, c, router.Sender{UserID: cl.userID, ConnID: c.ID()}, &m)
 		}
 	case packet.CmdCloseReq:
 		var x packet.Close

@@ -108,6 +108,41 @@ func chatAckPacket(res router.Result) packet.Packet {
 func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transport, m *packet.Chat) router.Result {
 	m.From = packet.Str(from.UserID)
 	rep := g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
+	return g.chatReply(ctx, from, m, rep)
+}
+
+// suspender is a connection whose packet handling can pause while the answer to one
+// packet is pending (transport.Conn): a stored chat's ack then comes from the store's
+// callback, and no worker waits for the disk.
+type suspender interface {
+	Suspend() (resume func())
+}
+
+// chatConn runs the message hook on a chat from connection c and answers it. When the
+// hook lets the chat pass as it is (no reroute, no sends) and the delivery seam completes
+// later (storage on), the connection is suspended and answered from the store's callback:
+// the worker goes back to the pool at once, and the connection's next packet is handled
+// after the ack, in order. Otherwise the chat is answered before chatConn returns.
+func (g *Gateway) chatConn(ctx context.Context, c Conn, from router.Sender, m *packet.Chat) {
+	m.From = packet.Str(from.UserID)
+	t := c.Transport()
+	rep := g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
+	h, ok := c.(suspender)
+	if !ok || !g.router.Async() || rep.Action != hook.MessagePass || len(rep.Sends) > 0 {
+		g.send(c, chatAckPacket(g.chatReply(ctx, from, m, rep)))
+		return
+	}
+	resume := h.Suspend()
+	g.router.RouteAsync(ctx, from, m, rep.Also, func(res router.Result) {
+		g.emitOffline(from, m, res)
+		g.send(c, chatAckPacket(res))
+		resume()
+	})
+}
+
+// chatReply routes what the message hook's reply rep lets through and returns the result
+// for the sender.
+func (g *Gateway) chatReply(ctx context.Context, from router.Sender, m *packet.Chat, rep hook.MessageReply) router.Result {
 	if len(rep.Sends) > 0 {
 		defer g.serviceSends(ctx, rep)
 	}

@@ -12,19 +12,27 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe[b] is true for the ASCII bytes that a JSON string holds as they are
+// (encoding/json's escaping: not control characters, '"', '\\', '<', '>' or '&').
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
 // AppendJSONString appends s as a JSON string escaped as encoding/json escapes it. It
 // reports false (and returns dst unchanged) when s is not valid UTF-8: Marshal replaces
-// such bytes, and callers fall back to it.
+// such bytes, and callers fall back to it. One pass: ASCII runs are checked with a table
+// and copied whole, other characters are validated as they are met.
 func AppendJSONString(dst []byte, s string) ([]byte, bool) {
-	if !utf8.ValidString(s) {
-		return dst, false
-	}
+	orig := len(dst)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if jsonSafe[b] {
 				i++
 				continue
 			}
@@ -50,6 +58,9 @@ func AppendJSONString(dst []byte, s string) ([]byte, bool) {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return dst[:orig], false
+		}
 		if r == '\u2028' || r == '\u2029' {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
@@ -132,17 +143,32 @@ type ChatAck struct {
 	Duplicate              bool
 }
 
+// chatAckOKHead is the constant start of an accepted chat's answer, up to its data's "{".
+var chatAckOKHead = string(appendChatAckHead(nil, StatusOK))
+
+// appendChatAckHead appends the start of a cmd 12 answer with code: its members before
+// data's, and data's "{".
+func appendChatAckHead(dst []byte, code Status) []byte {
+	w := objectWriter{buf: append(dst, '{'), ok: true}
+	w.num(`"cmd":`, int64(CmdChatResp), false)
+	w.num(`"code":`, int64(code), false)
+	w.str(`"msg":`, code.Text(), false) // ASCII constants: always valid
+	w.str(`"command":`, CmdChatResp.String(), false)
+	w.member(`"data":`)
+	return append(w.buf, '{')
+}
+
 // AppendChatAck appends the body of a cmd 12 answer with code, the code's default
 // message and the ack as data, as Marshal of the equivalent Response would. It reports
 // false, with dst unchanged, when a string is not valid UTF-8.
 func AppendChatAck(dst []byte, code Status, a ChatAck) ([]byte, bool) {
-	w := objectWriter{buf: append(dst, '{'), ok: true}
-	w.num(`"cmd":`, int64(CmdChatResp), false)
-	w.num(`"code":`, int64(code), false)
-	w.str(`"msg":`, code.Text(), false)
-	w.str(`"command":`, CmdChatResp.String(), false)
-	w.member(`"data":`)
-	d := objectWriter{buf: append(w.buf, '{'), ok: w.ok}
+	var head []byte
+	if code == StatusOK {
+		head = append(dst, chatAckOKHead...)
+	} else {
+		head = appendChatAckHead(dst, code)
+	}
+	d := objectWriter{buf: head, ok: true}
 	d.str(`"id":`, a.ID, false)
 	d.num(`"createTime":`, a.CreateTime, false)
 	d.num(`"serverTime":`, a.ServerTime, false)

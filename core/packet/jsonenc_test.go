@@ -112,3 +112,12 @@ func BenchmarkEncodeChat(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkAppendChatAck(b *testing.B) {
+	a := ChatAck{ID: "a1b2c3d4e5f6", CreateTime: 1700000000000, ServerTime: 1700000000001, To: "user-000456", Delivered: 1}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = AppendChatAck(buf[:0], StatusOK, a)
+	}
+}

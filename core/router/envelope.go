@@ -93,6 +93,16 @@ type Deliverer interface {
 	Deliver(ctx context.Context, env Envelope) (Outcome, error)
 }
 
+// AsyncDeliverer is a Deliverer that can complete without holding its caller: the
+// storage stage, whose chats complete from the store's callback, so that no worker
+// waits for a disk. DeliverAsync does what Deliver does and calls done exactly once with
+// what Deliver would have returned: later, from another goroutine, or before it returns.
+// done must not block. Called from many goroutines.
+type AsyncDeliverer interface {
+	Deliverer
+	DeliverAsync(ctx context.Context, env Envelope, done func(Outcome, error))
+}
+
 // DelivererFunc adapts a function to Deliverer.
 type DelivererFunc func(ctx context.Context, env Envelope) (Outcome, error)
 

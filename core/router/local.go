@@ -34,14 +34,11 @@ func (l *Local) Deliver(_ context.Context, env Envelope) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("deliver: unknown envelope kind %d", env.Kind)
 	}
 	var out Outcome
-	var buf [8]session.Conn
-	for _, u := range env.Receivers {
-		for _, c := range l.Registry.Conns(u, buf[:0]) {
-			if c.ID() != env.SkipConn && c.Send(p) == nil {
-				out.Connections++
-			}
+	l.Registry.EachConn(env.Receivers, func(c session.Conn) {
+		if c.ID() != env.SkipConn && c.Send(p) == nil {
+			out.Connections++
 		}
-	}
+	})
 	return out, nil
 }
 

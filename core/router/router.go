@@ -122,19 +122,65 @@ func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) Resu
 // sender's answer, does not name them. A hook's tim.deliver_to uses it.
 func (r *Router) RouteAlso(ctx context.Context, from Sender, chat *packet.Chat, also []string) Result {
 	start := time.Now() // the chat's one clock reading: its stamp, its ack, its latency
-	res := r.route(ctx, from, chat, also, start.UnixMilli())
-	if r.opts.Observe != nil {
-		r.opts.Observe(res.Code, time.Since(start))
+	env, res, ok := r.prepare(from, chat, also, start.UnixMilli())
+	if ok {
+		out, err := r.deliver.Deliver(ctx, env)
+		res = r.result(chat, out, err, start.UnixMilli())
 	}
+	r.observe(res, start)
 	return res
 }
 
-func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat, also []string, now int64) Result {
+// Async reports whether the delivery seam completes chats later (storage on): then
+// RouteAsync answers from the store's callback.
+func (r *Router) Async() bool {
+	_, ok := r.deliver.(AsyncDeliverer)
+	return ok
+}
+
+// RouteAsync is RouteAlso answering through done instead of returning: when the delivery
+// seam can complete later (AsyncDeliverer: the storage stage), done is called from the
+// store's callback, on another goroutine, once the chat is stored and queued to its
+// receivers, and the caller's goroutine does not wait. Otherwise, and for a chat refused
+// before delivery, done is called before RouteAsync returns. done is called exactly once
+// and must not block; chat must stay untouched until then.
+func (r *Router) RouteAsync(ctx context.Context, from Sender, chat *packet.Chat, also []string, done func(Result)) {
+	start := time.Now()
+	env, res, ok := r.prepare(from, chat, also, start.UnixMilli())
+	if !ok {
+		r.observe(res, start)
+		done(res)
+		return
+	}
+	a, async := r.deliver.(AsyncDeliverer)
+	if !async {
+		out, err := r.deliver.Deliver(ctx, env)
+		res = r.result(chat, out, err, start.UnixMilli())
+		r.observe(res, start)
+		done(res)
+		return
+	}
+	a.DeliverAsync(ctx, env, func(out Outcome, err error) {
+		res := r.result(chat, out, err, start.UnixMilli())
+		r.observe(res, start)
+		done(res)
+	})
+}
+
+func (r *Router) observe(res Result, start time.Time) {
+	if r.opts.Observe != nil {
+		r.opts.Observe(res.Code, time.Since(start))
+	}
+}
+
+// prepare checks and stamps chat and builds its envelope; ok false: refused (res says
+// why).
+func (r *Router) prepare(from Sender, chat *packet.Chat, also []string, now int64) (env Envelope, res Result, ok bool) {
 	if code, msg := r.check(from, chat); code != 0 {
-		return Refused(code, msg)
+		return env, Refused(code, msg), false
 	}
 	r.stamp(from, chat, now)
-	env := Envelope{Kind: KindChat, Chat: chat, SkipConn: from.ConnID}
+	env = Envelope{Kind: KindChat, Chat: chat, SkipConn: from.ConnID}
 	if chat.ChatType == packet.ChatTypeGroup {
 		env.Receivers, _ = r.reg.MembersView(string(chat.GroupID))
 	} else {
@@ -143,7 +189,11 @@ func (r *Router) route(ctx context.Context, from Sender, chat *packet.Chat, also
 	if len(also) > 0 {
 		env.Receivers = appendNew(slices.Clip(env.Receivers), also, from.UserID)
 	}
-	out, err := r.deliver.Deliver(ctx, env)
+	return env, res, true
+}
+
+// result is the sender's answer to the stamped chat once the delivery seam returned.
+func (r *Router) result(chat *packet.Chat, out Outcome, err error, now int64) Result {
 	if err != nil {
 		code := packet.StatusSendFailed
 		if errors.Is(err, ErrUnavailable) {

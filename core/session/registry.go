@@ -318,6 +318,43 @@ func (r *Registry) Conns(userID string, buf []Conn) []Conn {
 	return buf
 }
 
+// EachConn calls fn with every connection of every user in userIDs, the way Conns would
+// one user at a time, but users of one shard that follow each other in userIDs (a
+// MembersView is ordered so) are looked up under one read lock. fn runs with no lock
+// held, so it may call the registry.
+func (r *Registry) EachConn(userIDs []string, fn func(Conn)) {
+	var buf [64]Conn
+	si := -1
+	for i := 0; i < len(userIDs); {
+		if si < 0 {
+			si = r.shard(userIDs[i])
+		}
+		s := &r.users[si]
+		conns := buf[:0]
+		s.mu.RLock()
+		for {
+			if u, one, _ := entry(s.users[userIDs[i]]); u != nil {
+				conns = append(conns, u.conns...)
+			} else if one != nil {
+				conns = append(conns, one)
+			}
+			i++
+			if i == len(userIDs) {
+				break
+			}
+			if next := r.shard(userIDs[i]); next != si || len(conns) > len(buf)-8 {
+				si = next
+				break
+			}
+		}
+		s.mu.RUnlock()
+		for j, c := range conns {
+			fn(c)
+			conns[j] = nil
+		}
+	}
+}
+
 // ConnCount returns how many connections userID has.
 func (r *Registry) ConnCount(userID string) int {
 	s := r.userShard(userID)
@@ -557,12 +594,33 @@ func (r *Registry) MembersView(groupID string) ([]string, bool) {
 	if v := g.view.Load(); v != nil {
 		return *v, true
 	}
-	v := make([]string, 0, len(g.members))
-	for m := range g.members {
-		v = append(v, m)
-	}
+	v := r.byUserShard(g.members)
 	g.view.CompareAndSwap(nil, &v)
 	return v, true
+}
+
+// byUserShard lists members ordered by user shard (a counting sort), so that EachConn
+// looks them up one shard at a time.
+func (r *Registry) byUserShard(members map[string]struct{}) []string {
+	ids := make([]string, 0, len(members))
+	shards := make([]uint8, 0, len(members))
+	var start [shardCount + 1]int
+	for m := range members {
+		k := r.shard(m)
+		ids = append(ids, m)
+		shards = append(shards, uint8(k))
+		start[k+1]++
+	}
+	for k := 1; k <= shardCount; k++ {
+		start[k] += start[k-1]
+	}
+	v := make([]string, len(ids))
+	for i, m := range ids {
+		k := shards[i]
+		v[start[k]] = m
+		start[k]++
+	}
+	return v
 }
 
 // MemberCount returns how many members groupID has (0 when it does not exist), without

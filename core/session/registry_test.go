@@ -270,3 +270,87 @@ func BenchmarkMembersView10k(b *testing.B) {
 		}
 	})
 }
+
+// EachConn finds the same connections as Conns one user at a time, in the order of the
+// users, whatever their order and however many connections each has.
+func TestEachConnMatchesConns(t *testing.T) {
+	r := New()
+	var users []string
+	id := uint64(0)
+	for i := range 500 {
+		u := fmt.Sprintf("user-%03d", i)
+		users = append(users, u)
+		r.Join("g", "", u)
+		for range i % 4 { // 0 to 3 connections; some users have none
+			id++
+			r.Bind(u, &conn{id: id}, Profile{})
+		}
+		if i%50 == 0 { // a user with more connections than one lookup batch holds
+			for range 70 {
+				id++
+				r.Bind(u, &conn{id: id}, Profile{})
+			}
+		}
+	}
+	view, _ := r.MembersView("g")
+	for name, ids := range map[string][]string{
+		"members view": view,
+		"join order":   users,
+		"reversed":     reversed(users),
+		"unknown":      {"nobody", "user-001", "nobody-else"},
+		"none":         nil,
+	} {
+		var want []uint64
+		for _, u := range ids {
+			for _, c := range r.Conns(u, nil) {
+				want = append(want, c.ID())
+			}
+		}
+		var got []uint64
+		r.EachConn(ids, func(c Conn) { got = append(got, c.ID()) })
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: EachConn found %d connections, Conns %d (or another order)", name, len(got), len(want))
+		}
+	}
+	if len(view) != 500 {
+		t.Fatalf("view has %d members, want 500", len(view))
+	}
+	seen := map[string]bool{}
+	for _, u := range view {
+		seen[u] = true
+	}
+	if len(seen) != 500 {
+		t.Fatalf("view lists %d distinct members, want 500", len(seen))
+	}
+}
+
+func reversed(s []string) []string {
+	r := slices.Clone(s)
+	slices.Reverse(r)
+	return r
+}
+
+func BenchmarkEachConn10k(b *testing.B) {
+	r := New()
+	for i := range 10000 {
+		u := fmt.Sprintf("user-%05d", i)
+		r.Join("big", "", u)
+		r.Bind(u, &conn{id: uint64(i)}, Profile{})
+	}
+	view, _ := r.MembersView("big")
+	b.Run("Conns", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			var buf [8]Conn
+			for _, u := range view {
+				n += len(r.Conns(u, buf[:0]))
+			}
+		}
+	})
+	b.Run("EachConn", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			r.EachConn(view, func(Conn) { n++ })
+		}
+	})
+}

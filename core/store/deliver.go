@@ -34,6 +34,7 @@ type Deliverer struct {
 	metrics *metrics
 	// readFanout is storage.read_fanout_members (0: always write fan-out).
 	readFanout atomic.Int64
+	exec       func(func()) // runs large deliveries after the store's callback; nil: go
 }
 
 // readFanouter is a store connection that says whether its plugin does read fan-out
@@ -42,7 +43,7 @@ type readFanouter interface{ ReadFanout() bool }
 
 var _ readFanouter = (*storage.Client)(nil)
 
-var _ router.Deliverer = (*Deliverer)(nil)
+var _ router.AsyncDeliverer = (*Deliverer)(nil)
 
 // NewDeliverer returns the storage stage in front of next, storing through s.
 func NewDeliverer(s *Supervisor, next router.Deliverer) *Deliverer {
@@ -58,7 +59,16 @@ func (d *Deliverer) SetReadFanoutMembers(n int) { d.readFanout.Store(int64(max(n
 // retryWait is how long a chat waits for a plugin restart in progress.
 const retryWait = 2 * time.Second
 
-// Deliver implements router.Deliverer.
+// inlineMax is the most receivers a stored chat may have for its delivery to run on the
+// store's callback goroutine; larger fan-outs are handed to the executor.
+const inlineMax = 64
+
+// SetExecutor sets where the delivery of a large stored chat runs once it is stored (the
+// gateway's worker pool); default: a goroutine of its own. Set it before chats flow.
+func (d *Deliverer) SetExecutor(exec func(func())) { d.exec = exec }
+
+// Deliver implements router.Deliverer: the caller's goroutine waits while the chat is
+// stored.
 func (d *Deliverer) Deliver(ctx context.Context, env router.Envelope) (router.Outcome, error) {
 	if env.Kind != router.KindChat {
 		return d.next.Deliver(ctx, env)
@@ -67,18 +77,90 @@ func (d *Deliverer) Deliver(ctx context.Context, env router.Envelope) (router.Ou
 	if err != nil {
 		return router.Outcome{}, err
 	}
+	return d.deliver(ctx, env, req, time.Now(), 0)
+}
+
+// DeliverAsync implements router.AsyncDeliverer: the chat is queued on the plugin's write
+// stream and done is called from the store's callback once it is stored and queued to its
+// receivers (or refused); the caller does not wait. While the plugin is down or restarting,
+// the wait for it runs on a goroutine of its own, as Deliver would.
+func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done func(router.Outcome, error)) {
+	if env.Kind != router.KindChat {
+		done(d.next.Deliver(ctx, env))
+		return
+	}
+	req, err := appendRequest(env, int(d.readFanout.Load()))
+	if err != nil {
+		done(router.Outcome{}, err)
+		return
+	}
 	start := time.Now()
-	res, retried, err := d.store(ctx, req)
+	c, err := d.src.get(ctx, 0)
+	if err != nil {
+		go func() { done(d.deliver(ctx, env, req, start, 0)) }()
+		return
+	}
+	r := req.For(c)
+	c.AppendAsync(r, d.timeout, func(res *pb.AppendResult, err error) {
+		switch {
+		case err == nil:
+			d.metrics.appended(time.Since(start))
+			if r.Message.ReadFanout && !res.Duplicate {
+				d.metrics.readFannedOut()
+			}
+			if len(env.Receivers) <= inlineMax {
+				done(d.stored(ctx, env, res, false), nil)
+				return
+			}
+			d.run(func() { done(d.stored(ctx, env, res, false), nil) })
+		case errors.Is(err, storage.ErrUnavailable):
+			// The plugin died with the chat in flight: retry through its restart, as
+			// Deliver does (a resend of the same chat is safe).
+			d.src.failed(c)
+			go func() { done(d.deliver(ctx, env, req, start, 1)) }()
+		default:
+			d.metrics.failed(opAppend, err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("store chat %s: %v: %w", req.Message.Id, err, router.ErrUnavailable)
+			} else {
+				err = fmt.Errorf("store chat %s: %w", req.Message.Id, err)
+			}
+			done(router.Outcome{}, err)
+		}
+	})
+}
+
+func (d *Deliverer) run(f func()) {
+	if d.exec != nil {
+		d.exec(f)
+		return
+	}
+	go f()
+}
+
+// deliver stores req (attempt > 0: an earlier attempt may have stored it), waiting,
+// and delivers the stored chat.
+func (d *Deliverer) deliver(ctx context.Context, env router.Envelope, req *appendReq, start time.Time, attempt int) (router.Outcome, error) {
+	ctx, cancel := context.WithDeadline(ctx, start.Add(d.timeout))
+	defer cancel()
+	res, retried, err := d.store(ctx, req, attempt)
 	if err != nil {
 		d.metrics.failed(opAppend, err)
 		return router.Outcome{}, err
 	}
 	d.metrics.appended(time.Since(start))
+	return d.stored(ctx, env, res, retried), nil
+}
+
+// stored delivers a chat the plugin stored (res): a resend of a chat stored before
+// (duplicate, and not this very chat retried) is answered from the store and not
+// delivered again.
+func (d *Deliverer) stored(ctx context.Context, env router.Envelope, res *pb.AppendResult, retried bool) router.Outcome {
 	if res.Duplicate && !retried {
 		// A resend of a stored chat: the same answer, no second delivery (receivers have
 		// it, or have it in their inbox).
 		return router.Outcome{Stored: true, Duplicate: true, Seq: res.Seq, CreateTime: res.CreateTime,
-			ServerTime: res.ServerTime}, nil
+			ServerTime: res.ServerTime}
 	}
 	env.Seq = res.Seq // our copy: inner stages deliver the chat with its seq
 	out, err := d.next.Deliver(ctx, env)
@@ -87,16 +169,14 @@ func (d *Deliverer) Deliver(ctx context.Context, env router.Envelope) (router.Ou
 		d.log.Warn("stored chat not delivered live", "id", env.Chat.ID, "err", err)
 	}
 	out.Stored, out.Seq, out.ServerTime = true, res.Seq, res.ServerTime
-	return out, nil
+	return out
 }
 
-// store appends req, retrying through a plugin restart until the write timeout.
-// retried reports that an earlier attempt may have stored it (so a duplicate answer is
-// this very chat).
-func (d *Deliverer) store(ctx context.Context, req *appendReq) (res *pb.AppendResult, retried bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	for attempt := 0; ; attempt++ {
+// store appends req, retrying through a plugin restart until ctx's deadline. retried
+// reports that an earlier attempt may have stored it (so a duplicate answer is this very
+// chat).
+func (d *Deliverer) store(ctx context.Context, req *appendReq, attempt int) (res *pb.AppendResult, retried bool, err error) {
+	for ; ; attempt++ {
 		c, err := d.src.get(ctx, min(retryWait, d.timeout))
 		if err == nil {
 			r := req.For(c)

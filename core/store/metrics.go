@@ -11,6 +11,7 @@ import (
 // metrics are the storage host's Prometheus metrics. A nil *metrics counts nothing.
 type metrics struct {
 	appendSeconds prometheus.Histogram
+	batchSeconds  prometheus.Histogram
 	batchSize     prometheus.Histogram
 	errs          *prometheus.CounterVec
 	readFanout    prometheus.Counter
@@ -40,6 +41,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "timgw_storage_append_seconds",
 			Help:    "Time to store one chat (queueing, batching and the plugin's durable write), of chats stored.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "timgw_storage_batch_seconds",
+			Help:    "Round trip of a batch of chats on the plugin's write stream, from its send to its result (the plugin's durable write included); timgw_storage_append_seconds minus this is the time chats wait to be sent.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "timgw_storage_batch_size",
 			Help:    "Chats per batch sent to the storage plugin.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
@@ -48,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		readFanout: prometheus.NewCounter(prometheus.CounterOpts{Name: "timgw_storage_read_fanout_total",
 			Help: "Group chats stored by read fan-out (once, without inbox entries: members pull them), resends not counted."}),
 	}
-	for _, c := range []prometheus.Collector{m.appendSeconds, m.batchSize, m.errs, m.readFanout} {
+	for _, c := range []prometheus.Collector{m.appendSeconds, m.batchSeconds, m.batchSize, m.errs, m.readFanout} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("storage metrics: %w", err)
 		}
@@ -62,6 +66,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) appended(d time.Duration) {
 	if m != nil {
 		m.appendSeconds.Observe(d.Seconds())
+	}
+}
+
+func (m *metrics) batchDone(d time.Duration) {
+	if m != nil {
+		m.batchSeconds.Observe(d.Seconds())
 	}
 }
 

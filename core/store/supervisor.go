@@ -27,6 +27,8 @@ type conn interface {
 	storage.Backend
 	// AppendOne stores one chat (batched with other callers' chats).
 	AppendOne(ctx context.Context, r *pb.AppendRequest) (*pb.AppendResult, error)
+	// AppendAsync queues one chat and calls done with its result (storage.Client).
+	AppendAsync(r *pb.AppendRequest, timeout time.Duration, done storage.AppendDone)
 }
 
 var _ conn = (*storage.Client)(nil)
@@ -159,6 +161,13 @@ func Start(ctx context.Context, o Options) (*Supervisor, error) {
 			s.metrics.batch(n)
 			if onBatch != nil {
 				onBatch(n)
+			}
+		}
+		onDone := o.Client.OnBatchDone
+		s.opts.Client.OnBatchDone = func(d time.Duration) {
+			s.metrics.batchDone(d)
+			if onDone != nil {
+				onDone(d)
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -23,7 +24,7 @@ var ErrClosed = errors.New("connection closed")
 var ErrSlowConsumer = errors.New("slow consumer: outbound queue full")
 
 // waker tells a stream connection's writer goroutine that output is pending (an event
-// loop connection's writer is its gnet.Conn, woken with Wake).
+// loop connection's writer is its gnet.Conn, woken through its loop's flusher, flush.go).
 type waker interface {
 	wake()
 }
@@ -71,7 +72,7 @@ type Conn struct {
 	lastRead atomic.Uint32 // coarse clock, unix seconds
 
 	slot    uint32 // 1 + index in Server.conns while listed, 0 when not; under Server.connsMu
-	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard; under mu
+	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard, flHold, flSuspended, flParked; under mu
 	running bool   // a worker drains the inbox; under mu
 	done    bool   // evClosed queued; under mu
 	frame   uint8  // when the incomplete frame buffered began (frameStamp), 0: none; written under mu by the reader
@@ -87,6 +88,9 @@ const (
 	flClosing                       // close after writing what is queued
 	flAbort                         // close without flushing (slow consumer)
 	flHeard                         // packets arrived since the goodbye last looked (goaway.go)
+	flHold                          // the handler is at a batch of c's packets: their answers wake the writer once, after it
+	flSuspended                     // the handler answers the packet being handled later (Suspend)
+	flParked                        // handling waits for the resume of a Suspend
 )
 
 func (c *Conn) has(f uint8) bool { return c.oflags&f != 0 }
@@ -99,12 +103,12 @@ func (c *Conn) set(f uint8, on bool) {
 	}
 }
 
-// wakeWriter tells w that output is pending.
-func wakeWriter(w any) {
+// wakeWriter tells w, c's writer, that output is pending.
+func wakeWriter(c *Conn, w any) {
 	switch w := w.(type) {
 	case nil:
 	case gnet.Conn:
-		_ = w.Wake(nil)
+		c.srv.loop.wake(c, w)
 	case waker:
 		w.wake()
 	}
@@ -177,7 +181,7 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 		}
 		w := c.w
 		c.mu.Unlock()
-		wakeWriter(w)
+		wakeWriter(c, w)
 		return ErrSlowConsumer
 	}
 	if p != nil {
@@ -205,12 +209,16 @@ func (c *Conn) enqueue(p *packet.Packet, raw []byte) error {
 		}
 		*c.out = append(*c.out, raw...)
 	}
+	if c.has(flHold) {
+		c.mu.Unlock() // drain wakes the writer after the batch
+		return nil
+	}
 	wake := !c.has(flWakePending) && c.w != nil
 	c.set(flWakePending, true)
 	w := c.w
 	c.mu.Unlock()
 	if wake {
-		wakeWriter(w)
+		wakeWriter(c, w)
 	}
 	return nil
 }
@@ -224,11 +232,7 @@ func (c *Conn) Inject(pkts ...packet.Packet) {
 	}
 	c.lastRead.Store(uint32(c.srv.clock.Load()))
 	c.srv.stats.PacketsIn.Add(uint64(len(pkts)))
-	evs := make([]event, len(pkts))
-	for i, p := range pkts {
-		evs[i] = event{kind: evPacket, pkt: p}
-	}
-	c.push(evs...)
+	c.pushPackets(pkts)
 }
 
 // WriteRaw implements codec.Sink: bytes an asynchronous codec encoded.
@@ -276,7 +280,7 @@ func (c *Conn) closeWith(reason string, goingAway bool) {
 	w := c.w
 	c.set(flWakePending, true)
 	c.mu.Unlock()
-	wakeWriter(w)
+	wakeWriter(c, w)
 }
 
 // setWaker attaches the writer (a gnet.Conn or a waker) once the connection is
@@ -398,9 +402,43 @@ func (c *Conn) push(evs ...event) {
 	}
 }
 
+// pushPackets is push of a packet event for each of pkts, without a slice of events
+// made for the purpose.
+func (c *Conn) pushPackets(pkts []packet.Packet) {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
+	queued := 0
+	if c.inbox != nil {
+		queued = len(*c.inbox)
+	}
+	if queued+len(pkts) > maxInbox {
+		c.mu.Unlock()
+		c.Close(fmt.Sprintf("inbound queue overflow: more than %d packets waiting", maxInbox))
+		return
+	}
+	c.set(flHeard, true)
+	if c.inbox == nil {
+		c.inbox = getEvents()
+	}
+	for _, p := range pkts {
+		*c.inbox = append(*c.inbox, event{kind: evPacket, pkt: p})
+	}
+	start := !c.running
+	c.running = true
+	c.mu.Unlock()
+	if start {
+		c.srv.submit(c.drain)
+	}
+}
+
 // drain runs on a pool worker: it hands queued events to the handler in order. The
 // inbox is detached while its events are handled, so that pushes meanwhile go to a new
-// one, and returned to the pool after: an idle connection holds no queue.
+// one, and returned to the pool after: an idle connection holds no queue. What the
+// handler queues to c itself while at a batch (the answers to its packets) is written
+// with one wake after the batch rather than one each (flHold).
 func (c *Conn) drain() {
 	for {
 		c.mu.Lock()
@@ -411,7 +449,17 @@ func (c *Conn) drain() {
 			c.mu.Unlock()
 			return
 		}
+		hold := len(*batch) > 1
+		c.set(flHold, hold)
 		c.mu.Unlock()
+		l := c.srv.loop
+		if l != nil {
+			l.batchBegin()
+		}
+		var held time.Time
+		if hold {
+			held = time.Now()
+		}
 		evs := *batch
 		for i := range evs {
 			e := &evs[i]
@@ -420,13 +468,116 @@ func (c *Conn) drain() {
 				c.srv.handler.Opened(c)
 			case evPacket:
 				c.srv.handler.Packet(c, e.pkt)
+				*e = event{}
+				if c.park(batch, i+1) {
+					// Suspended: what the batch sent so far goes out now.
+					c.release()
+					if l != nil {
+						l.batchEnd()
+					}
+					return
+				}
 			case evClosed:
 				c.srv.handler.Closed(c, e.reason)
 				c.forgetRemote() // the handler was the last to ask for it
 			}
 			*e = event{}
+			if hold && i < len(evs)-1 && time.Since(held) > maxHold {
+				// A slow batch (a store that takes its time): write what it sent so far.
+				c.release()
+				if l != nil {
+					l.kick()
+				}
+				c.mu.Lock()
+				c.set(flHold, true)
+				c.mu.Unlock()
+				held = time.Now()
+			}
 		}
 		putEvents(batch)
+		c.release()
+		if l != nil {
+			l.batchEnd()
+		}
+	}
+}
+
+// Suspend pauses the handling of this connection's packets after the one being handled:
+// the handler answers that packet later, from another goroutine (a stored chat's ack,
+// from the store's callback), and no worker waits meanwhile. Packets that arrive in the
+// meantime queue as usual (bounded by maxInbox) and are handled in order after resume.
+// Call Suspend only from Handler.Packet, at most once per packet, and the returned resume
+// exactly once, from any goroutine, when the answer is queued.
+func (c *Conn) Suspend() (resume func()) {
+	c.mu.Lock()
+	c.set(flSuspended, true)
+	c.mu.Unlock()
+	return c.resume
+}
+
+// resume ends a Suspend: handling continues where it stopped, on a pool worker; when the
+// drain has not stopped yet, it just carries on.
+func (c *Conn) resume() {
+	c.mu.Lock()
+	if !c.has(flParked) {
+		c.set(flSuspended, false)
+		c.mu.Unlock()
+		return
+	}
+	c.set(flParked, false)
+	c.mu.Unlock()
+	c.srv.submit(c.drain)
+}
+
+// park is called by drain after each packet: when the handler suspended it, the events
+// of batch from next on go back to the front of the inbox, and drain stops (running stays
+// set, so that no other worker starts) until resume.
+func (c *Conn) park(batch *[]event, next int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.has(flSuspended) {
+		return false
+	}
+	c.set(flSuspended, false)
+	c.set(flParked, true)
+	evs := *batch
+	n := copy(evs, evs[next:])
+	clear(evs[n:])
+	*batch = evs[:n]
+	if c.inbox != nil {
+		*batch = append(*batch, *c.inbox...)
+		clear(*c.inbox)
+		putEvents(c.inbox)
+	}
+	if len(*batch) == 0 {
+		putEvents(batch)
+		c.inbox = nil
+		return true
+	}
+	c.inbox = batch
+	return true
+}
+
+// maxHold bounds how long a batch of packets holds back what it sends (flHold, and the
+// deferred wakes of flush.go).
+const maxHold = 200 * time.Microsecond
+
+// release ends a batch's hold on c's writer and wakes it when output is waiting.
+func (c *Conn) release() {
+	c.mu.Lock()
+	if !c.has(flHold) {
+		c.mu.Unlock()
+		return
+	}
+	c.set(flHold, false)
+	wake := c.out != nil && len(*c.out) > 0 && !c.has(flWakePending) && c.w != nil
+	if wake {
+		c.set(flWakePending, true)
+	}
+	w := c.w
+	c.mu.Unlock()
+	if wake {
+		wakeWriter(c, w)
 	}
 }
 

@@ -440,3 +440,72 @@ func TestStreamSlowConsumerDisconnect(t *testing.T) {
 	}
 	<-served
 }
+
+// A packet the handler suspends is answered later from another goroutine: the handler gets
+// no further call for the connection until the hold is released (whether the resume
+// comes before or after the drain stops), and every packet and the close still come in
+// order, once.
+func TestSuspendParksConnection(t *testing.T) {
+	h := newRecorder()
+	s := testServer(t, h, config.Limits{})
+	c := testConn(t, s, ProtoTCP)
+	var held atomic.Bool // a hold is pending
+	var violations atomic.Int32
+	h.onPkt = func(c *Conn, p packet.Packet) {
+		if held.Load() {
+			violations.Add(1)
+		}
+		var n int
+		if _, err := fmt.Sscanf(string(p.Body), `{"n":%d}`, &n); err != nil {
+			t.Errorf("packet %q: %v", p.Body, err)
+			return
+		}
+		if n%3 != 0 {
+			return
+		}
+		release := c.Suspend()
+		held.Store(true)
+		later := func() {
+			held.Store(false)
+			release()
+		}
+		switch n % 4 {
+		case 0:
+			later() // released before the drain looks: it carries on
+		default:
+			go func() {
+				time.Sleep(time.Duration(n%5) * 100 * time.Microsecond)
+				later()
+			}()
+		}
+	}
+	const n = 3000
+	want := []string{"open"}
+	for i := 0; i < n; i += 4 {
+		k := min(4, n-i)
+		ps := make([]packet.Packet, k)
+		for j := range ps {
+			ps[j] = chatPkt(i + j)
+			want = append(want, fmt.Sprintf(`{"n":%d}`, i+j))
+		}
+		c.Inject(ps...)
+	}
+	s.finished(c, "peer closed the connection")
+	h.waitClosed(t)
+	got := h.recorded()
+	want = append(want, "closed")
+	if len(got) != len(want) {
+		t.Fatalf("handler got %d calls, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("call %d is %s, want %s", i, got[i], want[i])
+		}
+	}
+	if v := violations.Load(); v != 0 {
+		t.Fatalf("the handler was called %d times while a packet was held", v)
+	}
+	if h.overlap.Load() {
+		t.Fatal("handler calls for one connection overlapped")
+	}
+}

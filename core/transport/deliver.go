@@ -12,11 +12,7 @@ func (c *Conn) deliverDecoded(d *codec.Decoded) {
 		return
 	}
 	c.srv.stats.PacketsIn.Add(uint64(len(d.Packets)))
-	evs := make([]event, len(d.Packets))
-	for i, p := range d.Packets {
-		evs[i] = event{kind: evPacket, pkt: p}
-	}
-	c.push(evs...)
+	c.pushPackets(d.Packets)
 }
 
 // protocolError answers a protocol error when it can (write is the raw writer), records

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -28,6 +29,10 @@ type loop struct {
 	bootOnce sync.Once
 	stopped  chan error
 	decoded  sync.Pool
+
+	flushers   atomic.Pointer[[]*flusher] // one per event loop (flush.go)
+	flushersMu sync.Mutex
+	batches    atomic.Int32 // batches of packets the handler is at (flush.go)
 }
 
 var _ gnet.EventHandler = (*loop)(nil)
@@ -144,6 +149,12 @@ func (l *loop) OnTraffic(gc gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 	}
+	return l.flushOut(c, gc)
+}
+
+// flushOut writes what is queued to c (one write for all of it), on gc's event loop, and
+// says whether gc is to be closed.
+func (l *loop) flushOut(c *Conn, gc gnet.Conn) gnet.Action {
 	buf, closing, abort := c.takeOut()
 	if abort {
 		l.srv.log.Warn("connection dropped", "conn", c.id, "proto", c.Protocol(), "remote", c.RemoteAddr(), "reason", c.closeReason())

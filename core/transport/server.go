@@ -158,6 +158,9 @@ func (s *Server) TLSEnabled() bool { return s.cert.Load() != nil }
 // HTTP server.
 func (s *Server) HTTPListener() net.Listener { return s.http }
 
+// Go runs f on the worker pool (in place when the pool is closed).
+func (s *Server) Go(f func()) { s.submit(f) }
+
 func (s *Server) submit(f func()) {
 	if err := s.pool.Submit(f); err != nil {
 		// The pool is closed (shutting down) or cannot take work: run in place so that

@@ -24,6 +24,7 @@ var exported = map[string]string{
 	"timgw_hook_failures_total":             "counter",
 	"timgw_storage_append_seconds":          "histogram",
 	"timgw_storage_batch_size":              "histogram",
+	"timgw_storage_batch_seconds":           "histogram",
 	"timgw_storage_errors_total":            "counter",
 	"timgw_plugin_restarts_total":           "counter",
 	"timgw_plugin_state":                    "gauge",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -20,11 +21,16 @@ type ClientOptions struct {
 	// MaxBatchBytes bounds a batch's encoded size (default 4 MiB; a single larger chat
 	// still goes, alone).
 	MaxBatchBytes int
-	// MaxInflight is how many batches may await their result at once (default 4): while
-	// they do, new chats gather into the next batch.
+	// MaxInflight is how many batches may await their result at once (default 16):
+	// beyond that, new chats gather into the next batch. A batch is sent as soon as the
+	// stream may (no timer); the plugin merges what reaches it during a commit.
 	MaxInflight int
 	// OnBatch, when set, is told the number of chats of each batch sent (metrics).
 	OnBatch func(n int)
+	// OnBatchDone, when set, is told the round trip of each answered batch: from its
+	// send to its result (the plugin's commit included), which, against a chat's whole
+	// time to be stored, shows how long chats queue before they are sent (metrics).
+	OnBatchDone func(d time.Duration)
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -35,7 +41,7 @@ func (o ClientOptions) withDefaults() ClientOptions {
 		o.MaxBatchBytes = 4 << 20
 	}
 	if o.MaxInflight <= 0 {
-		o.MaxInflight = 4
+		o.MaxInflight = 16
 	}
 	return o
 }
@@ -97,70 +103,69 @@ func (c *Client) Shared() bool { return c.shared.Load() }
 // it is durable. An error wrapping ErrUnavailable means the outcome is unknown: the chat
 // may or may not be stored (a resend with the same from and id is safe).
 func (c *Client) AppendOne(ctx context.Context, r *pb.AppendRequest) (*pb.AppendResult, error) {
-	ws, cl, err := c.enqueue(ctx, r)
-	if err != nil {
-		return nil, err
+	type result struct {
+		res *pb.AppendResult
+		err error
 	}
-	return ws.wait(ctx, cl)
-}
-
-// enqueue queues r on the write stream.
-func (c *Client) enqueue(ctx context.Context, r *pb.AppendRequest) (*writeStream, *call, error) {
-	ws, err := c.stream()
-	if err != nil {
-		return nil, nil, err
-	}
-	cl := &call{req: r, size: proto.Size(r), done: make(chan struct{})}
+	ch := make(chan result, 1)
+	c.AppendAsync(r, 0, func(res *pb.AppendResult, err error) { ch <- result{res, err} })
 	select {
-	case ws.queue <- cl:
-		return ws, cl, nil
-	case <-ws.done:
-		return nil, nil, ws.err
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("storage append: %w", ctx.Err())
-	}
-}
-
-// wait waits for the result of a queued call.
-func (ws *writeStream) wait(ctx context.Context, cl *call) (*pb.AppendResult, error) {
-	select {
-	case <-cl.done:
-		return cl.res, cl.err
-	case <-ws.done:
-		select {
-		case <-cl.done:
-			return cl.res, cl.err
-		default:
-			return nil, ws.err
-		}
+	case x := <-ch:
+		return x.res, x.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("storage append: %w", ctx.Err())
 	}
+}
+
+// AppendDone receives the outcome of AppendAsync: the result once the chat is durable, or
+// an error. An error wrapping ErrUnavailable or context.DeadlineExceeded means the outcome is unknown
+// (the chat may be stored: a resend with the same from and id is safe); one that wraps
+// neither is the plugin's refusal of this chat (res.Error says why).
+type AppendDone func(res *pb.AppendResult, err error)
+
+// AppendAsync queues r on the shared write stream and returns at once; nobody waits for
+// the plugin. done is called exactly once: from the stream's receiving goroutine when the
+// plugin answers (so it must be short and must not block: hand long work to a pool), or
+// from the caller's goroutine, before AppendAsync returns, when the stream cannot be
+// opened. With timeout > 0, done gets an error wrapping context.DeadlineExceeded when no answer came in
+// that time (checked every timeoutTick); a later answer is then dropped.
+func (c *Client) AppendAsync(r *pb.AppendRequest, timeout time.Duration, done AppendDone) {
+	ws, err := c.stream()
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	cl := &call{req: r, size: proto.Size(r), done: done}
+	if timeout > 0 {
+		cl.deadline = time.Now().Add(timeout).UnixNano()
+	}
+	ws.enqueue(cl)
 }
 
 // Append implements Backend: it queues the requests on the write stream in order and
 // waits for all. A chat the plugin refused has its result's Error set; an error means
 // the call failed (some of the chats may be stored: resending them is safe).
 func (c *Client) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.AppendResult, error) {
-	type queued struct {
-		ws *writeStream
-		cl *call
+	type result struct {
+		i   int
+		res *pb.AppendResult
+		err error
 	}
-	q := make([]queued, 0, len(reqs))
-	for _, r := range reqs {
-		ws, cl, err := c.enqueue(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		q = append(q, queued{ws, cl})
+	ch := make(chan result, len(reqs))
+	for i, r := range reqs {
+		c.AppendAsync(r, 0, func(res *pb.AppendResult, err error) { ch <- result{i, res, err} })
 	}
 	out := make([]*pb.AppendResult, len(reqs))
-	for i, x := range q {
-		res, err := x.ws.wait(ctx, x.cl)
-		if err != nil && (res == nil || res.Error == "") {
-			return nil, err
+	for range reqs {
+		select {
+		case x := <-ch:
+			if x.err != nil && (x.res == nil || x.res.Error == "") {
+				return nil, x.err
+			}
+			out[x.i] = x.res
+		case <-ctx.Done():
+			return nil, fmt.Errorf("storage append: %w", ctx.Err())
 		}
-		out[i] = res
 	}
 	return out, nil
 }
@@ -249,180 +254,4 @@ func (c *Client) PutUser(ctx context.Context, r *pb.PutUserRequest) (*pb.PutUser
 func (c *Client) ListUsers(ctx context.Context, r *pb.ListRequest) (*pb.ListUsersResponse, error) {
 	res, err := c.rpc.ListUsers(ctx, r, CallOptions()...)
 	return res, fromStatus("list users", err)
-}
-
-// call is one chat waiting for its result.
-type call struct {
-	req  *pb.AppendRequest
-	size int
-	res  *pb.AppendResult
-	err  error
-	done chan struct{}
-}
-
-func (c *call) finish(res *pb.AppendResult, err error) {
-	c.res, c.err = res, err
-	close(c.done)
-}
-
-// batch is a group of calls sent as one AppendBatch.
-type batch struct {
-	id    uint64
-	calls []*call
-}
-
-// writeStream is one Append stream with its sender and receiver goroutines.
-type writeStream struct {
-	st     grpc.BidiStreamingClient[pb.AppendBatch, pb.AppendBatchResult]
-	cancel context.CancelFunc
-	opts   ClientOptions
-
-	queue chan *call    // chats waiting to be batched
-	slots chan struct{} // one token per batch in flight
-	fifo  chan *batch   // batches in flight, in send order
-	done  chan struct{} // closed when the stream broke
-	once  sync.Once
-	err   error // set before done is closed
-	isBad atomic.Bool
-}
-
-func newWriteStream(st grpc.BidiStreamingClient[pb.AppendBatch, pb.AppendBatchResult], cancel context.CancelFunc, o ClientOptions) *writeStream {
-	ws := &writeStream{
-		st: st, cancel: cancel, opts: o,
-		queue: make(chan *call, 4*o.MaxBatch),
-		slots: make(chan struct{}, o.MaxInflight),
-		fifo:  make(chan *batch, o.MaxInflight),
-		done:  make(chan struct{}),
-	}
-	go ws.send()
-	go ws.recv()
-	return ws
-}
-
-func (ws *writeStream) broken() bool { return ws.isBad.Load() }
-
-// fail breaks the stream: every call in flight or queued fails with ErrUnavailable.
-func (ws *writeStream) fail(cause error) {
-	ws.once.Do(func() {
-		ws.err = fmt.Errorf("storage append: stream broken: %v: %w", cause, ErrUnavailable)
-		ws.isBad.Store(true)
-		close(ws.done)
-		ws.cancel()
-	})
-	for {
-		select {
-		case b := <-ws.fifo:
-			for _, c := range b.calls {
-				c.finish(nil, ws.err)
-			}
-		case c := <-ws.queue:
-			c.finish(nil, ws.err)
-		default:
-			return
-		}
-	}
-}
-
-// send gathers queued calls into batches and sends them, at most MaxInflight at a time.
-func (ws *writeStream) send() {
-	var id uint64
-	for {
-		var first *call
-		select {
-		case first = <-ws.queue:
-		case <-ws.done:
-			return
-		}
-		select {
-		case ws.slots <- struct{}{}:
-		case <-ws.done:
-			first.finish(nil, ws.err)
-			ws.fail(nil)
-			return
-		}
-		// While waiting for a slot more calls queued: take them along.
-		b := &batch{calls: []*call{first}}
-		size := first.size
-	gather:
-		for len(b.calls) < ws.opts.MaxBatch {
-			select {
-			case c := <-ws.queue:
-				if size+c.size > ws.opts.MaxBatchBytes {
-					// Too big to join: it opens the next batch.
-					ws.flush(&id, b)
-					b, size = &batch{calls: []*call{c}}, c.size
-					select {
-					case ws.slots <- struct{}{}:
-					case <-ws.done:
-						c.finish(nil, ws.err)
-						ws.fail(nil)
-						return
-					}
-					continue
-				}
-				b.calls = append(b.calls, c)
-				size += c.size
-			default:
-				break gather
-			}
-		}
-		if !ws.flush(&id, b) {
-			return
-		}
-	}
-}
-
-// flush sends batch b; false when the stream broke.
-func (ws *writeStream) flush(id *uint64, b *batch) bool {
-	*id++
-	b.id = *id
-	msg := &pb.AppendBatch{Batch: b.id, Requests: make([]*pb.AppendRequest, len(b.calls))}
-	for i, c := range b.calls {
-		msg.Requests[i] = c.req
-	}
-	ws.fifo <- b // cannot block: a slot is held for it
-	if ws.opts.OnBatch != nil {
-		ws.opts.OnBatch(len(b.calls))
-	}
-	if err := ws.st.Send(msg); err != nil {
-		ws.fail(err)
-		return false
-	}
-	return true
-}
-
-// recv hands results to the calls of the batches in flight.
-func (ws *writeStream) recv() {
-	for {
-		res, err := ws.st.Recv()
-		if err != nil {
-			ws.fail(err)
-			return
-		}
-		var b *batch
-		select {
-		case b = <-ws.fifo:
-		default:
-		}
-		if b == nil || b.id != res.Batch || (res.Error == "" && len(res.Results) != len(b.calls)) {
-			if b != nil {
-				for _, c := range b.calls {
-					c.finish(nil, fmt.Errorf("storage append: plugin answered batch %d out of order: %w", res.Batch, ErrUnavailable))
-				}
-			}
-			ws.fail(fmt.Errorf("result for batch %d does not match what was sent", res.Batch))
-			return
-		}
-		for i, c := range b.calls {
-			switch {
-			case res.Error != "":
-				c.finish(nil, fmt.Errorf("storage append: %s: %w", res.Error, ErrUnavailable))
-			case res.Results[i].Error != "":
-				c.finish(res.Results[i], fmt.Errorf("storage append: %s", res.Results[i].Error))
-			default:
-				c.finish(res.Results[i], nil)
-			}
-		}
-		<-ws.slots
-	}
 }
