@@ -136,8 +136,10 @@ func (s *Store) SetCursor(ctx context.Context, req *pb.SetCursorRequest) (*pb.Se
 		return res, nil
 	}
 	// A group's chats delivered by receipt are never pulled (readfanout.go): the mark
-	// first, so that a pull after the entries below are removed does not bring them back.
+	// first, so that a pull after the entries below are removed does not bring them back,
+	// and not while this process pulls for the user (one that read the older mark would).
 	if g, _, _, err := storage.ParseConv(req.Conv); err == nil && g != "" {
+		defer s.rf.lockUser(req.User)()
 		if err := s.raiseMark(ctx, inboxID(g, req.User), c.Delivered); err != nil {
 			return nil, fmt.Errorf("storage-mongo: set cursor: %w", err)
 		}
