@@ -60,6 +60,7 @@ type Store struct {
 	members  *mongo.Collection
 	users    *mongo.Collection
 	timeout  time.Duration
+	rf       rfGroups // groups flagged read fan-out by this process (readfanout.go)
 }
 
 var _ storage.Backend = (*Store)(nil)
@@ -86,7 +87,8 @@ type msgDoc struct {
 	Kind       int32  `bson:"kind"`
 	RecallID   string `bson:"rid,omitempty"`
 	RecallSeq  int64  `bson:"rseq,omitempty"`
-	Inboxed    bool   `bson:"ib"` // its inbox entries are written
+	Inboxed    bool   `bson:"ib"`           // its inbox entries are written
+	ReadFanout bool   `bson:"rf,omitempty"` // a read fan-out chat: pulled into inboxes (readfanout.go)
 }
 
 // inboxDoc is a document of the inbox collection.
@@ -112,14 +114,16 @@ func toDoc(m *pb.Message) *msgDoc {
 	return &msgDoc{ID: docID(m.Conv, m.Seq), Conv: m.Conv, Seq: m.Seq, MID: m.Id, From: m.From, To: m.To,
 		GroupID: m.GroupId, ChatType: m.ChatType, MsgType: m.MsgType, CreateTime: m.CreateTime,
 		ServerTime: m.ServerTime, Content: m.Content, Extras: m.Extras, Recalled: m.Recalled,
-		RecallTime: m.RecallTime, RecalledBy: m.RecalledBy, Kind: m.Kind, RecallID: m.RecallId, RecallSeq: m.RecallSeq}
+		RecallTime: m.RecallTime, RecalledBy: m.RecalledBy, Kind: m.Kind, RecallID: m.RecallId, RecallSeq: m.RecallSeq,
+		ReadFanout: m.ReadFanout}
 }
 
 func (d *msgDoc) message() *pb.Message {
 	return &pb.Message{Conv: d.Conv, Seq: d.Seq, Id: d.MID, From: d.From, To: d.To, GroupId: d.GroupID,
 		ChatType: d.ChatType, MsgType: d.MsgType, CreateTime: d.CreateTime, ServerTime: d.ServerTime,
 		Content: d.Content, Extras: d.Extras, Recalled: d.Recalled, RecallTime: d.RecallTime,
-		RecalledBy: d.RecalledBy, Kind: d.Kind, RecallId: d.RecallID, RecallSeq: d.RecallSeq}
+		RecalledBy: d.RecalledBy, Kind: d.Kind, RecallId: d.RecallID, RecallSeq: d.RecallSeq,
+		ReadFanout: d.ReadFanout}
 }
 
 // Open implements storage.Backend: it connects, checks the server answers, and creates
@@ -166,9 +170,14 @@ func (s *Store) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.ensureReadFanoutIndexes(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	// Every plugin process opened on this database sees one store: seqs are claimed with
-	// unique _ids and dedup keys are unique (seq.go), so gateways may share it.
-	return &pb.OpenResponse{Name: Name, Version: Version, Shared: true}, nil
+	// unique _ids and dedup keys are unique (seq.go), so gateways may share it. Large
+	// groups' chats are pulled into inboxes when read (readfanout.go).
+	return &pb.OpenResponse{Name: Name, Version: Version, Shared: true, ReadFanout: true}, nil
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
@@ -205,7 +214,10 @@ func (s *Store) Close() error {
 }
 
 // Drop removes the store's database (tests).
-func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
+func (s *Store) Drop(ctx context.Context) error {
+	s.rf.m.Clear() // the groups' read fan-out flags go with the database
+	return s.db.Drop(ctx)
+}
 
 func (s *Store) opened() error {
 	if s.client == nil {
@@ -361,7 +373,7 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 		if d := stored[keys[i]]; d != nil {
 			out[i] = &pb.AppendResult{Seq: d.Seq, ServerTime: d.ServerTime, CreateTime: d.CreateTime, Duplicate: true}
 			if !d.Inboxed {
-				dupDocs, dupReceivers = append(dupDocs, d), append(dupReceivers, r.Receivers)
+				dupDocs, dupReceivers = append(dupDocs, d), append(dupReceivers, receiversOf(r))
 				d.Inboxed = true // once per batch
 			}
 			continue
@@ -373,8 +385,13 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 		m := r.Message
 		d := &msgDoc{DK: keys[i], Conv: m.Conv, MID: m.Id, From: m.From, To: m.To, GroupID: m.GroupId,
 			ChatType: m.ChatType, MsgType: m.MsgType, CreateTime: m.CreateTime, ServerTime: m.ServerTime,
-			Content: m.Content, Extras: m.Extras, Kind: storage.KindChat}
-		fresh, freshReceivers = append(fresh, d), append(freshReceivers, r.Receivers)
+			Content: m.Content, Extras: m.Extras, Kind: storage.KindChat, ReadFanout: m.ReadFanout}
+		fresh, freshReceivers = append(fresh, d), append(freshReceivers, receiversOf(r))
+	}
+	// The groups of read fan-out chats are flagged before the chats exist, so that a pull
+	// never misses a stored chat (readfanout.go).
+	if err := s.flagReadFanout(ctx, fresh); err != nil {
+		return nil, fmt.Errorf("storage-mongo: append: %w", err)
 	}
 	// Claim the seqs by inserting the chats (seq.go); chats another gateway's process
 	// stored since the lookup above come back as duplicates.
@@ -426,6 +443,15 @@ func (s *Store) Append(ctx context.Context, reqs []*pb.AppendRequest) ([]*pb.App
 	return out, nil
 }
 
+// receiversOf returns the users that get an inbox entry of r's chat at Append: none for a
+// read fan-out chat (its receivers are ignored: members pull it).
+func receiversOf(r *pb.AppendRequest) []string {
+	if r.Message.ReadFanout {
+		return nil
+	}
+	return r.Receivers
+}
+
 // loadRefs loads messages by _id.
 func (s *Store) loadRefs(ctx context.Context, refs []string) (map[string]*msgDoc, error) {
 	out := make(map[string]*msgDoc, len(refs))
@@ -453,6 +479,10 @@ func (s *Store) Inbox(ctx context.Context, req *pb.InboxRequest) (*pb.InboxRespo
 	}
 	if req.User == "" {
 		return nil, fmt.Errorf("storage-mongo: inbox: empty user: %w", storage.ErrInvalid)
+	}
+	// The read fan-out chats of the user's groups become entries first (readfanout.go).
+	if err := s.pull(ctx, req.User); err != nil {
+		return nil, fmt.Errorf("storage-mongo: inbox of %s: %w", req.User, err)
 	}
 	filter := bson.D{{Key: "user", Value: req.User}, {Key: "cur", Value: bson.D{{Key: "$gt", Value: max(req.After, 0)}}}}
 	if req.Conv != "" {
@@ -685,10 +715,17 @@ func (s *Store) JoinGroup(ctx context.Context, req *pb.JoinGroupRequest) (*pb.Jo
 	if _, err := s.groups.UpdateOne(ctx, bson.D{{Key: "_id", Value: req.GroupId}}, update, options.UpdateOne().SetUpsert(true)); err != nil {
 		return nil, fmt.Errorf("storage-mongo: join group %s: %w", req.GroupId, err)
 	}
+	// A new member's pulled mark starts at the group's last seq (its join seq): it pulls
+	// no read fan-out chat from before it joined. A member already there keeps its
+	// document (the insert is refused as a duplicate), so joining again changes nothing.
+	js, err := s.joinSeq(ctx, req.GroupId)
+	if err != nil {
+		return nil, fmt.Errorf("storage-mongo: join group %s: %w", req.GroupId, err)
+	}
 	var docs []any
 	for _, m := range req.Members {
 		if m != "" {
-			docs = append(docs, bson.D{{Key: "_id", Value: inboxID(req.GroupId, m)}, {Key: "g", Value: req.GroupId}, {Key: "u", Value: m}})
+			docs = append(docs, &memberDoc{ID: inboxID(req.GroupId, m), Group: req.GroupId, User: m, Pulled: js})
 		}
 	}
 	if len(docs) > 0 {

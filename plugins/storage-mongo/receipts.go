@@ -103,10 +103,16 @@ func (s *Store) putHead(ctx context.Context, d *msgDoc) error {
 func (s *Store) raiseCursor(ctx context.Context, user, conv string, delivered, read int64) (*pb.Cursor, error) {
 	c := storage.RaiseCursor(nil, delivered, read)
 	var doc cursorDoc
-	err := s.cursorsColl().FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: inboxID(user, conv)}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "d", Value: c.Delivered}, {Key: "r", Value: c.Read}}},
-			{Key: "$set", Value: bson.D{{Key: "u", Value: user}, {Key: "c", Value: conv}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&doc)
+	raise := func() error {
+		return s.cursorsColl().FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: inboxID(user, conv)}},
+			bson.D{{Key: "$max", Value: bson.D{{Key: "d", Value: c.Delivered}, {Key: "r", Value: c.Read}}},
+				{Key: "$set", Value: bson.D{{Key: "u", Value: user}, {Key: "c", Value: conv}}}},
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&doc)
+	}
+	err := raise()
+	if mongo.IsDuplicateKeyError(err) { // another process created the document meanwhile: update it
+		err = raise()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cursor of %s in %s: %w", user, conv, err)
 	}
@@ -128,6 +134,15 @@ func (s *Store) SetCursor(ctx context.Context, req *pb.SetCursorRequest) (*pb.Se
 	res := &pb.SetCursorResponse{Cursor: c}
 	if max(req.Delivered, req.Read) == 0 || c.Delivered == 0 {
 		return res, nil
+	}
+	// A group's chats delivered by receipt are never pulled (readfanout.go): the mark
+	// first, so that a pull after the entries below are removed does not bring them back,
+	// and not while this process pulls for the user (one that read the older mark would).
+	if g, _, _, err := storage.ParseConv(req.Conv); err == nil && g != "" {
+		defer s.rf.lockUser(req.User)()
+		if err := s.raiseMark(ctx, inboxID(g, req.User), c.Delivered); err != nil {
+			return nil, fmt.Errorf("storage-mongo: set cursor: %w", err)
+		}
 	}
 	// Entries of the conversation up to the delivered seq: refs are conv#seq with a
 	// fixed-width seq, so they compare as seqs.

@@ -132,6 +132,9 @@ func (s *Store) erase(ctx context.Context, user string) (*pb.EraseUserResponse, 
 	if _, err := s.users.DeleteOne(ctx, bson.D{{Key: "_id", Value: user}}); err != nil {
 		return nil, fmt.Errorf("user record: %w", err)
 	}
+	if _, err := s.pullsColl().DeleteOne(ctx, bson.D{{Key: "_id", Value: user}}); err != nil { // a lock left by a crash
+		return nil, fmt.Errorf("pull lock: %w", err)
+	}
 	m, err := s.members.DeleteMany(ctx, bson.D{{Key: "u", Value: user}})
 	if err != nil {
 		return nil, fmt.Errorf("memberships: %w", err)
