@@ -86,7 +86,7 @@ log:
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		testReadFanoutOffline(t, path, false) // read fan-out or not: the same behaviour
+		testReadFanoutOffline(t, path, true) // the mongo plugin does read fan-out too
 	})
 }
 
