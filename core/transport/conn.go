@@ -525,6 +525,12 @@ func (c *Conn) resume() {
 		return
 	}
 	c.set(flParked, false)
+	if c.inbox == nil {
+		// Nothing arrived meanwhile: no worker needed (the next push starts one).
+		c.running = false
+		c.mu.Unlock()
+		return
+	}
 	c.mu.Unlock()
 	c.srv.submit(c.drain)
 }
