@@ -730,14 +730,7 @@ func (r *chatRun) sendLoop(mine []*pair, wake chan struct{}) {
 				continue
 			}
 			now := r.now()
-			buf = buf[:0]
-			for range n {
-				p.seq++
-				body = appendChat(body[:0], p.to, now, p.seq, o.size)
-				buf = appendFrame(buf, o.proto, packet.CmdChatReq, body)
-			}
-			p.inflight.Add(n)
-			p.sentAt(now, n)
+			buf, body = p.frames(buf[:0], body, n, now, o.size, o.proto)
 			if _, err := p.send.Write(buf); err != nil {
 				if !r.stopping.Load() {
 					r.fail(fmt.Errorf("send: %w", err))
@@ -766,6 +759,19 @@ var contentKey = []byte(`"content":"t=`)
 // appendChat appends the body of a private chat to `to` whose content carries the send
 // time (monotonic ns since the run's epoch) and the sender's sequence number (so that no
 // two chats are identical), padded to size bytes.
+// frames appends to buf the frames of p's next n chats, sent at now (body is scratch
+// space), and counts them in flight.
+func (p *pair) frames(buf, body []byte, n, now int64, size int, proto string) ([]byte, []byte) {
+	for range n {
+		p.seq++
+		body = appendChat(body[:0], p.to, now, p.seq, size)
+		buf = appendFrame(buf, proto, packet.CmdChatReq, body)
+	}
+	p.inflight.Add(n)
+	p.sentAt(now, n)
+	return buf, body
+}
+
 func appendChat(dst []byte, to string, sentNs, seq int64, size int) []byte {
 	dst = append(dst, `{"cmd":11,"chatType":2,"msgType":0,"to":"`...)
 	dst = append(dst, to...)

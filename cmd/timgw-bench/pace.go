@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"time"
-
-	"github.com/timgw/timgw/core/packet"
 )
 
 // pacer counts the chats an open-loop sender owes at a fixed rate. It has no clock of its
@@ -97,14 +95,7 @@ func (r *chatRun) sendPaced(g int, mine []*pair, rate int64) {
 	send := func(i int, n int64) bool {
 		p := mine[i]
 		now := r.now()
-		buf = buf[:0]
-		for range n {
-			p.seq++
-			body = appendChat(body[:0], p.to, now, p.seq, o.size)
-			buf = appendFrame(buf, o.proto, packet.CmdChatReq, body)
-		}
-		p.inflight.Add(n)
-		p.sentAt(now, n)
+		buf, body = p.frames(buf[:0], body, n, now, o.size, o.proto)
 		if _, err := p.send.Write(buf); err != nil {
 			if !r.stopping.Load() {
 				r.fail(fmt.Errorf("send: %w", err))
