@@ -368,18 +368,7 @@ const maxInbox = 8192
 
 // push queues events for the handler and makes sure a worker drains them.
 func (c *Conn) push(evs ...event) {
-	c.mu.Lock()
-	if c.done {
-		c.mu.Unlock()
-		return
-	}
-	queued := 0
-	if c.inbox != nil {
-		queued = len(*c.inbox)
-	}
-	if queued+len(evs) > maxInbox && evs[0].kind == evPacket {
-		c.mu.Unlock()
-		c.Close(fmt.Sprintf("inbound queue overflow: more than %d packets waiting", maxInbox))
+	if !c.lockRoom(len(evs), evs[0].kind == evPacket) {
 		return
 	}
 	for _, e := range evs {
@@ -387,45 +376,52 @@ func (c *Conn) push(evs ...event) {
 			c.done = true
 		}
 	}
-	if evs[0].kind == evPacket {
-		c.set(flHeard, true)
-	}
-	if c.inbox == nil {
-		c.inbox = getEvents()
-	}
 	*c.inbox = append(*c.inbox, evs...)
-	start := !c.running
-	c.running = true
-	c.mu.Unlock()
-	if start {
-		c.srv.submit(c.drain)
-	}
+	c.unlockStart()
 }
 
 // pushPackets is push of a packet event for each of pkts, without a slice of events
 // made for the purpose.
 func (c *Conn) pushPackets(pkts []packet.Packet) {
-	c.mu.Lock()
-	if c.done {
-		c.mu.Unlock()
+	if !c.lockRoom(len(pkts), true) {
 		return
-	}
-	queued := 0
-	if c.inbox != nil {
-		queued = len(*c.inbox)
-	}
-	if queued+len(pkts) > maxInbox {
-		c.mu.Unlock()
-		c.Close(fmt.Sprintf("inbound queue overflow: more than %d packets waiting", maxInbox))
-		return
-	}
-	c.set(flHeard, true)
-	if c.inbox == nil {
-		c.inbox = getEvents()
 	}
 	for _, p := range pkts {
 		*c.inbox = append(*c.inbox, event{kind: evPacket, pkt: p})
 	}
+	c.unlockStart()
+}
+
+// lockRoom locks c to queue n events (packets: they are packets) into its inbox, which
+// it makes sure exists. It returns false, with c unlocked, when c takes no more events
+// or n more packets would overflow its inbox (c is then closed).
+func (c *Conn) lockRoom(n int, packets bool) bool {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return false
+	}
+	if packets {
+		queued := 0
+		if c.inbox != nil {
+			queued = len(*c.inbox)
+		}
+		if queued+n > maxInbox {
+			c.mu.Unlock()
+			c.Close(fmt.Sprintf("inbound queue overflow: more than %d packets waiting", maxInbox))
+			return false
+		}
+		c.set(flHeard, true)
+	}
+	if c.inbox == nil {
+		c.inbox = getEvents()
+	}
+	return true
+}
+
+// unlockStart unlocks c after events were queued and starts a worker when none drains
+// c.
+func (c *Conn) unlockStart() {
 	start := !c.running
 	c.running = true
 	c.mu.Unlock()
