@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -66,26 +65,7 @@ func TestReadFanoutOffline(t *testing.T) {
 		uri := mongoURI(t)
 		db := fmt.Sprintf("timgwit_readfanout_%d_%d", os.Getpid(), idSeq.Add(1))
 		t.Cleanup(func() { dropDatabase(t, uri, db) })
-		cfg := fmt.Sprintf(`listen: "127.0.0.1:0"
-auth:
-  mode: open
-api:
-  keys: [%q]
-storage:
-  plugin: mongo
-  mongo:
-    uri: %q
-    database: %q
-  read_fanout_members: 3
-%shooks:
-  enabled: false
-log:
-  level: debug
-`, testAPIKey, uri, db, adminSection)
-		path := filepath.Join(t.TempDir(), "timgw.yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := mongoStorageConfig(t, uri, db, "  read_fanout_members: 3\n"+adminSection)
 		testReadFanoutOffline(t, path, true) // the mongo plugin does read fan-out too
 	})
 }
