@@ -106,9 +106,13 @@ func chatAckPacket(res router.Result) packet.Packet {
 // chat runs the message hook on a chat from sender and routes what it lets through. It
 // returns the result for the sender.
 func (g *Gateway) chat(ctx context.Context, from router.Sender, t session.Transport, m *packet.Chat) router.Result {
+	return g.chatReply(ctx, from, m, g.messageHook(ctx, from, t, m))
+}
+
+// messageHook sets the chat's sender and runs the message hook on it.
+func (g *Gateway) messageHook(ctx context.Context, from router.Sender, t session.Transport, m *packet.Chat) hook.MessageReply {
 	m.From = packet.Str(from.UserID)
-	rep := g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
-	return g.chatReply(ctx, from, m, rep)
+	return g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
 }
 
 // suspender is a connection whose packet handling can pause while the answer to one
@@ -124,9 +128,7 @@ type suspender interface {
 // the worker goes back to the pool at once, and the connection's next packet is handled
 // after the ack, in order. Otherwise the chat is answered before chatConn returns.
 func (g *Gateway) chatConn(ctx context.Context, c Conn, from router.Sender, m *packet.Chat) {
-	m.From = packet.Str(from.UserID)
-	t := c.Transport()
-	rep := g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
+	rep := g.messageHook(ctx, from, c.Transport(), m)
 	h, ok := c.(suspender)
 	if !ok || !g.router.Async() || rep.Action != hook.MessagePass || len(rep.Sends) > 0 {
 		g.send(c, chatAckPacket(g.chatReply(ctx, from, m, rep)))

@@ -145,17 +145,14 @@ func (r *Router) Async() bool {
 // before delivery, done is called before RouteAsync returns. done is called exactly once
 // and must not block; chat must stay untouched until then.
 func (r *Router) RouteAsync(ctx context.Context, from Sender, chat *packet.Chat, also []string, done func(Result)) {
+	a, async := r.deliver.(AsyncDeliverer)
+	if !async {
+		done(r.RouteAlso(ctx, from, chat, also))
+		return
+	}
 	start := time.Now()
 	env, res, ok := r.prepare(from, chat, also, start.UnixMilli())
 	if !ok {
-		r.observe(res, start)
-		done(res)
-		return
-	}
-	a, async := r.deliver.(AsyncDeliverer)
-	if !async {
-		out, err := r.deliver.Deliver(ctx, env)
-		res = r.result(chat, out, err, start.UnixMilli())
 		r.observe(res, start)
 		done(res)
 		return

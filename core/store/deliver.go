@@ -112,9 +112,7 @@ func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done 
 		switch {
 		case err == nil:
 			d.metrics.appended(time.Since(start))
-			if r.Message.ReadFanout && !res.Duplicate {
-				d.metrics.readFannedOut()
-			}
+			d.countReadFanout(r, res)
 			if !d.noInline && len(env.Receivers) <= inlineMax {
 				done(d.stored(ctx, env, res, false), nil)
 				return
@@ -135,6 +133,13 @@ func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done 
 			done(router.Outcome{}, err)
 		}
 	})
+}
+
+// countReadFanout counts a chat stored by read fan-out (not a resend's answer).
+func (d *Deliverer) countReadFanout(r *pb.AppendRequest, res *pb.AppendResult) {
+	if r.Message.ReadFanout && !res.Duplicate {
+		d.metrics.readFannedOut()
+	}
 }
 
 func (d *Deliverer) run(f func()) {
@@ -189,9 +194,7 @@ func (d *Deliverer) store(ctx context.Context, req *appendReq, attempt int) (res
 			r := req.For(c)
 			res, err = c.AppendOne(ctx, r)
 			if err == nil {
-				if r.Message.ReadFanout && !res.Duplicate {
-					d.metrics.readFannedOut()
-				}
+				d.countReadFanout(r, res)
 				return res, attempt > 0, nil
 			}
 			if errors.Is(err, storage.ErrUnavailable) {
