@@ -340,7 +340,7 @@ func (s *Server) reap() {
 		case now := <-t.C:
 			s.clock.Store(now.Unix())
 			timeout, frameTimeout := s.limits().IdleTimeout, s.limits().FrameTimeout
-			cutoff := now.Add(-timeout).Unix() // compared with Conn.lastRead, unix seconds
+			cutoff := idleCutoff(now, timeout)
 			stamp := frameStamp(now.Unix())
 			idle, slow = idle[:0], slow[:0]
 			s.connsMu.Lock()
@@ -361,6 +361,15 @@ func (s *Server) reap() {
 			}
 		}
 	}
+}
+
+// idleCutoff is the oldest Conn.lastRead a connection may have at now and stay open.
+// lastRead holds the coarse clock (unix seconds, set by the previous tick), which lags
+// the real read by up to a tick and a late tick's delay: the extra second makes sure a
+// connection is never closed before it was silent for the whole timeout (it is closed
+// between timeout and about timeout+2s).
+func idleCutoff(now time.Time, timeout time.Duration) int64 {
+	return now.Add(-timeout).Unix() - 1
 }
 
 func deadline(ctx context.Context, def time.Duration) time.Time {
