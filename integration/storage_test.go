@@ -261,6 +261,7 @@ func TestStorageKillPlugin(t *testing.T) {
 	firstPid := pid
 	acked := map[string]bool{}
 	var refused []string
+	lastAcked := "" // ids sort in send order
 	read := func() {
 		p, err := a.Expect(packet.CmdChatResp, wait)
 		if err != nil {
@@ -274,6 +275,10 @@ func TestStorageKillPlugin(t *testing.T) {
 		_ = json.Unmarshal(r.Data, &ack)
 		switch r.Code {
 		case packet.StatusOK, packet.StatusOffline:
+			if ack.ID <= lastAcked {
+				t.Errorf("ack of %s after the ack of %s: acks must keep the send order", ack.ID, lastAcked)
+			}
+			lastAcked = ack.ID
 			acked[ack.ID] = true
 		case packet.StatusStorageUnavailable:
 			refused = append(refused, r.Msg)

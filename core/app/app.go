@@ -127,7 +127,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.gw = gateway.New(gateway.Options{Registry: a.reg, Router: a.router, Authenticator: authn, Logger: log, Storage: storage, Hooks: hooks, Presence: a.dir,
-		NoticeMaxMembers: cfg.Groups.NoticeMaxMembers, Events: a.webhooks, EventGroupMax: cfg.Webhooks.GroupMaxMembers})
+		NoticeMaxMembers: cfg.Groups.NoticeMaxMembers, Events: a.webhooks, EventGroupMax: cfg.Webhooks.GroupMaxMembers,
+		PipelinedChats: cfg.Limits.PipelinedChats})
 	a.membersPage.Store(int64(cfg.Groups.MembersPageSize))
 	a.srv, err = transport.New(transport.Options{Handler: transportHandler{a.gw}, Limits: cfg.Limits, Runtime: cfg.Runtime, Logger: log})
 	if err != nil {

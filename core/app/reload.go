@@ -293,6 +293,7 @@ func (a *App) coreSteps() {
 		}
 		return CommitFunc(func() []string {
 			a.srv.SetLimits(cur.Limits)
+			a.gw.SetPipelinedChats(cur.Limits.PipelinedChats)
 			a.srv.SetWorkers(cur.Runtime.Workers)
 			a.router.SetMaxContentBytes(cur.Limits.MaxContentBytes)
 			a.api.SetBodyTimeout(cur.Limits.BodyTimeout)

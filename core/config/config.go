@@ -129,6 +129,11 @@ type Limits struct {
 	// FrameTimeout bounds the time from a frame's first byte to its last (t-im TCP,
 	// WebSocket); a connection with a frame incomplete longer is closed (code 10037).
 	FrameTimeout time.Duration `yaml:"frame_timeout"`
+	// PipelinedChats is how many stored chats of one connection may be on their way to
+	// the store at once (1 to 255; 1: each waits for the previous one's answer). Their
+	// answers (cmd 12) come in the order the chats were sent; any other command waits
+	// for them.
+	PipelinedChats int `yaml:"pipelined_chats"`
 }
 
 // ConnectionBurst returns the effective ConnectionBurstPerIP.
@@ -273,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.BodyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("limits.body_timeout: must be > 0, got %s", c.Limits.BodyTimeout))
+	}
+	if c.Limits.PipelinedChats < 1 || c.Limits.PipelinedChats > 255 {
+		errs = append(errs, fmt.Errorf("limits.pipelined_chats: must be from 1 to 255, got %d", c.Limits.PipelinedChats))
 	}
 	if c.Limits.FrameTimeout < time.Second || c.Limits.FrameTimeout > 200*time.Second {
 		errs = append(errs, fmt.Errorf("limits.frame_timeout: must be from 1s to 200s, got %s", c.Limits.FrameTimeout))

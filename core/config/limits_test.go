@@ -18,6 +18,9 @@ func TestInputTimeouts(t *testing.T) {
 		{yaml: "limits: {body_timeout: 0s}", err: "limits.body_timeout: must be > 0"},
 		{yaml: "limits: {frame_timeout: 500ms}", err: "limits.frame_timeout: must be from 1s to 200s"},
 		{yaml: "limits: {frame_timeout: 5m}", err: "limits.frame_timeout: must be from 1s to 200s"},
+		{yaml: "limits: {pipelined_chats: 0}", err: "limits.pipelined_chats: must be from 1 to 255, got 0"},
+		{yaml: "limits: {pipelined_chats: 256}", err: "limits.pipelined_chats: must be from 1 to 255, got 256"},
+		{yaml: "limits: {pipelined_chats: 1}", body: 10 * time.Second, frame: 10 * time.Second},
 	}
 	for _, tc := range tests {
 		cfg, err := Parse([]byte(tc.yaml))

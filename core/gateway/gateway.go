@@ -76,6 +76,8 @@ type Options struct {
 	// EventGroupMax is the largest group whose offline members a message.offline event
 	// lists (webhooks.group_max_members). See SetEventGroupMax.
 	EventGroupMax int
+	// PipelinedChats is limits.pipelined_chats (0: 1). See SetPipelinedChats.
+	PipelinedChats int
 }
 
 // Gateway runs the t-im commands.
@@ -93,6 +95,8 @@ type Gateway struct {
 	// events receives webhook events (nil: none); eventGroupMax bounds their member lists.
 	events        Events
 	eventGroupMax atomic.Int64
+	// pipelined is how many stored chats of one connection may be on their way at once.
+	pipelined atomic.Int32
 }
 
 type authBox struct{ a Authenticator }
@@ -116,8 +120,14 @@ func New(o Options) *Gateway {
 	g.SetNoticeMaxMembers(o.NoticeMaxMembers)
 	g.events = o.Events
 	g.SetEventGroupMax(o.EventGroupMax)
+	g.SetPipelinedChats(o.PipelinedChats)
 	return g
 }
+
+// SetPipelinedChats sets how many stored chats of one connection may be on their way to
+// the store at once (limits.pipelined_chats, clamped to 1..255). Safe to call while the
+// gateway runs (config reload): connections use the new value from their next chat.
+func (g *Gateway) SetPipelinedChats(n int) { g.pipelined.Store(int32(min(max(n, 1), 255))) }
 
 // SetNoticeMaxMembers sets the largest group whose members are told of every join and
 // leave; above it those notices are not sent, so that filling or emptying a group of N
@@ -136,6 +146,9 @@ type client struct {
 	// typing is the connection's typing-signal bucket, made at its first signal: an
 	// idle connection pays one pointer for it.
 	typing *typingBucket
+	// answers orders the acks of chats answered later (pipelined), made at the
+	// connection's first: an idle connection pays one pointer for it.
+	answers *answers
 }
 
 // state returns the command layer's state of c, creating it on first use.

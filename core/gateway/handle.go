@@ -58,6 +58,13 @@ func (g *Gateway) Packet(c Conn, p packet.Packet) {
 }
 
 func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packet) {
+	if cl.answers != nil && (p.Cmd != packet.CmdChatReq || g.stopping.Load()) {
+		// Chats of this connection are on their way to the store: a query must see them
+		// stored, and every answer keeps the order of the requests.
+		if l, ok := c.(laterConn); ok && l.AfterAnswers() {
+			return
+		}
+	}
 	if g.stopping.Load() && g.refuseStopping(c, p) {
 		return
 	}
@@ -90,7 +97,7 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 	case packet.CmdChatReq:
 		var m packet.Chat
 		if g.decode(c, p, &m) && g.loggedIn(c, cl, p.Cmd) {
-			g.chatConn(ctx, c, router.Sender{UserID: cl.userID, ConnID: c.ID()}, &m)
+			g.chatConn(ctx, c, cl, router.Sender{UserID: cl.userID, ConnID: c.ID()}, &m)
 		}
 	case packet.CmdCloseReq:
 		var x packet.Close

@@ -115,30 +115,38 @@ func (g *Gateway) messageHook(ctx context.Context, from router.Sender, t session
 	return g.hooks.Message(ctx, &hook.MessageRequest{Sender: from.UserID, Protocol: t.Protocol, Addr: t.RemoteAddr, Chat: m})
 }
 
-// suspender is a connection whose packet handling can pause while the answer to one
-// packet is pending (transport.Conn): a stored chat's ack then comes from the store's
-// callback, and no worker waits for the disk.
-type suspender interface {
-	Suspend() (resume func())
-}
-
 // chatConn runs the message hook on a chat from connection c and answers it. When the
 // hook lets the chat pass as it is (no reroute, no sends) and the delivery seam completes
-// later (storage on), the connection is suspended and answered from the store's callback:
-// the worker goes back to the pool at once, and the connection's next packet is handled
-// after the ack, in order. Otherwise the chat is answered before chatConn returns.
-func (g *Gateway) chatConn(ctx context.Context, c Conn, from router.Sender, m *packet.Chat) {
+// later (storage on), the chat is pipelined: the worker goes back to the pool at once, the
+// ack comes from the store's callback, and the connection's next chats are handled
+// meanwhile (up to limits.pipelined_chats on their way). Acks keep the order the chats
+// were read (answers), whichever path each took.
+func (g *Gateway) chatConn(ctx context.Context, c Conn, cl *client, from router.Sender, m *packet.Chat) {
 	rep := g.messageHook(ctx, from, c.Transport(), m)
-	h, ok := c.(suspender)
-	if !ok || !g.router.Async() || rep.Action != hook.MessagePass || len(rep.Sends) > 0 {
+	async := g.router.Async() && rep.Action == hook.MessagePass && len(rep.Sends) == 0
+	l, ok := c.(laterConn)
+	if !ok || !async && (cl.answers == nil || cl.answers.idle()) {
 		g.send(c, chatAckPacket(g.chatReply(ctx, from, m, rep)))
 		return
 	}
-	resume := h.Suspend()
+	if cl.answers == nil {
+		cl.answers = &answers{}
+	}
+	a := cl.answers
+	t := a.take()
+	l.Later(int(g.pipelined.Load()))
+	answer := func(p packet.Packet) {
+		for range a.give(t, p, func(p packet.Packet) { g.send(c, p) }) {
+			l.Answered()
+		}
+	}
+	if !async {
+		answer(chatAckPacket(g.chatReply(ctx, from, m, rep)))
+		return
+	}
 	g.router.RouteAsync(ctx, from, m, rep.Also, func(res router.Result) {
 		g.emitOffline(from, m, res)
-		g.send(c, chatAckPacket(res))
-		resume()
+		answer(chatAckPacket(res))
 	})
 }
 

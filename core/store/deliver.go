@@ -34,8 +34,14 @@ type Deliverer struct {
 	metrics *metrics
 	// readFanout is storage.read_fanout_members (0: always write fan-out).
 	readFanout atomic.Int64
-	exec       func(func()) // runs deliveries after the store's callback (SetExecutor); nil: go
-	noInline   bool         // never deliver on the store's callback goroutine
+	noInline   bool // never deliver on the store's callback goroutine
+	// order runs deliveries after the store's callback in each connection's order, on
+	// the executor (SetExecutor; default: a goroutine each) when not inline.
+	order strands
+	// retries stores again, in order, chats whose plugin went away (order.go).
+	retries retryQueue
+	// seq numbers the chats queued by DeliverAsync, in order (for retries).
+	seq atomic.Uint64
 }
 
 // readFanouter is a store connection that says whether its plugin does read fan-out
@@ -49,6 +55,8 @@ var _ router.AsyncDeliverer = (*Deliverer)(nil)
 // NewDeliverer returns the storage stage in front of next, storing through s.
 func NewDeliverer(s *Supervisor, next router.Deliverer) *Deliverer {
 	d := &Deliverer{next: next, src: s, timeout: s.cfg.WriteTimeout, log: s.log, metrics: s.metrics}
+	d.order.exec = func(f func()) { go f() }
+	d.retries.d = d
 	d.readFanout.Store(int64(s.cfg.ReadFanoutMembers))
 	return d
 }
@@ -70,7 +78,7 @@ const inlineMax = 64
 // a network peer, as the cluster bus can), else for chats to more than inlineMax
 // receivers. Set it before chats flow.
 func (d *Deliverer) SetExecutor(exec func(func()), inline bool) {
-	d.exec = exec
+	d.order.exec = exec
 	d.noInline = !inline
 }
 
@@ -89,8 +97,10 @@ func (d *Deliverer) Deliver(ctx context.Context, env router.Envelope) (router.Ou
 
 // DeliverAsync implements router.AsyncDeliverer: the chat is queued on the plugin's write
 // stream and done is called from the store's callback once it is stored and queued to its
-// receivers (or refused); the caller does not wait. While the plugin is down or restarting,
-// the wait for it runs on a goroutine of its own, as Deliver would.
+// receivers (or refused); the caller does not wait. The chats of one sending connection
+// (env.SkipConn) are delivered in the order they were queued, also through a plugin
+// crash (order.go): while the plugin is down or restarting they wait, in order, on the
+// retry queue's goroutine.
 func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done func(router.Outcome, error)) {
 	if env.Kind != router.KindChat {
 		done(d.next.Deliver(ctx, env))
@@ -102,9 +112,15 @@ func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done 
 		return
 	}
 	start := time.Now()
+	seq := d.seq.Add(1)
+	if d.retries.busy.Load() {
+		// Chats failed with the plugin and are being stored again: this one goes behind.
+		d.retries.add(retryItem{seq: seq, ctx: ctx, env: env, req: req, start: start, done: done})
+		return
+	}
 	c, err := d.src.get(ctx, 0)
 	if err != nil {
-		go func() { done(d.deliver(ctx, env, req, start, 0)) }()
+		d.retries.add(retryItem{seq: seq, ctx: ctx, env: env, req: req, start: start, done: done})
 		return
 	}
 	r := req.For(c)
@@ -113,26 +129,34 @@ func (d *Deliverer) DeliverAsync(ctx context.Context, env router.Envelope, done 
 		case err == nil:
 			d.metrics.appended(time.Since(start))
 			d.countReadFanout(r, res)
-			if !d.noInline && len(env.Receivers) <= inlineMax {
-				done(d.stored(ctx, env, res, false), nil)
-				return
-			}
-			d.run(func() { done(d.stored(ctx, env, res, false), nil) })
+			d.complete(ctx, env, res, false, done)
 		case errors.Is(err, storage.ErrUnavailable):
-			// The plugin died with the chat in flight: retry through its restart, as
-			// Deliver does (a resend of the same chat is safe).
+			// The plugin died with the chat in flight: store it again through the
+			// restart, in order (a resend of the same chat is safe).
 			d.src.failed(c)
-			go func() { done(d.deliver(ctx, env, req, start, 1)) }()
+			d.retries.add(retryItem{seq: seq, ctx: ctx, env: env, req: req, start: start, attempt: 1, done: done})
 		default:
-			d.metrics.failed(opAppend, err)
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("store chat %s: %v: %w", req.Message.Id, err, router.ErrUnavailable)
-			} else {
-				err = fmt.Errorf("store chat %s: %w", req.Message.Id, err)
-			}
-			done(router.Outcome{}, err)
+			d.finishErr(req, err, done)
 		}
 	})
+}
+
+// complete delivers a chat the plugin stored and answers done: on the store's callback
+// goroutine for a small fan-out, else on the executor, in the sending connection's order.
+func (d *Deliverer) complete(ctx context.Context, env router.Envelope, res *pb.AppendResult, retried bool, done func(router.Outcome, error)) {
+	inline := !d.noInline && len(env.Receivers) <= inlineMax
+	d.order.run(env.SkipConn, inline, func() { done(d.stored(ctx, env, res, retried), nil) })
+}
+
+// finishErr answers done with the plugin's refusal of req (or its timeout).
+func (d *Deliverer) finishErr(req *appendReq, err error, done func(router.Outcome, error)) {
+	d.metrics.failed(opAppend, err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("store chat %s: %v: %w", req.Message.Id, err, router.ErrUnavailable)
+	} else {
+		err = fmt.Errorf("store chat %s: %w", req.Message.Id, err)
+	}
+	done(router.Outcome{}, err)
 }
 
 // countReadFanout counts a chat stored by read fan-out (not a resend's answer).
@@ -140,14 +164,6 @@ func (d *Deliverer) countReadFanout(r *pb.AppendRequest, res *pb.AppendResult) {
 	if r.Message.ReadFanout && !res.Duplicate {
 		d.metrics.readFannedOut()
 	}
-}
-
-func (d *Deliverer) run(f func()) {
-	if d.exec != nil {
-		d.exec(f)
-		return
-	}
-	go f()
 }
 
 // deliver stores req (attempt > 0: an earlier attempt may have stored it), waiting,

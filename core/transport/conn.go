@@ -71,11 +71,10 @@ type Conn struct {
 	proto    uint8         // index into the interned protocol names
 	lastRead atomic.Uint32 // coarse clock, unix seconds
 
-	slot    uint32 // 1 + index in Server.conns while listed, 0 when not; under Server.connsMu
-	oflags  uint8  // flWakePending, flClosing, flAbort, flHeard, flHold, flSuspended, flParked; under mu
-	running bool   // a worker drains the inbox; under mu
-	done    bool   // evClosed queued; under mu
-	frame   uint8  // when the incomplete frame buffered began (frameStamp), 0: none; written under mu by the reader
+	slot   uint32 // 1 + index in Server.conns while listed, 0 when not; under Server.connsMu
+	oflags uint16 // the fl* flags below; under mu
+	pend   uint8  // answers announced by Later and not yet Answered; under mu
+	frame  uint8  // when the incomplete frame buffered began (frameStamp), 0: none; written under mu by the reader
 
 	// mu guards the output side (out, reason, oflags, w) and the input side (inbox,
 	// running, done): one lock rather than two keeps Conn in the 128-byte size class,
@@ -84,18 +83,22 @@ type Conn struct {
 }
 
 const (
-	flWakePending uint8 = 1 << iota // a wake is on its way to the writer
+	flWakePending uint16 = 1 << iota // a wake is on its way to the writer
 	flClosing                       // close after writing what is queued
 	flAbort                         // close without flushing (slow consumer)
 	flHeard                         // packets arrived since the goodbye last looked (goaway.go)
 	flHold                          // the handler is at a batch of c's packets: their answers wake the writer once, after it
-	flSuspended                     // the handler answers the packet being handled later (Suspend)
-	flParked                        // handling waits for the resume of a Suspend
+	flSuspended                     // answers pending reached the handler's max: park after the packet being handled (Later)
+	flParked                        // handling waits for an answer (Answered)
+	flParkAll                       // with flParked: waits for every pending answer (AfterAnswers)
+	flRequeue                       // the packet being handled is handed again after every pending answer (AfterAnswers)
+	flRunning                       // a worker drains the inbox
+	flDone                          // evClosed queued
 )
 
-func (c *Conn) has(f uint8) bool { return c.oflags&f != 0 }
+func (c *Conn) has(f uint16) bool { return c.oflags&f != 0 }
 
-func (c *Conn) set(f uint8, on bool) {
+func (c *Conn) set(f uint16, on bool) {
 	if on {
 		c.oflags |= f
 	} else {
@@ -373,7 +376,7 @@ func (c *Conn) push(evs ...event) {
 	}
 	for _, e := range evs {
 		if e.kind == evClosed {
-			c.done = true
+			c.set(flDone, true)
 		}
 	}
 	*c.inbox = append(*c.inbox, evs...)
@@ -397,7 +400,7 @@ func (c *Conn) pushPackets(pkts []packet.Packet) {
 // or n more packets would overflow its inbox (c is then closed).
 func (c *Conn) lockRoom(n int, packets bool) bool {
 	c.mu.Lock()
-	if c.done {
+	if c.has(flDone) {
 		c.mu.Unlock()
 		return false
 	}
@@ -422,8 +425,8 @@ func (c *Conn) lockRoom(n int, packets bool) bool {
 // unlockStart unlocks c after events were queued and starts a worker when none drains
 // c.
 func (c *Conn) unlockStart() {
-	start := !c.running
-	c.running = true
+	start := !c.has(flRunning)
+	c.set(flRunning, true)
 	c.mu.Unlock()
 	if start {
 		c.srv.submit(c.drain)
@@ -441,7 +444,7 @@ func (c *Conn) drain() {
 		batch := c.inbox
 		c.inbox = nil
 		if batch == nil {
-			c.running = false
+			c.set(flRunning, false)
 			c.mu.Unlock()
 			return
 		}
@@ -457,16 +460,19 @@ func (c *Conn) drain() {
 			held = time.Now()
 		}
 		evs := *batch
-		for i := range evs {
+		for i := 0; i < len(evs); i++ {
 			e := &evs[i]
 			switch e.kind {
 			case evOpen:
 				c.srv.handler.Opened(c)
 			case evPacket:
 				c.srv.handler.Packet(c, e.pkt)
-				*e = event{}
-				if c.park(batch, i+1) {
-					// Suspended: what the batch sent so far goes out now.
+				switch c.park(batch, i) {
+				case handleAgain:
+					i-- // every answer came meanwhile: hand the packet again now
+					continue
+				case parked:
+					// Waiting for answers: what the batch sent so far goes out now.
 					c.release()
 					if l != nil {
 						l.batchEnd()
@@ -498,32 +504,48 @@ func (c *Conn) drain() {
 	}
 }
 
-// Suspend pauses the handling of this connection's packets after the one being handled:
-// the handler answers that packet later, from another goroutine (a stored chat's ack,
-// from the store's callback), and no worker waits meanwhile. Packets that arrive in the
-// meantime queue as usual (bounded by maxInbox) and are handled in order after resume.
-// Call Suspend only from Handler.Packet, at most once per packet, and the returned resume
-// exactly once, from any goroutine, when the answer is queued.
-func (c *Conn) Suspend() (resume func()) {
+// Later says that the answer to the packet being handled comes later, from another
+// goroutine (a stored chat's ack, from the store's callback), and no worker waits for it
+// meanwhile. The connection goes on with its next packets while fewer than max answers
+// are pending, and otherwise parks (its packets queue as usual, bounded by maxInbox)
+// until one comes. Call Later only from Handler.Packet, at most once per packet, and
+// Answered exactly once for each, from any goroutine, when the answer is queued (in the
+// order the handler wants the client to read them: the transport does not reorder).
+// limit is clamped to 1..255; Later(1) suspends the connection until the answer.
+func (c *Conn) Later(limit int) {
+	limit = min(max(limit, 1), 255)
 	c.mu.Lock()
-	c.set(flSuspended, true)
+	c.pend++
+	if int(c.pend) >= limit {
+		c.set(flSuspended, true)
+	}
 	c.mu.Unlock()
-	return c.resume
 }
 
-// resume ends a Suspend: handling continues where it stopped, on a pool worker; when the
-// drain has not stopped yet, it just carries on.
-func (c *Conn) resume() {
+// Answered says that one answer announced by Later is queued: a connection parked for
+// want of room (Later) carries on, on a pool worker; one waiting for every answer
+// (AfterAnswers) carries on after the last.
+func (c *Conn) Answered() {
 	c.mu.Lock()
+	if c.pend == 0 {
+		c.mu.Unlock()
+		panic("transport: Conn.Answered without a pending Later")
+	}
+	c.pend--
 	if !c.has(flParked) {
+		// The drain has not looked yet: there is room again.
 		c.set(flSuspended, false)
 		c.mu.Unlock()
 		return
 	}
-	c.set(flParked, false)
+	if c.has(flParkAll) && c.pend > 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.set(flParked|flParkAll, false)
 	if c.inbox == nil {
 		// Nothing arrived meanwhile: no worker needed (the next push starts one).
-		c.running = false
+		c.set(flRunning, false)
 		c.mu.Unlock()
 		return
 	}
@@ -531,14 +553,56 @@ func (c *Conn) resume() {
 	c.srv.submit(c.drain)
 }
 
-// park is called by drain after each packet: when the handler suspended it, the events
-// of batch from next on go back to the front of the inbox, and drain stops (running stays
-// set, so that no other worker starts) until resume.
-func (c *Conn) park(batch *[]event, next int) bool {
+// AfterAnswers is for a packet that must be handled after every answer pending from
+// Later (a query that must see the chats stored, a logout): it reports whether any is
+// pending; then the handler returns without handling the packet, and gets it again once
+// the last answer is queued. Call it only from Handler.Packet.
+func (c *Conn) AfterAnswers() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.has(flSuspended) {
+	if c.pend == 0 {
 		return false
+	}
+	c.set(flRequeue, true)
+	return true
+}
+
+// Pending returns how many answers announced by Later are not yet Answered.
+func (c *Conn) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int(c.pend)
+}
+
+// parkResult is what drain does after a packet.
+type parkResult uint8
+
+const (
+	carryOn     parkResult = iota // the next packet
+	handleAgain                   // the same packet again (AfterAnswers, and the answers came)
+	parked                        // stop: an Answered goes on
+)
+
+// park is called by drain after the packet at index i of batch: when the handler must
+// wait for answers (Later at its max, or AfterAnswers), the events of batch from the
+// next one on (from this one on, for AfterAnswers) go back to the front of the inbox, and
+// drain stops (flRunning stays set, so that no other worker starts) until Answered.
+func (c *Conn) park(batch *[]event, i int) parkResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := i + 1
+	switch {
+	case c.has(flRequeue):
+		c.set(flRequeue, false)
+		if c.pend == 0 {
+			return handleAgain
+		}
+		c.set(flParkAll, true)
+		next = i
+	case c.has(flSuspended):
+	default:
+		(*batch)[i] = event{}
+		return carryOn
 	}
 	c.set(flSuspended, false)
 	c.set(flParked, true)
@@ -554,10 +618,10 @@ func (c *Conn) park(batch *[]event, next int) bool {
 	if len(*batch) == 0 {
 		putEvents(batch)
 		c.inbox = nil
-		return true
+		return parked
 	}
 	c.inbox = batch
-	return true
+	return parked
 }
 
 // maxHold bounds how long a batch of packets holds back what it sends (flHold, and the

@@ -91,6 +91,13 @@ func (r *recorder) waitClosed(t *testing.T) string {
 	}
 }
 
+// undo forgets the last call recorded (a packet handed again later).
+func (r *recorder) undo() {
+	r.mu.Lock()
+	r.calls = r.calls[:len(r.calls)-1]
+	r.mu.Unlock()
+}
+
 func (r *recorder) recorded() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -441,10 +448,9 @@ func TestStreamSlowConsumerDisconnect(t *testing.T) {
 	<-served
 }
 
-// A packet the handler suspends is answered later from another goroutine: the handler gets
-// no further call for the connection until the hold is released (whether the resume
-// comes before or after the drain stops), and every packet and the close still come in
-// order, once.
+// A packet the handler answers later (Later(1)) suspends the connection: the handler gets
+// no further call for the connection until the answer (whether it comes before or after
+// the drain stops), and every packet and the close still come in order, once.
 func TestSuspendParksConnection(t *testing.T) {
 	h := newRecorder()
 	s := testServer(t, h, config.Limits{})
@@ -463,11 +469,11 @@ func TestSuspendParksConnection(t *testing.T) {
 		if n%3 != 0 {
 			return
 		}
-		release := c.Suspend()
+		c.Later(1)
 		held.Store(true)
 		later := func() {
 			held.Store(false)
-			release()
+			c.Answered()
 		}
 		switch n % 4 {
 		case 0:
@@ -507,5 +513,84 @@ func TestSuspendParksConnection(t *testing.T) {
 	}
 	if h.overlap.Load() {
 		t.Fatal("handler calls for one connection overlapped")
+	}
+}
+
+// Later with a limit pipelines answers: the handler goes on with the next packets while
+// fewer than the limit are pending and is not called while the limit is reached; a
+// packet that asks for AfterAnswers is handed again, once, after every pending answer;
+// every packet and the close come in order, once.
+func TestLaterPipelines(t *testing.T) {
+	const limit = 4
+	h := newRecorder()
+	s := testServer(t, h, config.Limits{})
+	c := testConn(t, s, ProtoTCP)
+	var pending atomic.Int32 // answers announced and not yet given
+	var overLimit, barrierEarly, barrierWaits atomic.Int32
+	var answers sync.WaitGroup
+	h.onPkt = func(c *Conn, p packet.Packet) {
+		var n int
+		if _, err := fmt.Sscanf(string(p.Body), `{"n":%d}`, &n); err != nil {
+			t.Errorf("packet %q: %v", p.Body, err)
+			return
+		}
+		if pending.Load() >= limit {
+			overLimit.Add(1)
+		}
+		if n%10 == 9 { // a barrier: needs every earlier answer
+			if c.AfterAnswers() {
+				barrierWaits.Add(1)
+				h.undo() // not handled this time: the recorder must see it once
+				return
+			}
+			if pending.Load() != 0 {
+				barrierEarly.Add(1)
+			}
+			return
+		}
+		pending.Add(1)
+		c.Later(limit)
+		answers.Add(1)
+		go func() {
+			defer answers.Done()
+			time.Sleep(time.Duration(n%7) * 50 * time.Microsecond)
+			pending.Add(-1)
+			c.Answered()
+		}()
+	}
+	const n = 2000
+	want := []string{"open"}
+	for i := 0; i < n; i += 5 {
+		ps := make([]packet.Packet, 5)
+		for j := range ps {
+			ps[j] = chatPkt(i + j)
+			want = append(want, fmt.Sprintf(`{"n":%d}`, i+j))
+		}
+		c.Inject(ps...)
+	}
+	s.finished(c, "peer closed the connection")
+	h.waitClosed(t)
+	answers.Wait()
+	got := h.recorded()
+	want = append(want, "closed")
+	if len(got) != len(want) {
+		t.Fatalf("handler got %d calls, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("call %d is %s, want %s", i, got[i], want[i])
+		}
+	}
+	if v := overLimit.Load(); v != 0 {
+		t.Errorf("the handler was called %d times with %d answers pending", v, limit)
+	}
+	if v := barrierEarly.Load(); v != 0 {
+		t.Errorf("a barrier packet was handled %d times with answers pending", v)
+	}
+	if barrierWaits.Load() == 0 {
+		t.Error("no barrier packet ever waited: the test did not pipeline")
+	}
+	if p := c.Pending(); p != 0 {
+		t.Errorf("Pending() = %d after every answer", p)
 	}
 }

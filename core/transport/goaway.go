@@ -141,7 +141,7 @@ func (c *Conn) quiet() bool {
 	defer c.mu.Unlock()
 	heard := c.has(flHeard)
 	c.set(flHeard, false)
-	return c.has(flClosing) || !heard && c.inbox == nil && !c.running
+	return c.has(flClosing) || !heard && c.inbox == nil && !c.has(flRunning) && c.pend == 0
 }
 
 // snapshot returns the open connections.
