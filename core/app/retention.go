@@ -74,6 +74,9 @@ func (a *App) eraseUser(ctx context.Context, user string) (any, int) {
 	if err := svc.Erasable(ctx); err != nil {
 		return eraseFailure(a, user, err, nil)
 	}
+	// Once begun, the erasure runs to its end even if the caller goes away (the storage
+	// calls have their own timeouts).
+	ctx = context.WithoutCancel(ctx)
 	out := erased{User: user}
 	out.Groups = a.gw.LeaveAll(ctx, user, false)
 	out.Disconnected = a.gw.Kick(ctx, user, gateway.ReasonErased)
@@ -92,6 +95,7 @@ func (a *App) eraseUser(ctx context.Context, user string) (any, int) {
 			out.Groups = append(out.Groups, g)
 		}
 	}
+	slices.Sort(out.Groups)
 	a.log.Info("user erased", "user", user, "messages", res.Messages, "inbox", res.Inbox,
 		"conversations", res.Conversations, "groups", res.Groups, "disconnected", out.Disconnected)
 	return out, http.StatusOK

@@ -51,7 +51,6 @@ const ReasonErased = "account erased"
 // left, sorted.
 func (g *Gateway) LeaveAll(ctx context.Context, userID string, remember bool) []string {
 	left := []string{}
-	u, _ := g.reg.User(userID)
 	for _, gid := range g.reg.Groups(userID) {
 		grp, _ := g.reg.Group(gid)
 		notify := g.membershipNotices(gid)
@@ -65,6 +64,7 @@ func (g *Gateway) LeaveAll(ctx context.Context, userID string, remember bool) []
 			}
 		}
 		if notify {
+			u, _ := g.reg.User(userID) // as cmd 21 tells it: without the group
 			g.notifyGroup(ctx, gid, packet.MustEncode(packet.CmdExitGroupNotify,
 				packet.GroupNotice{Cmd: packet.CmdExitGroupNotify, User: u, Group: grp}), 0)
 		}
