@@ -2,7 +2,9 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -66,8 +68,10 @@ func TestRetentionExpiresMessages(t *testing.T) {
 	}
 }
 
-// TestEraseUserAdminAPI: DELETE /admin/users/{id} removes the user's chats from another
-// user's history and offline queue, and the user's memberships.
+// TestEraseUserAdminAPI: DELETE /admin/users/{id} closes the user's connections (TCP and
+// WebSocket, the latter with the reason in the close frame) while others stay connected,
+// removes the user from its groups (the members are told once, cmd 10), and removes the
+// user's chats from another user's history and offline queue.
 func TestEraseUserAdminAPI(t *testing.T) {
 	t.Parallel()
 	g := startStorageGateway(t, "erasure", storageConfig(t, ""))
@@ -81,7 +85,9 @@ func TestEraseUserAdminAPI(t *testing.T) {
 	if _, err := b.JoinGroup(room, wait); err != nil {
 		t.Fatal(err)
 	}
+	b2 := g.login(t, epTCP, bob) // bob's second device
 	c := g.login(t, epTCP, carol)
+	mustJoin(t, c, room, "carol")
 	for _, ch := range []struct {
 		from *timclient.Conn
 		chat packet.Chat
@@ -109,13 +115,22 @@ func TestEraseUserAdminAPI(t *testing.T) {
 		Removed struct {
 			Messages, Inbox, Conversations, Groups int64
 		} `json:"removed"`
-		Groups []string `json:"groups"`
+		Groups       []string `json:"groups"`
+		Disconnected int      `json:"disconnected"`
 	}
 	if err := json.Unmarshal(r.Body, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.User != bob || res.Removed.Messages != 2 || res.Removed.Conversations != 1 || res.Removed.Groups != 1 || !slices.Equal(res.Groups, []string{room}) {
-		t.Errorf("erasure answer %s, want 2 messages, 1 conversation, 1 group (%s)", r.Body, room)
+	if res.User != bob || res.Removed.Messages != 2 || res.Removed.Conversations != 1 || res.Removed.Groups != 1 ||
+		!slices.Equal(res.Groups, []string{room}) || res.Disconnected != 2 {
+		t.Errorf("erasure answer %s, want 2 messages, 1 conversation, 1 group (%s), 2 disconnected", r.Body, room)
+	}
+	mustErasedClosed(t, bob, b, b2)
+	// carol, a member of the room, is told once that bob left, and stays connected.
+	mustNotice(t, c, packet.CmdExitGroupNotify, bob, room, "carol about bob's erasure")
+	mustNotGet(t, c, packet.CmdExitGroupNotify, "carol after bob's leave notice")
+	if got := groupMembers(t, g, room); slices.Contains(got, bob) || !slices.Contains(got, carol) {
+		t.Errorf("members of %s after bob's erasure: %v, want carol and not bob", room, got)
 	}
 
 	a = g.login(t, epWS, alice)
@@ -131,4 +146,36 @@ func TestEraseUserAdminAPI(t *testing.T) {
 	if got := query(t, a, map[string]any{"type": 1, "fromUserId": carol}, packet.StatusGetHistoryOK).ids(); !slices.Equal(got, []string{"c1"}) {
 		t.Errorf("alice's history with carol: %v, want [c1] (untouched)", got)
 	}
+}
+
+// mustErasedClosed checks that conns, the connections of an erased user, were closed by
+// the server; a WebSocket one with a close frame saying "account erased".
+func mustErasedClosed(t *testing.T, user string, conns ...*timclient.Conn) {
+	t.Helper()
+	for i, c := range conns {
+		if _, err := c.ExpectClosed(wait); err != nil {
+			t.Errorf("%s's connection %d (%s) after the erasure: %v", user, i+1, c.Proto(), err)
+			continue
+		}
+		var ce *timclient.CloseError
+		if c.Proto() == timclient.WS && (!errors.As(c.Err(), &ce) || ce.Reason != "account erased") {
+			t.Errorf("%s's WebSocket connection closed with %v, want a close frame with reason \"account erased\"", user, c.Err())
+		}
+	}
+}
+
+// groupMembers returns the members of group that g's HTTP API lists.
+func groupMembers(t *testing.T, g *gateway, group string) []string {
+	t.Helper()
+	a, err := apiCall(g, http.MethodGet, "/api/v1/groups/"+url.PathEscape(group)+"/members", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Members []string `json:"members"`
+	}
+	if err := json.Unmarshal(a.Data, &d); err != nil {
+		t.Fatalf("members of %s on %s: code %d data %s: %v", group, g.name, a.Code, a.Data, err)
+	}
+	return d.Members
 }

@@ -33,8 +33,9 @@ type Options struct {
 	// RestartPlugin restarts plugin name (a codec plugin's configured name, or the storage
 	// plugin by its name or "storage") and returns the JSON answer and its HTTP status.
 	RestartPlugin func(name string) (result any, status int)
-	// EraseUser removes a user's stored data (DELETE /admin/users/{id}) and returns the
-	// JSON answer and its HTTP status.
+	// EraseUser erases a user (DELETE /admin/users/{id}): closes its connections and
+	// drops its memberships on every node, removes its stored data, and returns the JSON
+	// answer and its HTTP status.
 	EraseUser func(ctx context.Context, user string) (result any, status int)
 }
 

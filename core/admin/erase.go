@@ -4,8 +4,9 @@ import (
 	"net/http"
 )
 
-// DELETE /admin/users/{id}: the right to erasure. The gateway removes the user's stored
-// data (docs/storage.md#erasure) and answers what was removed.
+// DELETE /admin/users/{id}: the right to erasure. The gateway takes the user out of its
+// groups and closes its connections on every node, removes the user's stored data
+// (docs/storage.md#retention-and-erasure) and answers what was done.
 
 func init() {
 	Paths = append(Paths, struct{ Method, Path string }{"DELETE", "/admin/users/:id"})

@@ -38,3 +38,36 @@ func (g *Gateway) Kick(ctx context.Context, userID, reason string) int {
 	out := g.push(ctx, router.Envelope{Kind: router.KindKick, Reason: reason, Receivers: []string{userID}})
 	return out.Connections
 }
+
+// ReasonErased is the reason erasure (DELETE /admin/users/{id}) closes a user's
+// connections with: a WebSocket client reads it in the close frame.
+const ReasonErased = "account erased"
+
+// LeaveAll removes userID from every group it belongs to, as cmd 21 does for one group:
+// the registry's change reaches every node of a cluster at once, and the members of each
+// group within groups.notice_max_members (counted before the leave) are told with cmd 10.
+// With remember, each leave is also stored; without it the caller removes the stored
+// memberships itself (erasure removes them in one storage call). It returns the groups
+// left, sorted.
+func (g *Gateway) LeaveAll(ctx context.Context, userID string, remember bool) []string {
+	left := []string{}
+	for _, gid := range g.reg.Groups(userID) {
+		grp, _ := g.reg.Group(gid)
+		notify := g.membershipNotices(gid)
+		if !g.reg.Leave(gid, userID) {
+			continue // left meanwhile
+		}
+		left = append(left, gid)
+		if remember {
+			if err := g.store.Leave(ctx, gid, userID); err != nil {
+				g.log.Warn("storage: group leave not remembered", "group", gid, "user", userID, "err", err)
+			}
+		}
+		if notify {
+			u, _ := g.reg.User(userID) // as cmd 21 tells it: without the group
+			g.notifyGroup(ctx, gid, packet.MustEncode(packet.CmdExitGroupNotify,
+				packet.GroupNotice{Cmd: packet.CmdExitGroupNotify, User: u, Group: grp}), 0)
+		}
+	}
+	return left
+}

@@ -198,6 +198,22 @@ type Erased struct {
 	Groups        int64 `json:"groups"`        // group memberships
 }
 
+// Erasable reports whether Erase can run now: nil, ErrUnsupported when the plugin does
+// not implement erasure, or the error of getting the plugin (storage down). It lets a
+// caller refuse before doing anything else an erasure does.
+func (s *Service) Erasable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, retentionCallTimeout)
+	defer cancel()
+	c, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := c.(storage.Retainer); !ok {
+		return storage.ErrUnsupported
+	}
+	return nil
+}
+
 // Erase removes user's stored data (right to erasure): every message the user sent,
 // every private conversation of the user, the user's inbox, cursors, record and group
 // memberships. ErrUnsupported when the plugin does not implement it.

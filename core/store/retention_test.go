@@ -194,3 +194,23 @@ func TestServiceErase(t *testing.T) {
 		t.Errorf("Erase(empty): %v, want ErrInvalid", err)
 	}
 }
+
+// TestServiceErasable: nil for a plugin that erases (bolt), ErrUnsupported for one
+// that does not.
+func TestServiceErasable(t *testing.T) {
+	tests := []struct {
+		name string
+		svc  *Service
+		want error
+	}{
+		{"bolt", storedService(t), nil},
+		{"no retention", &Service{src: fixedSource{noRetention{}}}, storage.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.svc.Erasable(context.Background()); !errors.Is(err, tt.want) {
+				t.Errorf("Erasable: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
