@@ -88,10 +88,11 @@ func (g *Gateway) typing(c Conn, cl *client, t packet.Typing) {
 // typingAllowed takes a token from the connection's typing bucket. Calls for one
 // connection come one at a time (the handler's ordering), so it needs no lock.
 func (cl *client) typingAllowed(now time.Time) bool {
-	b := cl.typing
-	if b == nil {
-		b = &typingBucket{tokens: typingBurst, at: now}
-		cl.typing = b
+	m := cl.extra()
+	b := &m.typing
+	if !m.typingOn {
+		*b = typingBucket{tokens: typingBurst, at: now}
+		m.typingOn = true
 	}
 	b.tokens = min(typingBurst, b.tokens+now.Sub(b.at).Seconds()*typingRate)
 	b.at = now

@@ -143,12 +143,35 @@ func (g *Gateway) authenticator() Authenticator { return g.authn.Load().a }
 // client is the gateway's state of one connection.
 type client struct {
 	userID string
-	// typing is the connection's typing-signal bucket, made at its first signal: an
-	// idle connection pays one pointer for it.
-	typing *typingBucket
-	// answers orders the acks of chats answered later (pipelined), made at the
-	// connection's first: an idle connection pays one pointer for it.
-	answers *answers
+	// more is what only some connections need, made at first need: an idle connection
+	// pays one pointer for it (client stays in the 24-byte size class).
+	more *clientMore
+}
+
+// clientMore is the per-connection state of the features a connection may never use.
+type clientMore struct {
+	// typing is the connection's typing-signal bucket (typingOn: it was filled).
+	typing   typingBucket
+	typingOn bool
+	// answers orders the acks of chats answered later (pipelined); pipelining: one was.
+	answers    answers
+	pipelining bool
+}
+
+// extra returns cl.more, made on first use.
+func (cl *client) extra() *clientMore {
+	if cl.more == nil {
+		cl.more = &clientMore{}
+	}
+	return cl.more
+}
+
+// pipelined returns the connection's answer order, nil when it never pipelined a chat.
+func (cl *client) pipelined() *answers {
+	if cl.more == nil || !cl.more.pipelining {
+		return nil
+	}
+	return &cl.more.answers
 }
 
 // state returns the command layer's state of c, creating it on first use.

@@ -58,7 +58,7 @@ func (g *Gateway) Packet(c Conn, p packet.Packet) {
 }
 
 func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packet) {
-	if cl.answers != nil && (p.Cmd != packet.CmdChatReq || g.stopping.Load()) {
+	if cl.pipelined() != nil && (p.Cmd != packet.CmdChatReq || g.stopping.Load()) {
 		// Chats of this connection are on their way to the store: a query must see them
 		// stored, and every answer keeps the order of the requests.
 		if l, ok := c.(laterConn); ok && l.AfterAnswers() {

@@ -125,14 +125,13 @@ func (g *Gateway) chatConn(ctx context.Context, c Conn, cl *client, from router.
 	rep := g.messageHook(ctx, from, c.Transport(), m)
 	async := g.router.Async() && rep.Action == hook.MessagePass && len(rep.Sends) == 0
 	l, ok := c.(laterConn)
-	if !ok || !async && (cl.answers == nil || cl.answers.idle()) {
+	if a := cl.pipelined(); !ok || !async && (a == nil || a.idle()) {
 		g.send(c, chatAckPacket(g.chatReply(ctx, from, m, rep)))
 		return
 	}
-	if cl.answers == nil {
-		cl.answers = &answers{}
-	}
-	a := cl.answers
+	more := cl.extra()
+	more.pipelining = true
+	a := &more.answers
 	t := a.take()
 	l.Later(int(g.pipelined.Load()))
 	answer := func(p packet.Packet) {
