@@ -106,13 +106,24 @@ type retryItem struct {
 // flight (and the chats that come meanwhile): one goroutine waits for the plugin's
 // restart and queues them on the new write stream in the order they were first queued
 // (seq), so that a connection's chats keep their order, and their seqs, through a crash.
-// A chat is refused (10030) once its write timeout passes.
+// A chat is refused (10030) once its write timeout passes. New chats go behind until every
+// chat queued again is answered: one queued on a stream that breaks in turn comes back
+// to the queue, and nothing later may overtake it meanwhile.
 type retryQueue struct {
-	d       *Deliverer
-	mu      sync.Mutex
-	items   []retryItem // by seq
-	running bool
-	busy    atomic.Bool // items queued or being queued again: new chats go behind them
+	d        *Deliverer
+	mu       sync.Mutex
+	items    []retryItem // by seq
+	running  bool
+	inflight int         // chats queued again and not answered yet
+	busy     atomic.Bool // running, items or inflight: new chats go behind them
+}
+
+// settle counts a chat queued again as answered (after what its answer led to).
+func (q *retryQueue) settle() {
+	q.mu.Lock()
+	q.inflight--
+	q.busy.Store(q.running || len(q.items) > 0 || q.inflight > 0)
+	q.mu.Unlock()
 }
 
 // add queues it in seq order and starts the goroutine when none runs.
@@ -145,7 +156,7 @@ func (q *retryQueue) loop() {
 		q.items = nil
 		if len(items) == 0 {
 			q.running = false
-			q.busy.Store(false)
+			q.busy.Store(q.inflight > 0)
 			q.mu.Unlock()
 			return
 		}
@@ -184,10 +195,14 @@ func (q *retryQueue) again(it retryItem) bool {
 		return false
 	}
 	r := it.req.For(c)
+	q.mu.Lock()
+	q.inflight++
+	q.mu.Unlock()
 	// state: 0 while AppendAsync runs, 1 once it returned, 2 when it failed the chat
 	// before returning (the stream could not open: the plugin is not back).
 	var state atomic.Int32
 	c.AppendAsync(r, left, func(res *pb.AppendResult, err error) {
+		defer q.settle() // after the chat is delivered or back in the queue
 		switch {
 		case err == nil:
 			d.metrics.appended(time.Since(it.start))
@@ -196,7 +211,7 @@ func (q *retryQueue) again(it retryItem) bool {
 		case errors.Is(err, storage.ErrUnavailable):
 			d.src.failed(c)
 			if state.CompareAndSwap(0, 2) {
-				return // again reports it
+				return // again reports it, and the loop queues it again
 			}
 			it.attempt++
 			q.add(it)

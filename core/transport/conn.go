@@ -84,16 +84,16 @@ type Conn struct {
 
 const (
 	flWakePending uint16 = 1 << iota // a wake is on its way to the writer
-	flClosing                       // close after writing what is queued
-	flAbort                         // close without flushing (slow consumer)
-	flHeard                         // packets arrived since the goodbye last looked (goaway.go)
-	flHold                          // the handler is at a batch of c's packets: their answers wake the writer once, after it
-	flSuspended                     // answers pending reached the handler's max: park after the packet being handled (Later)
-	flParked                        // handling waits for an answer (Answered)
-	flParkAll                       // with flParked: waits for every pending answer (AfterAnswers)
-	flRequeue                       // the packet being handled is handed again after every pending answer (AfterAnswers)
-	flRunning                       // a worker drains the inbox
-	flDone                          // evClosed queued
+	flClosing                        // close after writing what is queued
+	flAbort                          // close without flushing (slow consumer)
+	flHeard                          // packets arrived since the goodbye last looked (goaway.go)
+	flHold                           // the handler is at a batch of c's packets: their answers wake the writer once, after it
+	flSuspended                      // answers pending reached the handler's max: park after the packet being handled (Later)
+	flParked                         // handling waits for an answer (Answered)
+	flParkAll                        // with flParked: waits for every pending answer (AfterAnswers)
+	flRequeue                        // the packet being handled is handed again after every pending answer (AfterAnswers)
+	flRunning                        // a worker drains the inbox
+	flDone                           // evClosed queued
 )
 
 func (c *Conn) has(f uint16) bool { return c.oflags&f != 0 }
