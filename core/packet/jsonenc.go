@@ -78,6 +78,12 @@ func AppendJSONString(dst []byte, s string) ([]byte, bool) {
 // It reports false, with dst unchanged, when c has extras (Marshal compacts and checks
 // them) or a string that is not valid UTF-8: use Marshal then.
 func AppendChat(dst []byte, c *Chat) ([]byte, bool) {
+	return AppendChatSeq(dst, c, c.Seq)
+}
+
+// AppendChatSeq is AppendChat with seq in place of c.Seq: the chat as a receiver gets it,
+// without a copy of c.
+func AppendChatSeq(dst []byte, c *Chat, seq int64) ([]byte, bool) {
 	if len(c.Extras) > 0 {
 		return dst, false
 	}
@@ -91,7 +97,7 @@ func AppendChat(dst []byte, c *Chat) ([]byte, bool) {
 	w.num(`"chatType":`, int64(c.ChatType), false)
 	w.str(`"groupId":`, string(c.GroupID), true)
 	w.str(`"content":`, c.Content, false)
-	w.num(`"seq":`, c.Seq, true)
+	w.num(`"seq":`, seq, true)
 	if c.Recalled {
 		w.member(`"recalled":`)
 		w.buf = append(w.buf, "true"...)

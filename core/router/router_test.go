@@ -258,3 +258,55 @@ func TestRouteAlso(t *testing.T) {
 		t.Fatalf("others got copies: alice2 %d bob %d", len(conns["alice2"].got), len(conns["bob"].got))
 	}
 }
+
+// sink is a connection that takes every push and keeps nothing: benchmarks count only
+// what routing allocates.
+type sink struct{ id uint64 }
+
+func (c *sink) ID() uint64               { return c.id }
+func (c *sink) Protocol() string         { return "test" }
+func (c *sink) Close(string)             {}
+func (c *sink) Send(packet.Packet) error { return nil }
+
+// BenchmarkRoutePrivateLocal routes a private chat to an online receiver through Local,
+// as a gateway without storage does: checks, stamp, id, envelope, the cmd 11 body and the
+// ack. Allocations per chat are the number to watch (issue 12 item 4).
+func BenchmarkRoutePrivateLocal(b *testing.B) {
+	reg := session.New()
+	reg.Bind("alice", &sink{id: 1}, session.Profile{})
+	reg.Bind("bob", &sink{id: 2}, session.Profile{})
+	r := New(reg, &Local{Registry: reg}, Options{MaxContentBytes: 4096})
+	content := strings.Repeat("x", 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		chat := packet.Chat{To: "bob", ChatType: 2, Content: content}
+		if res := r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat); res.Ack == nil {
+			b.Fatalf("refused: %+v", res)
+		}
+	}
+}
+
+// BenchmarkChatPacket encodes the cmd 11 body a receiver gets.
+func BenchmarkChatPacket(b *testing.B) {
+	chat := &packet.Chat{ID: "a1b2c3d4e5f6", From: "user-000123", To: "user-000456", Cmd: 11, CreateTime: 1700000000000,
+		ChatType: 2, Content: strings.Repeat("x", 64)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ChatPacket(Envelope{Kind: KindChat, Chat: chat, Seq: 7}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// idSink keeps BenchmarkNewID's ids from being optimized away.
+var idSink string
+
+// BenchmarkNewID makes message ids.
+func BenchmarkNewID(b *testing.B) {
+	r, _, _ := setup()
+	r.idSeq.Store(1 << 40) // a long-running gateway's ids
+	b.ReportAllocs()
+	for b.Loop() {
+		idSink = r.NewID()
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -592,5 +593,18 @@ func TestLaterPipelines(t *testing.T) {
 	}
 	if p := c.Pending(); p != 0 {
 		t.Errorf("Pending() = %d after every answer", p)
+	}
+}
+
+// BenchmarkTransport is what a chat pays for the message hook's view of its connection
+// (the remote address included).
+func BenchmarkTransport(b *testing.B) {
+	c := &Conn{}
+	c.setRemote(netip.MustParseAddrPort("127.0.0.2:54321"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Transport().RemoteAddr != "127.0.0.2:54321" {
+			b.Fatal("wrong address")
+		}
 	}
 }
