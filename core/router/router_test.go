@@ -310,3 +310,30 @@ func BenchmarkNewID(b *testing.B) {
 		idSink = r.NewID()
 	}
 }
+
+// TestRouteStampsUniqueIDs: a chat without an id gets a new one, the same in the chat,
+// its ack and what the receiver gets, and no two chats share one.
+func TestRouteStampsUniqueIDs(t *testing.T) {
+	r, _, conns := setup()
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		chat := packet.Chat{To: "bob", ChatType: 2, Content: "hi"}
+		res := r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat)
+		if res.Ack == nil || res.Ack.ID == "" || res.Ack.ID != string(chat.ID) || res.Ack.To != "bob" {
+			t.Fatalf("chat %d: result %+v ack %+v, chat id %q", i, res, res.Ack, chat.ID)
+		}
+		if seen[res.Ack.ID] {
+			t.Fatalf("chat %d: duplicate id %s", i, res.Ack.ID)
+		}
+		seen[res.Ack.ID] = true
+	}
+	got := conns["bob"].got
+	if len(got) != 1000 {
+		t.Fatalf("bob got %d chats, want 1000", len(got))
+	}
+	for _, m := range got {
+		if !seen[string(m.ID)] || m.To != "bob" || m.From != "alice" {
+			t.Fatalf("bob got %+v: an id the sender was not told, or the wrong parties", m)
+		}
+	}
+}
