@@ -226,6 +226,14 @@ func (d *chatDecoder) str() (start, end int, esc, ok bool) {
 		return 0, 0, false, false
 	}
 	for d.i < len(d.b) {
+		if d.i+8 <= len(d.b) {
+			if m := stringStops(load8(d.b, d.i)); m == 0 {
+				d.i += 8
+				continue
+			} else {
+				d.i += firstFlagged(m)
+			}
+		}
 		c := d.b[d.i]
 		switch {
 		case c == '"':

@@ -166,3 +166,16 @@ func BenchmarkDecodeChatSonic(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeChatOwned decodes a chat as timgw-bench sends it (64 bytes of content)
+// the way the gateway decodes one from a connection.
+func BenchmarkDecodeChatOwned(b *testing.B) {
+	body := []byte(`{"cmd":11,"chatType":2,"msgType":0,"to":"u_r123","content":"t=1234567890123 s=42 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		var c Chat
+		if err := DecodeChatOwned(body, &c); err != nil || c.To != "u_r123" {
+			b.Fatal(err, c.To)
+		}
+	}
+}

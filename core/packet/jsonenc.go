@@ -23,13 +23,22 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 
 // AppendJSONString appends s as a JSON string escaped as encoding/json escapes it. It
 // reports false (and returns dst unchanged) when s is not valid UTF-8: Marshal replaces
-// such bytes, and callers fall back to it. One pass: ASCII runs are checked with a table
-// and copied whole, other characters are validated as they are met.
+// such bytes, and callers fall back to it. One pass: ASCII runs are checked eight bytes
+// at a time or with a table and copied whole, other characters are validated as they are
+// met.
 func AppendJSONString(dst []byte, s string) ([]byte, bool) {
 	orig := len(dst)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			if m := unsafeJSON(load8(s, i)); m == 0 {
+				i += 8
+				continue
+			} else {
+				i += firstFlagged(m)
+			}
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if jsonSafe[b] {
