@@ -96,7 +96,7 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 		}
 	case packet.CmdChatReq:
 		var m packet.Chat
-		if g.decode(c, p, &m) && g.loggedIn(c, cl, p.Cmd) {
+		if g.decodeChat(c, p, &m) && g.loggedIn(c, cl, p.Cmd) {
 			g.chatConn(ctx, c, cl, router.Sender{UserID: cl.userID, ConnID: c.ID()}, &m)
 		}
 	case packet.CmdCloseReq:
@@ -155,6 +155,17 @@ func (g *Gateway) handle(ctx context.Context, c Conn, cl *client, p packet.Packe
 // decode unmarshals a body, answering 10020 on failure (10036 for invalid UTF-8).
 func (g *Gateway) decode(c Conn, p packet.Packet, v any) bool {
 	if err := packet.Decode(p.Body, v); err != nil {
+		g.fail(c, p.Cmd.Response(), packet.DecodeStatus(err), err.Error())
+		return false
+	}
+	return true
+}
+
+// decodeChat is decode for a cmd 11 body. The transport hands each packet's body to the
+// handler alone (codecs make a fresh body per packet, and nothing writes to it once
+// decoded), so the chat's strings share the body's memory rather than a copy of it.
+func (g *Gateway) decodeChat(c Conn, p packet.Packet, m *packet.Chat) bool {
+	if err := packet.DecodeChatOwned(p.Body, m); err != nil {
 		g.fail(c, p.Cmd.Response(), packet.DecodeStatus(err), err.Error())
 		return false
 	}

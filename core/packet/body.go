@@ -293,6 +293,16 @@ func Decode(body []byte, v any) error {
 	return nil
 }
 
+// DecodeChatOwned is Decode of a chat body that the caller gives away: the chat's strings
+// may share body's memory instead of a copy of it, so nothing may write to body
+// afterwards (a packet body fresh from a codec, which nothing else holds).
+func DecodeChatOwned(body []byte, c *Chat) error {
+	if CheckUTF8(body) == nil && decodeChat(body, c, true) {
+		return nil
+	}
+	return Decode(body, c)
+}
+
 // PeekCmd reads the "cmd" member of a JSON object body, as WebSocket and HTTP bodies
 // carry it. It accepts a number or a numeric string. It looks only at "cmd" (gjson scans
 // without allocating): the rest of the body is validated when it is decoded.

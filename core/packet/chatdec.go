@@ -17,11 +17,19 @@ import (
 
 // decodeChatFast decodes body into c when it can and reports whether it did; when it
 // reports false, c is unchanged. body must be valid UTF-8 (Unmarshal checks it first).
-func decodeChatFast(body []byte, c *Chat) bool {
+func decodeChatFast(body []byte, c *Chat) bool { return decodeChat(body, c, false) }
+
+// decodeChat is decodeChatFast; with owned, the strings it keeps are sliced out of body
+// itself rather than a copy of it (DecodeChatOwned).
+func decodeChat(body []byte, c *Chat, owned bool) bool {
 	d := chatDecoder{b: body}
 	var m Chat
-	// Strings are sliced out of one copy of the body: one allocation for all of them.
+	// Strings are sliced out of one copy of the body: one allocation for all of them, or
+	// none when the body is the caller's to give.
 	var text string
+	if owned && len(body) > 0 {
+		text = unsafe.String(unsafe.SliceData(body), len(body))
+	}
 	d.skipSpace()
 	if !d.byte('{') {
 		return false
@@ -218,6 +226,14 @@ func (d *chatDecoder) str() (start, end int, esc, ok bool) {
 		return 0, 0, false, false
 	}
 	for d.i < len(d.b) {
+		if d.i+8 <= len(d.b) {
+			if m := stringStops(load8(d.b, d.i)); m == 0 {
+				d.i += 8
+				continue
+			} else {
+				d.i += firstFlagged(m)
+			}
+		}
 		c := d.b[d.i]
 		switch {
 		case c == '"':

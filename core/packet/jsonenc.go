@@ -23,13 +23,22 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 
 // AppendJSONString appends s as a JSON string escaped as encoding/json escapes it. It
 // reports false (and returns dst unchanged) when s is not valid UTF-8: Marshal replaces
-// such bytes, and callers fall back to it. One pass: ASCII runs are checked with a table
-// and copied whole, other characters are validated as they are met.
+// such bytes, and callers fall back to it. One pass: ASCII runs are checked eight bytes
+// at a time or with a table and copied whole, other characters are validated as they are
+// met.
 func AppendJSONString(dst []byte, s string) ([]byte, bool) {
 	orig := len(dst)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			if m := unsafeJSON(load8(s, i)); m == 0 {
+				i += 8
+				continue
+			} else {
+				i += firstFlagged(m)
+			}
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if jsonSafe[b] {
@@ -78,6 +87,12 @@ func AppendJSONString(dst []byte, s string) ([]byte, bool) {
 // It reports false, with dst unchanged, when c has extras (Marshal compacts and checks
 // them) or a string that is not valid UTF-8: use Marshal then.
 func AppendChat(dst []byte, c *Chat) ([]byte, bool) {
+	return AppendChatSeq(dst, c, c.Seq)
+}
+
+// AppendChatSeq is AppendChat with seq in place of c.Seq: the chat as a receiver gets it,
+// without a copy of c.
+func AppendChatSeq(dst []byte, c *Chat, seq int64) ([]byte, bool) {
 	if len(c.Extras) > 0 {
 		return dst, false
 	}
@@ -91,7 +106,7 @@ func AppendChat(dst []byte, c *Chat) ([]byte, bool) {
 	w.num(`"chatType":`, int64(c.ChatType), false)
 	w.str(`"groupId":`, string(c.GroupID), true)
 	w.str(`"content":`, c.Content, false)
-	w.num(`"seq":`, c.Seq, true)
+	w.num(`"seq":`, seq, true)
 	if c.Recalled {
 		w.member(`"recalled":`)
 		w.buf = append(w.buf, "true"...)

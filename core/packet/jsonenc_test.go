@@ -40,6 +40,31 @@ func FuzzAppendJSONString(f *testing.F) {
 	})
 }
 
+// TestAppendChatSeq: AppendChatSeq writes the chat with the given seq (0 omitted), as
+// Marshal of a copy with that Seq, and leaves the chat alone.
+func TestAppendChatSeq(t *testing.T) {
+	for _, tc := range []struct {
+		chat Chat
+		seq  int64
+	}{
+		{Chat{ID: "m1", From: "alice", To: "bob", Cmd: 11, ChatType: 2, Content: "hi"}, 7},
+		{Chat{ID: "m1", From: "alice", To: "bob", Cmd: 11, ChatType: 2, Content: "hi", Seq: 3}, 0},
+		{Chat{ID: "g1", From: "alice", GroupID: "g", Cmd: 11, ChatType: 1, Content: "<&>", Seq: 3}, 9},
+	} {
+		before := tc.chat
+		got, ok := AppendChatSeq(nil, &tc.chat, tc.seq)
+		c := tc.chat
+		c.Seq = tc.seq
+		want, _ := json.Marshal(&c)
+		if !ok || string(got) != string(want) {
+			t.Errorf("AppendChatSeq(%+v, %d) =\n %s\nwant\n %s", tc.chat, tc.seq, got, want)
+		}
+		if !reflect.DeepEqual(tc.chat, before) {
+			t.Errorf("AppendChatSeq changed the chat: %+v, was %+v", tc.chat, before)
+		}
+	}
+}
+
 func TestAppendChatMatchesMarshal(t *testing.T) {
 	for _, c := range []Chat{
 		{Cmd: 11, Content: ""},

@@ -118,13 +118,14 @@ var _ Deliverer = DelivererFunc(nil)
 var ErrUnavailable = errors.New("delivery unavailable")
 
 // ChatPacket encodes the chat of a KindChat envelope as the cmd 11 packet receivers get,
-// with the envelope's Seq. It copies the chat; the shared one is not touched.
+// with the envelope's Seq. The shared chat is not touched (the general encoder gets a
+// copy).
 func ChatPacket(env Envelope) (packet.Packet, error) {
-	c := *env.Chat
-	c.Seq = env.Seq
-	if body, ok := packet.AppendChat(make([]byte, 0, 160+len(c.Content)), &c); ok {
+	if body, ok := packet.AppendChatSeq(make([]byte, 0, 160+len(env.Chat.Content)), env.Chat, env.Seq); ok {
 		return packet.Packet{Cmd: packet.CmdChatReq, Body: body}, nil
 	}
+	c := *env.Chat
+	c.Seq = env.Seq
 	body, err := packet.Marshal(&c)
 	if err != nil {
 		return packet.Packet{}, err

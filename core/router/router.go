@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/core/session"
@@ -84,7 +85,17 @@ func (r *Router) SetMaxContentBytes(n int) { r.maxContent.Store(int64(n)) }
 
 // NewID returns a message id unique across gateway runs.
 func (r *Router) NewID() string {
-	return r.idBase + strconv.FormatUint(r.idSeq.Add(1), 36)
+	var b [maxIDLen]byte
+	return string(r.appendID(b[:0]))
+}
+
+// maxIDLen is the longest id NewID makes: 12 hex digits of idBase and a uint64 in base 36
+// (13 digits).
+const maxIDLen = 12 + 13
+
+// appendID appends a new message id to dst.
+func (r *Router) appendID(dst []byte) []byte {
+	return strconv.AppendUint(append(dst, r.idBase...), r.idSeq.Add(1), 36)
 }
 
 // Sender is who sends a chat.
@@ -122,10 +133,10 @@ func (r *Router) Route(ctx context.Context, from Sender, chat *packet.Chat) Resu
 // sender's answer, does not name them. A hook's tim.deliver_to uses it.
 func (r *Router) RouteAlso(ctx context.Context, from Sender, chat *packet.Chat, also []string) Result {
 	start := time.Now() // the chat's one clock reading: its stamp, its ack, its latency
-	env, res, ok := r.prepare(from, chat, also, start.UnixMilli())
-	if ok {
+	env, acc, res := r.prepare(from, chat, also, start.UnixMilli())
+	if acc != nil {
 		out, err := r.deliver.Deliver(ctx, env)
-		res = r.result(chat, out, err, start.UnixMilli())
+		res = r.result(acc, chat, out, err, start.UnixMilli())
 	}
 	r.observe(res, start)
 	return res
@@ -151,14 +162,14 @@ func (r *Router) RouteAsync(ctx context.Context, from Sender, chat *packet.Chat,
 		return
 	}
 	start := time.Now()
-	env, res, ok := r.prepare(from, chat, also, start.UnixMilli())
-	if !ok {
+	env, acc, res := r.prepare(from, chat, also, start.UnixMilli())
+	if acc == nil {
 		r.observe(res, start)
 		done(res)
 		return
 	}
 	a.DeliverAsync(ctx, env, func(out Outcome, err error) {
-		res := r.result(chat, out, err, start.UnixMilli())
+		res := r.result(acc, chat, out, err, start.UnixMilli())
 		r.observe(res, start)
 		done(res)
 	})
@@ -170,27 +181,39 @@ func (r *Router) observe(res Result, start time.Time) {
 	}
 }
 
-// prepare checks and stamps chat and builds its envelope; ok false: refused (res says
-// why).
-func (r *Router) prepare(from Sender, chat *packet.Chat, also []string, now int64) (env Envelope, res Result, ok bool) {
+// accepted is what routing an accepted chat needs besides the chat, in one allocation
+// (every chat pays for it): the Ack the sender gets, the receiver of a private chat (the
+// envelope's Receivers), and the bytes of the id the router gives a chat without one.
+type accepted struct {
+	ack Ack
+	to  [1]string
+	id  [maxIDLen]byte
+}
+
+// prepare checks and stamps chat and builds its envelope; acc is nil when the chat is
+// refused (res says why).
+func (r *Router) prepare(from Sender, chat *packet.Chat, also []string, now int64) (env Envelope, acc *accepted, res Result) {
 	if code, msg := r.check(from, chat); code != 0 {
-		return env, Refused(code, msg), false
+		return env, nil, Refused(code, msg)
 	}
-	r.stamp(from, chat, now)
+	acc = new(accepted)
+	r.stamp(from, chat, now, acc)
 	env = Envelope{Kind: KindChat, Chat: chat, SkipConn: from.ConnID}
 	if chat.ChatType == packet.ChatTypeGroup {
 		env.Receivers, _ = r.reg.MembersView(string(chat.GroupID))
 	} else {
-		env.Receivers = []string{string(chat.To)}
+		acc.to[0] = string(chat.To)
+		env.Receivers = acc.to[:]
 	}
 	if len(also) > 0 {
 		env.Receivers = appendNew(slices.Clip(env.Receivers), also, from.UserID)
 	}
-	return env, res, true
+	return env, acc, res
 }
 
-// result is the sender's answer to the stamped chat once the delivery seam returned.
-func (r *Router) result(chat *packet.Chat, out Outcome, err error, now int64) Result {
+// result is the sender's answer to the stamped chat once the delivery seam returned; the
+// Ack of an accepted chat is acc's.
+func (r *Router) result(acc *accepted, chat *packet.Chat, out Outcome, err error, now int64) Result {
 	if err != nil {
 		code := packet.StatusSendFailed
 		if errors.Is(err, ErrUnavailable) {
@@ -203,7 +226,8 @@ func (r *Router) result(chat *packet.Chat, out Outcome, err error, now int64) Re
 	if chat.ChatType == packet.ChatTypePrivate && out.Connections == 0 && !r.opts.Presence.Online(string(chat.To)) {
 		code = packet.StatusOffline
 	}
-	ack := &Ack{ID: string(chat.ID), CreateTime: int64(chat.CreateTime), ServerTime: out.ServerTime,
+	ack := &acc.ack
+	*ack = Ack{ID: string(chat.ID), CreateTime: int64(chat.CreateTime), ServerTime: out.ServerTime,
 		Seq: out.Seq, To: string(chat.To), GroupID: string(chat.GroupID), Delivered: out.Connections,
 		Duplicate: out.Duplicate}
 	if out.CreateTime != 0 {
@@ -278,11 +302,15 @@ func (r *Router) check(from Sender, chat *packet.Chat) (packet.Status, string) {
 	return 0, ""
 }
 
-func (r *Router) stamp(from Sender, chat *packet.Chat, now int64) {
+// stamp sets the server's identity of chat; a new id is kept in acc's bytes.
+func (r *Router) stamp(from Sender, chat *packet.Chat, now int64, acc *accepted) {
 	chat.From = packet.Str(from.UserID)
 	chat.Cmd = packet.Int(packet.CmdChatReq)
 	if chat.ID == "" {
-		chat.ID = packet.Str(r.NewID())
+		// The id's bytes are acc's, written once here and never again: the string
+		// keeps acc alive for as long as the chat is around.
+		id := r.appendID(acc.id[:0])
+		chat.ID = packet.Str(unsafe.String(unsafe.SliceData(id), len(id)))
 	}
 	if chat.CreateTime <= 0 {
 		chat.CreateTime = packet.Int(now)

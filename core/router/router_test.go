@@ -258,3 +258,82 @@ func TestRouteAlso(t *testing.T) {
 		t.Fatalf("others got copies: alice2 %d bob %d", len(conns["alice2"].got), len(conns["bob"].got))
 	}
 }
+
+// sink is a connection that takes every push and keeps nothing: benchmarks count only
+// what routing allocates.
+type sink struct{ id uint64 }
+
+func (c *sink) ID() uint64               { return c.id }
+func (c *sink) Protocol() string         { return "test" }
+func (c *sink) Close(string)             {}
+func (c *sink) Send(packet.Packet) error { return nil }
+
+// BenchmarkRoutePrivateLocal routes a private chat to an online receiver through Local,
+// as a gateway without storage does: checks, stamp, id, envelope, the cmd 11 body and the
+// ack. Allocations per chat are the number to watch (issue 12 item 4).
+func BenchmarkRoutePrivateLocal(b *testing.B) {
+	reg := session.New()
+	reg.Bind("alice", &sink{id: 1}, session.Profile{})
+	reg.Bind("bob", &sink{id: 2}, session.Profile{})
+	r := New(reg, &Local{Registry: reg}, Options{MaxContentBytes: 4096})
+	content := strings.Repeat("x", 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		chat := packet.Chat{To: "bob", ChatType: 2, Content: content}
+		if res := r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat); res.Ack == nil {
+			b.Fatalf("refused: %+v", res)
+		}
+	}
+}
+
+// BenchmarkChatPacket encodes the cmd 11 body a receiver gets.
+func BenchmarkChatPacket(b *testing.B) {
+	chat := &packet.Chat{ID: "a1b2c3d4e5f6", From: "user-000123", To: "user-000456", Cmd: 11, CreateTime: 1700000000000,
+		ChatType: 2, Content: strings.Repeat("x", 64)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ChatPacket(Envelope{Kind: KindChat, Chat: chat, Seq: 7}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// idSink keeps BenchmarkNewID's ids from being optimized away.
+var idSink string
+
+// BenchmarkNewID makes message ids.
+func BenchmarkNewID(b *testing.B) {
+	r, _, _ := setup()
+	r.idSeq.Store(1 << 40) // a long-running gateway's ids
+	b.ReportAllocs()
+	for b.Loop() {
+		idSink = r.NewID()
+	}
+}
+
+// TestRouteStampsUniqueIDs: a chat without an id gets a new one, the same in the chat,
+// its ack and what the receiver gets, and no two chats share one.
+func TestRouteStampsUniqueIDs(t *testing.T) {
+	r, _, conns := setup()
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		chat := packet.Chat{To: "bob", ChatType: 2, Content: "hi"}
+		res := r.Route(context.Background(), Sender{UserID: "alice", ConnID: 1}, &chat)
+		if res.Ack == nil || res.Ack.ID == "" || res.Ack.ID != string(chat.ID) || res.Ack.To != "bob" {
+			t.Fatalf("chat %d: result %+v ack %+v, chat id %q", i, res, res.Ack, chat.ID)
+		}
+		if seen[res.Ack.ID] {
+			t.Fatalf("chat %d: duplicate id %s", i, res.Ack.ID)
+		}
+		seen[res.Ack.ID] = true
+	}
+	got := conns["bob"].got
+	if len(got) != 1000 {
+		t.Fatalf("bob got %d chats, want 1000", len(got))
+	}
+	for _, m := range got {
+		if !seen[string(m.ID)] || m.To != "bob" || m.From != "alice" {
+			t.Fatalf("bob got %+v: an id the sender was not told, or the wrong parties", m)
+		}
+	}
+}

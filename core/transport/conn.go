@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -143,13 +144,48 @@ func (c *Conn) Transport() session.Transport {
 // State returns the handler's per-connection slot (Value).
 func (c *Conn) State() *any { return &c.Value }
 
-// RemoteAddr is the peer's address.
+// RemoteAddr is the peer's address. The text of an IPv4 address comes from addrTexts
+// when it is there: every chat asks for it (the message hook's view of the connection).
 func (c *Conn) RemoteAddr() string {
+	if c.rkind == addr4 {
+		return addr4Text([4]byte(c.raddr[:4]), c.rport)
+	}
 	ap := c.remoteAddrPort()
 	if !ap.IsValid() {
 		return ""
 	}
 	return ap.String()
+}
+
+// addrTexts caches the text of IPv4 remote addresses ("ip:port"), so that asking a busy
+// connection for its address does not format and allocate it every time. It is a fixed
+// table outside the connections (a Conn has no room for it, and an idle connection must
+// not pay for it): direct-mapped by a hash of address and port, an entry replaced by the
+// next address that maps to its slot. At most addrTextSlots entries of 32 bytes and the
+// table of pointers: 160 KiB, whatever the number of connections.
+var addrTexts [addrTextSlots]atomic.Pointer[addrText]
+
+const addrTextBits = 12
+const addrTextSlots = 1 << addrTextBits
+
+// addrText is one cached address: immutable once published in addrTexts.
+type addrText struct {
+	key uint64 // 1<<48 | ip<<16 | port: never 0
+	n   uint8
+	b   [len("255.255.255.255:65535")]byte
+}
+
+// addr4Text returns the text of ip:port.
+func addr4Text(ip [4]byte, port uint16) string {
+	key := 1<<48 | uint64(ip[0])<<40 | uint64(ip[1])<<32 | uint64(ip[2])<<24 | uint64(ip[3])<<16 | uint64(port)
+	slot := &addrTexts[(key*0x9E3779B97F4A7C15)>>(64-addrTextBits)]
+	e := slot.Load()
+	if e == nil || e.key != key {
+		e = &addrText{key: key}
+		e.n = uint8(len(netip.AddrPortFrom(netip.AddrFrom4(ip), port).AppendTo(e.b[:0])))
+		slot.Store(e)
+	}
+	return unsafe.String(&e.b[0], int(e.n))
 }
 
 // Send queues p to the connection. It never blocks: when more than the configured

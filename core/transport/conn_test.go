@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -593,4 +594,61 @@ func TestLaterPipelines(t *testing.T) {
 	if p := c.Pending(); p != 0 {
 		t.Errorf("Pending() = %d after every answer", p)
 	}
+}
+
+// BenchmarkTransport is what a chat pays for the message hook's view of its connection
+// (the remote address included).
+func BenchmarkTransport(b *testing.B) {
+	c := &Conn{}
+	c.setRemote(netip.MustParseAddrPort("127.0.0.2:54321"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Transport().RemoteAddr != "127.0.0.2:54321" {
+			b.Fatal("wrong address")
+		}
+	}
+}
+
+// TestRemoteAddr: a connection reports its peer's address as netip formats it, for every
+// kind of address, and the cached text of IPv4 addresses stays right when many
+// connections (more than the cache holds, several sharing a slot) ask at once.
+func TestRemoteAddr(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:1", "10.0.0.255:65535", "0.0.0.0:0", "255.255.255.255:65535",
+		"[::1]:8080", "[fe80::1%eth0]:443", "[::ffff:1.2.3.4]:5"} {
+		c := &Conn{}
+		c.setRemote(netip.MustParseAddrPort(s))
+		for range 2 { // formatted, then cached
+			if got := c.RemoteAddr(); got != s {
+				t.Errorf("RemoteAddr of %s = %q", s, got)
+			}
+			if got := c.Transport().RemoteAddr; got != s {
+				t.Errorf("Transport().RemoteAddr of %s = %q", s, got)
+			}
+		}
+		c.forgetRemote()
+	}
+	if got := (&Conn{}).RemoteAddr(); got != "" {
+		t.Errorf("RemoteAddr without an address = %q, want empty", got)
+	}
+
+	conns := make([]*Conn, 3*addrTextSlots)
+	for i := range conns {
+		conns[i] = &Conn{}
+		conns[i].setRemote(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), uint16(40000+i)))
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for round := range 3 {
+				for i := range conns {
+					c := conns[(i*(w+1)+round)%len(conns)]
+					if got, want := c.RemoteAddr(), c.remoteAddrPort().String(); got != want {
+						t.Errorf("RemoteAddr = %q, want %q", got, want)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
