@@ -452,7 +452,7 @@ func TestStreamSlowConsumerDisconnect(t *testing.T) {
 // A packet the handler answers later (Later(1)) suspends the connection: the handler gets
 // no further call for the connection until the answer (whether it comes before or after
 // the drain stops), and every packet and the close still come in order, once.
-func TestSuspendParksConnection(t *testing.T) {
+func TestLaterOneParksConnection(t *testing.T) {
 	h := newRecorder()
 	s := testServer(t, h, config.Limits{})
 	c := testConn(t, s, ProtoTCP)
@@ -486,29 +486,9 @@ func TestSuspendParksConnection(t *testing.T) {
 			}()
 		}
 	}
-	const n = 3000
-	want := []string{"open"}
-	for i := 0; i < n; i += 4 {
-		k := min(4, n-i)
-		ps := make([]packet.Packet, k)
-		for j := range ps {
-			ps[j] = chatPkt(i + j)
-			want = append(want, fmt.Sprintf(`{"n":%d}`, i+j))
-		}
-		c.Inject(ps...)
-	}
-	s.finished(c, "peer closed the connection")
+	want := injectNumbered(s, c, 3000, 4)
 	h.waitClosed(t)
-	got := h.recorded()
-	want = append(want, "closed")
-	if len(got) != len(want) {
-		t.Fatalf("handler got %d calls, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("call %d is %s, want %s", i, got[i], want[i])
-		}
-	}
+	checkCalls(t, h, want)
 	if v := violations.Load(); v != 0 {
 		t.Fatalf("the handler was called %d times while a packet was held", v)
 	}
@@ -559,29 +539,10 @@ func TestLaterPipelines(t *testing.T) {
 			c.Answered()
 		}()
 	}
-	const n = 2000
-	want := []string{"open"}
-	for i := 0; i < n; i += 5 {
-		ps := make([]packet.Packet, 5)
-		for j := range ps {
-			ps[j] = chatPkt(i + j)
-			want = append(want, fmt.Sprintf(`{"n":%d}`, i+j))
-		}
-		c.Inject(ps...)
-	}
-	s.finished(c, "peer closed the connection")
+	want := injectNumbered(s, c, 2000, 5)
 	h.waitClosed(t)
 	answers.Wait()
-	got := h.recorded()
-	want = append(want, "closed")
-	if len(got) != len(want) {
-		t.Fatalf("handler got %d calls, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("call %d is %s, want %s", i, got[i], want[i])
-		}
-	}
+	checkCalls(t, h, want)
 	if v := overLimit.Load(); v != 0 {
 		t.Errorf("the handler was called %d times with %d answers pending", v, limit)
 	}
@@ -651,4 +612,34 @@ func TestRemoteAddr(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// injectNumbered injects n packets {"n":i} into c, per at a time, then the close, and
+// returns the handler calls that must follow, in order.
+func injectNumbered(s *Server, c *Conn, n, per int) []string {
+	want := []string{"open"}
+	for i := 0; i < n; i += per {
+		ps := make([]packet.Packet, min(per, n-i))
+		for j := range ps {
+			ps[j] = chatPkt(i + j)
+			want = append(want, fmt.Sprintf(`{"n":%d}`, i+j))
+		}
+		c.Inject(ps...)
+	}
+	s.finished(c, "peer closed the connection")
+	return append(want, "closed")
+}
+
+// checkCalls requires the handler's calls to be want, in order.
+func checkCalls(t *testing.T, h *recorder, want []string) {
+	t.Helper()
+	got := h.recorded()
+	if len(got) != len(want) {
+		t.Fatalf("handler got %d calls, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("call %d is %s, want %s", i, got[i], want[i])
+		}
+	}
 }
