@@ -123,6 +123,20 @@ type Response struct {
 	Msg  string `json:"msg"`
 }
 
+// User is the user a login answer names: the id the connection is logged in as (a
+// token login learns it only here) and the groups it is a member of.
+type User struct {
+	UserID string   `json:"userId"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// LoginAnswer is the body of CmdLoginResp: the common response and, when Code is
+// StatusLoginOK, the user logged in.
+type LoginAnswer struct {
+	Response
+	User *User `json:"user,omitempty"`
+}
+
 // Encode returns a packet of command cmd with body v marshalled as JSON.
 func Encode(cmd Cmd, v any) (Packet, error) {
 	b, err := json.Marshal(v)

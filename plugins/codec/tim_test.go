@@ -17,6 +17,8 @@ func TestEncodeDecode(t *testing.T) {
 		{"private chat", `{"cmd":11,"to":"bob","chatType":2,"msgType":0,"content":"hi"}`,
 			CmdChatReq, Chat{Cmd: 11, ChatType: ChatPrivate, To: "bob", Content: "hi"}},
 		{"join", `{"groupId":"g1"}`, CmdJoinGroupReq, JoinGroup{GroupID: "g1"}},
+		{"login answer", `{"cmd":6,"code":10007,"msg":"","user":{"userId":"alice","groups":["g1"]}}`, CmdLoginResp,
+			LoginAnswer{Response: Response{Cmd: CmdLoginResp, Code: StatusLoginOK}, User: &User{UserID: "alice", Groups: []string{"g1"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +50,22 @@ func TestDecodeGatewayBodies(t *testing.T) {
 	}
 	if n.User.UserID != "bob" || n.Group.GroupID != "g1" {
 		t.Fatalf("notice %+v", n)
+	}
+	// A successful login answer as the gateway's core encodes it (with fields the SDK
+	// does not name: command, friends, token).
+	var la LoginAnswer
+	if err := Decode(Packet{Cmd: CmdLoginResp, Body: []byte(`{"cmd":6,"code":10007,"msg":"login ok","command":"COMMAND_LOGIN_RESP","user":{"userId":"alice","friends":[],"groups":["g1"]},"token":"tok"}`)}, &la); err != nil {
+		t.Fatal(err)
+	}
+	if la.Cmd != CmdLoginResp || la.Code != StatusLoginOK || la.Msg != "login ok" || la.User == nil || la.User.UserID != "alice" || len(la.User.Groups) != 1 || la.User.Groups[0] != "g1" {
+		t.Fatalf("login answer %+v user %+v", la, la.User)
+	}
+	la = LoginAnswer{}
+	if err := Decode(Packet{Cmd: CmdLoginResp, Body: []byte(`{"cmd":6,"code":10008,"msg":"login failed"}`)}, &la); err != nil {
+		t.Fatal(err)
+	}
+	if la.Code != StatusLoginFailed || la.User != nil {
+		t.Fatalf("failed login answer %+v user %+v", la, la.User)
 	}
 	var r Response
 	if err := Decode(Packet{Cmd: CmdLoginResp, Body: []byte(`{"cmd":6,"code":10008,"msg":"login failed"}`)}, &r); err != nil {

@@ -15,7 +15,6 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,7 +31,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/plugins/codec"
 	"github.com/timgw/timgw/plugins/codec-mqtt/mqtt"
 )
 
@@ -293,34 +292,37 @@ type timClient struct {
 	r  *bufio.Reader
 }
 
-func (c *timClient) write(cmd packet.Cmd, v any) error {
-	body, _ := json.Marshal(v)
+func (c *timClient) write(cmd codec.Cmd, v any) error {
+	p, err := codec.Encode(cmd, v)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var hdr [5]byte
-	hdr[0] = byte(cmd)
-	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)))
+	hdr[0] = byte(p.Cmd)
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(p.Body)))
 	c.w.Write(hdr[:])
-	c.w.Write(body)
+	c.w.Write(p.Body)
 	return c.w.Flush()
 }
 
-func (c *timClient) read() (packet.Cmd, []byte, error) {
+func (c *timClient) read() (codec.Cmd, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
 	body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
 	_, err := io.ReadFull(c.r, body)
-	return packet.Cmd(hdr[0]), body, err
+	return codec.Cmd(hdr[0]), body, err
 }
 
 func (c *timClient) login(user string) error {
-	if err := c.write(packet.CmdLoginReq, packet.Login{UserID: packet.Str(user), Password: "x"}); err != nil {
+	if err := c.write(codec.CmdLoginReq, codec.Login{UserID: user, Password: "x"}); err != nil {
 		return err
 	}
 	cmd, body, err := c.read()
-	if err == nil && (cmd != packet.CmdLoginResp || !strings.Contains(string(body), "10007")) {
+	if err == nil && (cmd != codec.CmdLoginResp || !strings.Contains(string(body), "10007")) {
 		err = fmt.Errorf("login answered cmd %d %s", cmd, body)
 	}
 	return err
@@ -329,7 +331,7 @@ func (c *timClient) login(user string) error {
 func (c *timClient) subscribe(string) error { return nil }
 
 func (c *timClient) send(to, content string) error {
-	return c.write(packet.CmdChatReq, packet.Chat{Cmd: 11, ChatType: packet.ChatTypePrivate, To: packet.Str(to), Content: content})
+	return c.write(codec.CmdChatReq, codec.Chat{Cmd: 11, ChatType: codec.ChatPrivate, To: to, Content: content})
 }
 
 func (c *timClient) readLoop(ack, delivered func()) {
@@ -339,9 +341,9 @@ func (c *timClient) readLoop(ack, delivered func()) {
 			return
 		}
 		switch cmd {
-		case packet.CmdChatResp:
+		case codec.CmdChatResp:
 			ack()
-		case packet.CmdChatReq:
+		case codec.CmdChatReq:
 			delivered()
 		}
 	}

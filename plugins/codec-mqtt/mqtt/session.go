@@ -10,7 +10,6 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/plugins/codec"
 )
 
@@ -204,37 +203,33 @@ func (s *session) connect(c *Connect) {
 	if c.WillFlag {
 		s.p.log.Debug("will message ignored (not supported)", "conn", s.c.ID(), "client", s.clientID, "topic", c.WillTopic)
 	}
-	login := packet.Login{UserID: packet.Str(c.Username)}
+	login := codec.Login{UserID: c.Username}
 	if pw := string(c.Password); looksLikeJWT(pw) {
 		login.Token = pw
 	} else {
 		login.Password = pw
 	}
 	if login.UserID == "" && login.Token == "" {
-		login.UserID = packet.Str(s.clientID)
+		login.UserID = s.clientID
+	}
+	p, err := codec.Encode(codec.CmdLoginReq, login)
+	if err != nil { // strings only: cannot fail
+		s.write(AppendConnack(nil, false, RefusedServerUnavailable))
+		s.close(fmt.Sprintf("mqtt: %v", err))
+		return
 	}
 	s.st = stLogin
-	s.emit(packet.MustEncode(packet.CmdLoginReq, login))
-}
-
-// loginReply is the part of cmd 6 the plugin reads.
-type loginReply struct {
-	Code packet.Status `json:"code"`
-	Msg  string        `json:"msg"`
-	User *struct {
-		UserID string   `json:"userId"`
-		Groups []string `json:"groups"`
-	} `json:"user"`
+	s.c.Emit(p)
 }
 
 // connackCode maps a failed login's status to a CONNACK return code.
-func connackCode(r *loginReply) byte {
+func connackCode(r *codec.LoginAnswer) byte {
 	switch r.Code {
-	case packet.StatusRejected, packet.StatusForbidden, packet.StatusRateLimited:
+	case codec.StatusRejected, codec.StatusForbidden, codec.StatusRateLimited:
 		return RefusedNotAuthorized
-	case packet.StatusServerBusy, packet.StatusStorageUnavailable:
+	case codec.StatusServerBusy, codec.StatusStorageDown:
 		return RefusedServerUnavailable
-	case packet.StatusLoginFailed, packet.StatusAuthFailed:
+	case codec.StatusLoginFailed, codec.StatusAuthFailed:
 		if strings.HasPrefix(r.Msg, "authentication unavailable") { // the authenticator or the auth hook failed
 			return RefusedServerUnavailable
 		}
@@ -244,15 +239,15 @@ func connackCode(r *loginReply) byte {
 }
 
 func (s *session) loginDone(body []byte) {
-	var r loginReply
+	var r codec.LoginAnswer
 	if err := json.Unmarshal(body, &r); err != nil {
 		s.write(AppendConnack(nil, false, RefusedServerUnavailable))
 		s.close(fmt.Sprintf("mqtt: unreadable login answer: %v", err))
 		return
 	}
-	if r.Code != packet.StatusLoginOK || r.User == nil || r.User.UserID == "" {
-		if r.Code == packet.StatusLoginOK {
-			r.Code, r.Msg = packet.StatusLoginFailed, "no user id"
+	if r.Code != codec.StatusLoginOK || r.User == nil || r.User.UserID == "" {
+		if r.Code == codec.StatusLoginOK {
+			r.Code, r.Msg = codec.StatusLoginFailed, "no user id"
 		}
 		s.write(AppendConnack(nil, false, connackCode(&r)))
 		s.close(fmt.Sprintf("mqtt: login refused (%d %s)", r.Code, r.Msg))
@@ -318,11 +313,11 @@ func (s *session) publish(pk *Packet) {
 	if kind == topicGrp && !s.groups[id] {
 		s.groups[id] = true
 		s.joins.push(joinWait{group: id})
-		s.emit(packet.Packet{Cmd: packet.CmdJoinGroupReq, Body: joinBody(id)})
+		s.c.Emit(codec.Packet{Cmd: codec.CmdJoinGroupReq, Body: joinBody(id)})
 	}
 	s.p.body = chatBody(s.p.body[:0], kind, id, pk.Payload)
 	s.pubs.push(pk.PacketID)
-	s.emit(packet.Packet{Cmd: packet.CmdChatReq, Body: s.p.body}) // Emit copies
+	s.c.Emit(codec.Packet{Cmd: codec.CmdChatReq, Body: s.p.body}) // Emit copies
 }
 
 func joinBody(group string) []byte {
@@ -350,7 +345,7 @@ func (s *session) subscribe(pk *Packet) {
 			s.groups[id] = true
 			ps.waiting++
 			s.joins.push(joinWait{group: id, sub: ps, idx: i, topic: sub.Filter, granted: granted})
-			s.emit(packet.Packet{Cmd: packet.CmdJoinGroupReq, Body: joinBody(id)})
+			s.c.Emit(codec.Packet{Cmd: codec.CmdJoinGroupReq, Body: joinBody(id)})
 		}
 	}
 	s.subacks.push(ps)
@@ -366,24 +361,16 @@ func (s *session) flushSubacks() {
 
 // Packet implements codec.ConnHandler: the gateway's packets.
 func (s *session) Packet(p codec.Packet) {
-	s.fromGateway(packet.Packet{Cmd: packet.Cmd(p.Cmd), Body: p.Body})
-}
-
-// emit hands a packet to the gateway (Emit copies it).
-func (s *session) emit(p packet.Packet) { s.c.Emit(codec.Packet{Cmd: codec.Cmd(p.Cmd), Body: p.Body}) }
-
-// fromGateway handles a packet of the gateway.
-func (s *session) fromGateway(p packet.Packet) {
 	switch p.Cmd {
-	case packet.CmdLoginResp:
+	case codec.CmdLoginResp:
 		if s.st == stLogin {
 			s.loginDone(p.Body)
 		}
-	case packet.CmdChatResp:
+	case codec.CmdChatResp:
 		s.chatAnswered(p.Body)
-	case packet.CmdJoinGroupResp:
+	case codec.CmdJoinGroupResp:
 		s.joinAnswered(p.Body)
-	case packet.CmdChatReq:
+	case codec.CmdChatReq:
 		switch s.st {
 		case stOnline:
 			s.deliver(p.Body)
@@ -396,14 +383,14 @@ func (s *session) fromGateway(p packet.Packet) {
 }
 
 // statusCode reads a response's "code".
-func statusCode(body []byte) packet.Status { return packet.Status(gjson.GetBytes(body, "code").Int()) }
+func statusCode(body []byte) codec.Status { return codec.Status(gjson.GetBytes(body, "code").Int()) }
 
 func (s *session) chatAnswered(body []byte) {
 	id, ok := s.pubs.pop()
 	if !ok || s.st == stClosed {
 		return
 	}
-	if code := statusCode(body); code != packet.StatusOK && code != packet.StatusOffline {
+	if code := statusCode(body); code != codec.StatusOK && code != codec.StatusOffline {
 		// MQTT 3.1.1 has no negative PUBACK: the refusal is acknowledged (a resend
 		// would be refused again) and logged.
 		s.p.log.Info("chat refused", "conn", s.c.ID(), "user", s.user, "code", code, "msg", gjson.GetBytes(body, "msg").String())
@@ -419,7 +406,7 @@ func (s *session) joinAnswered(body []byte) {
 		return
 	}
 	code := statusCode(body)
-	joined := code == packet.StatusJoinGroupOK
+	joined := code == codec.StatusJoinGroupOK
 	if !joined {
 		delete(s.groups, w.group)
 		s.p.log.Info("group join refused", "conn", s.c.ID(), "user", s.user, "group", w.group, "code", code, "msg", gjson.GetBytes(body, "msg").String())
@@ -441,7 +428,7 @@ func (s *session) deliver(body []byte) {
 	if s.p.opts.Payload == PayloadText {
 		payload = []byte(gjson.GetBytes(body, "content").String())
 	}
-	if gjson.GetBytes(body, "chatType").Int() == packet.ChatTypeGroup { // numbers as strings too
+	if gjson.GetBytes(body, "chatType").Int() == codec.ChatGroup { // numbers as strings too
 		t := topicGroup + gjson.GetBytes(body, "groupId").String()
 		if q, ok := s.subs[t]; ok {
 			s.publishOut(t, q, payload)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/timgw/timgw/core/packet"
 	"github.com/timgw/timgw/plugins/codec"
 	"github.com/timgw/timgw/plugins/codec/codectest"
 )
@@ -74,9 +73,20 @@ func (x *harness) emitted() []map[string]any {
 	return out
 }
 
-func (x *harness) gateway(cmd packet.Cmd, body any) {
-	p := packet.MustEncode(cmd, body)
-	x.h.Packet(codec.Packet{Cmd: codec.Cmd(p.Cmd), Body: p.Body})
+// gateway hands the plugin a packet of the gateway with body v as JSON.
+func (x *harness) gateway(cmd codec.Cmd, v any) {
+	x.t.Helper()
+	p, err := codec.Encode(cmd, v)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	x.h.Packet(p)
+}
+
+// answer is the gateway's response to command cmd (in the login answer's shape, with no
+// user: every response encodes alike).
+func answer(cmd codec.Cmd, code codec.Status) *codec.LoginAnswer {
+	return &codec.LoginAnswer{Response: codec.Response{Cmd: cmd, Code: code}}
 }
 
 func (x *harness) mustClosed(want string) {
@@ -94,9 +104,9 @@ func (x *harness) mustOpen() {
 	}
 }
 
-func loginOK(user string, groups ...string) *packet.Response {
-	r := packet.NewResponse(packet.CmdLoginResp, packet.StatusLoginOK)
-	r.User = &packet.User{UserID: user, Groups: groups}
+func loginOK(user string, groups ...string) *codec.LoginAnswer {
+	r := answer(codec.CmdLoginResp, codec.StatusLoginOK)
+	r.User = &codec.User{UserID: user, Groups: groups}
 	return r
 }
 
@@ -105,7 +115,7 @@ func (x *harness) online(groups ...string) {
 	x.t.Helper()
 	x.send(connectPacket(Connect{CleanSession: true, KeepAlive: 10, ClientID: "dev1", HasUsername: true, Username: "alice", HasPassword: true, Password: []byte("pw")}))
 	x.emitted()
-	x.gateway(packet.CmdLoginResp, loginOK("alice", groups...))
+	x.gateway(codec.CmdLoginResp, loginOK("alice", groups...))
 	if w := x.written(); len(w) != 1 || w[0].Type != CONNACK || w[0].ReturnCode != Accepted {
 		x.t.Fatalf("after login: %+v, want CONNACK 0", w)
 	}
@@ -113,28 +123,30 @@ func (x *harness) online(groups ...string) {
 
 func TestConnectLogin(t *testing.T) {
 	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.sig"
+	// The SDK's Login leaves out an empty password or token; the gateway reads an absent
+	// one as empty.
 	tests := []struct {
 		name string
 		c    Connect
 		want map[string]any
 	}{
 		{"user and password", Connect{CleanSession: true, ClientID: "c", HasUsername: true, Username: "alice", HasPassword: true, Password: []byte("pw")},
-			map[string]any{"userId": "alice", "password": "pw", "token": ""}},
+			map[string]any{"userId": "alice", "password": "pw"}},
 		{"token as password", Connect{CleanSession: true, ClientID: "c", HasUsername: true, Username: "alice", HasPassword: true, Password: []byte(jwt)},
-			map[string]any{"userId": "alice", "password": "", "token": jwt}},
+			map[string]any{"userId": "alice", "token": jwt}},
 		{"token, no user name", Connect{CleanSession: true, ClientID: "c", HasUsername: true, HasPassword: true, Password: []byte(jwt)},
-			map[string]any{"userId": "", "password": "", "token": jwt}},
+			map[string]any{"userId": "", "token": jwt}},
 		{"client id as user", Connect{CleanSession: true, ClientID: "sensor-7"},
-			map[string]any{"userId": "sensor-7", "password": "", "token": ""}},
+			map[string]any{"userId": "sensor-7"}},
 		{"generated client id", Connect{CleanSession: true},
-			map[string]any{"userId": "timgw-42", "password": "", "token": ""}},
+			map[string]any{"userId": "timgw-42"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			x := newHarness(t, nil)
 			x.send(connectPacket(tt.c))
 			e := x.emitted()
-			if len(e) != 1 || e[0]["_cmd"] != float64(packet.CmdLoginReq) {
+			if len(e) != 1 || e[0]["_cmd"] != float64(codec.CmdLoginReq) {
 				t.Fatalf("emitted %v, want one cmd 5", e)
 			}
 			delete(e[0], "_cmd")
@@ -152,13 +164,13 @@ func TestConnectRefused(t *testing.T) {
 	tests := []struct {
 		name   string
 		c      *Packet
-		answer *packet.Response
+		answer *codec.LoginAnswer
 		code   byte
 	}{
-		{"bad password", nil, packet.NewResponse(packet.CmdLoginResp, packet.StatusLoginFailed), RefusedBadUsernamePassword},
-		{"rule rejects", nil, packet.NewResponse(packet.CmdLoginResp, packet.StatusRejected), RefusedNotAuthorized},
-		{"auth down", nil, &packet.Response{Cmd: packet.CmdLoginResp, Code: packet.StatusLoginFailed, Msg: "authentication unavailable"}, RefusedServerUnavailable},
-		{"no user in answer", nil, packet.NewResponse(packet.CmdLoginResp, packet.StatusLoginOK), RefusedBadUsernamePassword},
+		{"bad password", nil, answer(codec.CmdLoginResp, codec.StatusLoginFailed), RefusedBadUsernamePassword},
+		{"rule rejects", nil, answer(codec.CmdLoginResp, codec.StatusRejected), RefusedNotAuthorized},
+		{"auth down", nil, &codec.LoginAnswer{Response: codec.Response{Cmd: codec.CmdLoginResp, Code: codec.StatusLoginFailed, Msg: "authentication unavailable"}}, RefusedServerUnavailable},
+		{"no user in answer", nil, answer(codec.CmdLoginResp, codec.StatusLoginOK), RefusedBadUsernamePassword},
 		{"mqtt 5", &Packet{Type: CONNECT, Connect: &Connect{ProtocolName: "MQTT", Level: 5}}, nil, RefusedProtocolVersion},
 		{"mqtt 3.1", &Packet{Type: CONNECT, Connect: &Connect{ProtocolName: "MQIsdp", Level: 3}}, nil, RefusedProtocolVersion},
 		{"persistent session without id", connectPacket(Connect{}), nil, RefusedIdentifierRejected},
@@ -172,7 +184,7 @@ func TestConnectRefused(t *testing.T) {
 			}
 			x.send(c)
 			if tt.answer != nil {
-				x.gateway(packet.CmdLoginResp, tt.answer)
+				x.gateway(codec.CmdLoginResp, tt.answer)
 			}
 			w := x.written()
 			if len(w) != 1 || w[0].Type != CONNACK || w[0].ReturnCode != tt.code {
@@ -256,7 +268,7 @@ func TestPublish(t *testing.T) {
 			if w := x.written(); len(w) != 0 {
 				t.Fatalf("PUBACK %+v before the gateway's answer", w)
 			}
-			x.gateway(packet.CmdChatResp, packet.NewResponse(packet.CmdChatResp, packet.StatusOK))
+			x.gateway(codec.CmdChatResp, answer(codec.CmdChatResp, codec.StatusOK))
 			if w := x.written(); len(w) != 1 || w[0].Type != PUBACK || w[0].PacketID != 5 {
 				t.Fatalf("wrote %+v, want PUBACK 5", w)
 			}
@@ -278,10 +290,10 @@ func TestPublishAcksInOrder(t *testing.T) {
 	if !reflect.DeepEqual(cmds, []float64{11, 11, 7, 11}) {
 		t.Fatalf("emitted cmds %v, want 11 11 7 11 (join before the first group chat)", cmds)
 	}
-	x.gateway(packet.CmdChatResp, packet.NewResponse(packet.CmdChatResp, packet.StatusOffline))
-	x.gateway(packet.CmdChatResp, packet.NewResponse(packet.CmdChatResp, packet.StatusOK))
-	x.gateway(packet.CmdJoinGroupResp, packet.NewResponse(packet.CmdJoinGroupResp, packet.StatusJoinGroupOK))
-	x.gateway(packet.CmdChatResp, packet.NewResponse(packet.CmdChatResp, packet.StatusNotGroupMember))
+	x.gateway(codec.CmdChatResp, answer(codec.CmdChatResp, codec.StatusOffline))
+	x.gateway(codec.CmdChatResp, answer(codec.CmdChatResp, codec.StatusOK))
+	x.gateway(codec.CmdJoinGroupResp, answer(codec.CmdJoinGroupResp, codec.StatusJoinGroupOK))
+	x.gateway(codec.CmdChatResp, answer(codec.CmdChatResp, codec.StatusNotGroupMember))
 	var ids []uint16
 	for _, p := range x.written() {
 		ids = append(ids, p.PacketID)
@@ -311,11 +323,11 @@ func TestSubscribe(t *testing.T) {
 	}
 	// A second SUBSCRIBE waits for the first.
 	x.send(&Packet{Type: SUBSCRIBE, PacketID: 10, Subscriptions: []Subscription{{"chat/user/alice", 0}}})
-	x.gateway(packet.CmdJoinGroupResp, packet.NewResponse(packet.CmdJoinGroupResp, packet.StatusJoinGroupOK))
+	x.gateway(codec.CmdJoinGroupResp, answer(codec.CmdJoinGroupResp, codec.StatusJoinGroupOK))
 	if w := x.written(); len(w) != 0 {
 		t.Fatalf("SUBACK %+v with one join still waiting", w)
 	}
-	x.gateway(packet.CmdJoinGroupResp, packet.NewResponse(packet.CmdJoinGroupResp, packet.StatusRejected))
+	x.gateway(codec.CmdJoinGroupResp, answer(codec.CmdJoinGroupResp, codec.StatusRejected))
 	w := x.written()
 	if len(w) != 2 || w[0].PacketID != 9 || w[1].PacketID != 10 {
 		t.Fatalf("wrote %+v, want SUBACK 9 then 10", w)
@@ -332,10 +344,10 @@ func TestSubscribe(t *testing.T) {
 	}
 }
 
-func chat(from, to, group, content string) *packet.Chat {
-	c := &packet.Chat{ID: "m1", From: packet.Str(from), Cmd: 11, Content: content, ChatType: packet.ChatTypePrivate, To: packet.Str(to)}
+func chat(from, to, group, content string) *codec.Chat {
+	c := &codec.Chat{ID: "m1", From: from, Cmd: 11, Content: content, ChatType: codec.ChatPrivate, To: to}
 	if group != "" {
-		c.ChatType, c.GroupID, c.To = packet.ChatTypeGroup, packet.Str(group), ""
+		c.ChatType, c.GroupID, c.To = codec.ChatGroup, group, ""
 	}
 	return c
 }
@@ -345,7 +357,7 @@ func TestDeliveries(t *testing.T) {
 		name    string
 		opts    map[string]string
 		subs    []Subscription
-		chat    *packet.Chat
+		chat    *codec.Chat
 		topics  []string
 		qos     byte
 		payload string
@@ -365,7 +377,7 @@ func TestDeliveries(t *testing.T) {
 				x.send(&Packet{Type: SUBSCRIBE, PacketID: 1, Subscriptions: tt.subs})
 				x.written()
 			}
-			x.gateway(packet.CmdChatReq, tt.chat)
+			x.gateway(codec.CmdChatReq, tt.chat)
 			w := x.written()
 			if len(w) != len(tt.topics) {
 				t.Fatalf("wrote %+v, want PUBLISH on %v", w, tt.topics)
@@ -380,7 +392,7 @@ func TestDeliveries(t *testing.T) {
 					}
 					continue
 				}
-				var got packet.Chat
+				var got codec.Chat
 				if err := json.Unmarshal(p.Payload, &got); err != nil || got.Content != tt.chat.Content || got.From != tt.chat.From {
 					t.Fatalf("payload %s: %v", p.Payload, err)
 				}
@@ -394,7 +406,7 @@ func TestQoS1DeliveryResendAndAck(t *testing.T) {
 	x.online()
 	x.send(&Packet{Type: SUBSCRIBE, PacketID: 1, Subscriptions: []Subscription{{"inbox/alice", 1}}})
 	x.written()
-	x.gateway(packet.CmdChatReq, chat("bob", "alice", "", "one"))
+	x.gateway(codec.CmdChatReq, chat("bob", "alice", "", "one"))
 	first := x.written()[0]
 	x.now = x.now.Add(4 * time.Second)
 	x.p.Tick(x.now)
@@ -416,7 +428,7 @@ func TestQoS1DeliveryResendAndAck(t *testing.T) {
 		t.Fatalf("resent %+v after PUBACK", w)
 	}
 	for i := range 3 {
-		x.gateway(packet.CmdChatReq, chat("bob", "alice", "", fmt.Sprint(i)))
+		x.gateway(codec.CmdChatReq, chat("bob", "alice", "", fmt.Sprint(i)))
 	}
 	x.mustClosed("unacknowledged")
 }
@@ -449,8 +461,8 @@ func TestEarlyPacketsAndSplitReads(t *testing.T) {
 	if e := x.emitted(); len(e) != 1 || e[0]["_cmd"] != 5.0 {
 		t.Fatalf("emitted %v before CONNACK, want only the login", e)
 	}
-	x.gateway(packet.CmdChatReq, chat("bob", "alice", "", "overtook the login answer"))
-	x.gateway(packet.CmdLoginResp, loginOK("alice"))
+	x.gateway(codec.CmdChatReq, chat("bob", "alice", "", "overtook the login answer"))
+	x.gateway(codec.CmdLoginResp, loginOK("alice"))
 	w := x.written()
 	if len(w) != 3 || w[0].Type != CONNACK || w[1].Type != SUBACK || w[2].Type != PUBLISH {
 		t.Fatalf("wrote %+v, want CONNACK, SUBACK, PUBLISH", w)
@@ -467,7 +479,7 @@ func TestClosedForgetsSession(t *testing.T) {
 	if len(x.p.sessions) != 0 {
 		t.Fatal("session kept after Closed")
 	}
-	x.gateway(packet.CmdChatReq, chat("bob", "alice", "", "late"))
+	x.gateway(codec.CmdChatReq, chat("bob", "alice", "", "late"))
 	if w := x.written(); len(w) != 0 {
 		t.Fatalf("wrote %+v after Closed", w)
 	}
