@@ -88,16 +88,20 @@ func (c *Client) sendOutbox(ctx context.Context, m packet.Chat) (*wire.Response,
 	}
 	c.mu.Unlock()
 
-	t := time.NewTimer(c.timeout(ctx))
-	defer t.Stop()
+	// The context's deadline, or RequestTimeout when that is earlier.
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.opts.RequestTimeout {
+		wctx, cancel = context.WithTimeout(ctx, c.opts.RequestTimeout)
+	}
+	defer cancel()
 	var res result
 	var cause error
 	select {
 	case res = <-it.ch:
-	case <-ctx.Done():
-		cause = ctx.Err()
-	case <-t.C:
-		cause = fmt.Errorf("no answer within %v", c.timeout(ctx))
+	case <-wctx.Done():
+		if cause = ctx.Err(); cause == nil {
+			cause = fmt.Errorf("no answer within %v (RequestTimeout): %w", c.opts.RequestTimeout, context.DeadlineExceeded)
+		}
 	}
 	if cause != nil {
 		c.mu.Lock()
