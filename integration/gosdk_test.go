@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -610,5 +611,56 @@ func TestGoSDKOutboxCut(t *testing.T) {
 	checkAcks(t, ca, ids, sent, packet.StatusOK)
 	if got := waitEachOnce(t, eb, ids); !slices.Equal(got, ids) {
 		t.Fatalf("bob received %v; want %v", got, ids)
+	}
+}
+
+// BenchmarkGoSDKSend measures Send with and without the outbox against a gateway without
+// hooks (no rate limit): one Send at a time (a round trip each), and 32 at once. Build
+// the gateway without the race detector for numbers that mean something:
+//
+//	go build -o /tmp/timgw-bench-bin ./cmd/timgw
+//	TIMGW_BIN=/tmp/timgw-bench-bin go test -run '^$' -bench GoSDKSend -benchtime 3000x ./integration/
+func BenchmarkGoSDKSend(b *testing.B) {
+	g, err := startGateway("bench-gosdk", gwConfig{NoHooks: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.stop() })
+	for _, outbox := range []bool{true, false} {
+		for _, par := range []int{1, 32} {
+			b.Run(fmt.Sprintf("outbox=%v/parallel=%d", outbox, par), func(b *testing.B) {
+				ctx := context.Background()
+				from, to := uid("bsa"), uid("bsb")
+				c, err := timgw.Dial(ctx, epTCP.url(g.Addr, ""), timgw.Options{UserID: from, NoOutbox: !outbox, NoOfflineFetch: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				r, err := timgw.Dial(ctx, epTCP.url(g.Addr, ""), timgw.Options{UserID: to, NoOfflineFetch: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer r.Close()
+				var next, failed atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for range par {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							if _, err := c.Chat(ctx, to, "bench"); err != nil {
+								failed.Add(1)
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				if n := failed.Load(); n > 0 {
+					b.Fatalf("%d of %d chats failed", n, b.N)
+				}
+			})
+		}
 	}
 }
