@@ -6,7 +6,7 @@
 // down, which the integration tests and timgw-bench use directly.
 //
 // It has the feature set of the JavaScript SDK (sdk/js): chats with their cmd 12
-// answers, groups, typing, receipts, conversations, history, recall, offline messages
+// answers (kept in an outbox and written again after a reconnect until answered), groups, typing, receipts, conversations, history, recall, offline messages
 // delivered once. README.md beside this file has the guide; docs/protocol.md the wire.
 //
 // Events reach Options.OnEvent from one goroutine, in the order they happened; a callback
@@ -52,7 +52,8 @@ type Options struct {
 	// connection silent for 2.5 periods is taken as dead and replaced.
 	Heartbeat time.Duration
 	// RequestTimeout bounds the wait for an answer when the context has no earlier
-	// deadline (DefaultRequestTimeout when zero).
+	// deadline (DefaultRequestTimeout when zero); for a chat in the outbox, the time spent
+	// waiting for a reconnection included.
 	RequestTimeout time.Duration
 	// NoOfflineFetch turns off the offline fetch after every login.
 	NoOfflineFetch bool
