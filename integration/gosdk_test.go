@@ -8,8 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,7 +175,8 @@ func TestGoSDKReconnectAfterKick(t *testing.T) {
 	ca, _ := sdkDial(t, epTCP.url(g.Addr, ""), alice, timgw.Options{})
 	// The backoff leaves a window (3 s, no jitter) for alice's chats to find bob offline.
 	backoff := timgw.Backoff{Min: 3 * time.Second, Max: 3 * time.Second, Jitter: -1}
-	cb, eb := sdkDial(t, epWS.url(g.Addr, "/"), bob, timgw.Options{Reconnect: backoff})
+	// Without the outbox, a chat while reconnecting fails at once (TestGoSDKOutbox* cover it).
+	cb, eb := sdkDial(t, epWS.url(g.Addr, "/"), bob, timgw.Options{Reconnect: backoff, NoOutbox: true})
 
 	// A chat pushed live stays in bob's inbox until confirmed: the fetch after the
 	// reconnection gets it again, and the client must not emit it twice.
@@ -331,4 +337,330 @@ func TestGoSDKLoginRefused(t *testing.T) {
 		t.Fatalf("wire login with a token: %v", err)
 	}
 	var _ *timclient.Conn = c
+}
+
+// sdkSent is the outcome of one Send.
+type sdkSent struct {
+	ack *timgw.Ack
+	err error
+}
+
+// sendInOrder sends a chat to peer for each of ids (its id and its content), each from a
+// goroutine of its own so that many wait for their answers at once, each taken by the
+// client (queued in its outbox, or answered) before the next is sent; before(i), when
+// not nil, runs before chat i. It returns every Send's outcome.
+func sendInOrder(ctx context.Context, c *timgw.Client, peer string, ids []string, before func(i int)) []sdkSent {
+	out := make([]sdkSent, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		if before != nil {
+			before(i)
+		}
+		done := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done)
+			out[i].ack, out[i].err = c.Send(ctx, packet.Chat{ID: packet.Str(id), To: packet.Str(peer), Content: id})
+		}()
+		for !slices.Contains(c.Outbox(), id) {
+			select {
+			case <-done:
+			case <-time.After(50 * time.Microsecond):
+				continue
+			}
+			break
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// checkAcks fails t unless every chat was acknowledged (with a code of codes) under its
+// id, with seqs rising in send order (the order the gateway stored them), and the
+// client's outbox is empty.
+func checkAcks(t *testing.T, c *timgw.Client, ids []string, sent []sdkSent, codes ...packet.Status) {
+	t.Helper()
+	var last int64
+	for i, s := range sent {
+		if s.err != nil {
+			t.Fatalf("chat %d (%s): %v; want an answer", i, ids[i], s.err)
+		}
+		if !slices.Contains(codes, s.ack.Code) || s.ack.ID != ids[i] || s.ack.Seq <= last {
+			t.Fatalf("chat %d: %+v; want code %v, id %s, seq above %d", i, s.ack, codes, ids[i], last)
+		}
+		last = s.ack.Seq
+	}
+	if left := c.Outbox(); len(left) != 0 {
+		t.Fatalf("outbox after every answer: %v; want empty", left)
+	}
+}
+
+// waitEachOnce waits until ev has a Message for each of ids, and fails t unless each
+// came once; it returns the ids in the order they came.
+func waitEachOnce(t *testing.T, ev *sdkEvents, ids []string) []string {
+	t.Helper()
+	var got []string
+	eventually(t, fmt.Sprintf("%d chats received", len(ids)), func() error {
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		got = got[:0]
+		for _, e := range ev.all {
+			if m, ok := e.(timgw.Message); ok && slices.Contains(ids, m.ID) {
+				got = append(got, m.ID)
+			}
+		}
+		if len(got) < len(ids) {
+			return fmt.Errorf("%d of %d received", len(got), len(ids))
+		}
+		return nil
+	})
+	for _, id := range ids {
+		if n := len(ev.messages(id)); n != 1 {
+			t.Fatalf("chat %s received %d times; want once (received: %v)", id, n, got)
+		}
+	}
+	return got
+}
+
+// TestGoSDKOutboxKick: alice sends 40 chats, many waiting for their answers at once; a
+// kick through the HTTP API closes her connection after the 20th, and the next ones are
+// sent while she reconnects. The outbox writes the unanswered ones again after her
+// login, in order, before the new ones: every Send returns its answer once, with seqs in
+// send order, and bob gets each chat once, in order.
+func TestGoSDKOutboxKick(t *testing.T) {
+	t.Parallel()
+	g := startTestGateway(t, "outbox-kick", gwConfig{NoHooks: true}) // no rate limit on the burst
+	ctx := sdkCtx(t)
+	alice, bob := uid("goka"), uid("gokb")
+	// The backoff (1 s) leaves the chats after the kick waiting in the outbox.
+	backoff := timgw.Backoff{Min: time.Second, Max: time.Second, Jitter: -1}
+	ca, ea := sdkDial(t, epWS.url(g.Addr, "/"), alice, timgw.Options{Reconnect: backoff})
+	_, eb := sdkDial(t, epTCP.url(g.Addr, ""), bob, timgw.Options{})
+	ids := make([]string, 40)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-kick-%02d", alice, i)
+	}
+	sent := sendInOrder(ctx, ca, bob, ids, func(i int) {
+		if i != 20 {
+			return
+		}
+		r, err := g.api(t, epHTTP).Post("/api/v1/users/"+url.PathEscape(alice)+"/kick", map[string]string{"reason": "outbox test"})
+		if err != nil || r.Status != 200 {
+			t.Errorf("kick: %v %v", r, err)
+		}
+		ea.next(t, "Closed", func(ev timgw.Event) bool { c, ok := ev.(timgw.Closed); return ok && c.WillReconnect })
+		if st := ca.State(); st != timgw.StateReconnecting {
+			t.Errorf("alice's state after the kick: %v; want reconnecting", st)
+		}
+	})
+	checkAcks(t, ca, ids, sent, packet.StatusOK)
+	if got := waitEachOnce(t, eb, ids); !slices.Equal(got, ids) {
+		t.Fatalf("bob received %v; want %v", got, ids)
+	}
+	ea.next(t, "LoggedIn again", func(ev timgw.Event) bool { li, ok := ev.(timgw.LoggedIn); return ok && li.Reconnect })
+}
+
+// relay forwards TCP connections to a backend that can change (a gateway restarted on
+// another port) and can cut every connection at once (a lost network).
+type relay struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	backend string
+	conns   map[net.Conn]bool
+}
+
+// newRelay listens on a free port of localhost and forwards to backend; it stops when t ends.
+func newRelay(t *testing.T, backend string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln, backend: backend, conns: map[net.Conn]bool{}}
+	go r.serve()
+	t.Cleanup(func() { ln.Close(); r.cut() })
+	return r
+}
+
+// Addr is the relay's host:port.
+func (r *relay) Addr() string { return r.ln.Addr().String() }
+
+// setBackend sends the next connections to addr.
+func (r *relay) setBackend(addr string) {
+	r.mu.Lock()
+	r.backend = addr
+	r.mu.Unlock()
+}
+
+// cut closes every connection.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Close()
+	}
+	clear(r.conns)
+}
+
+func (r *relay) serve() {
+	for {
+		in, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		backend := r.backend
+		r.mu.Unlock()
+		out, err := net.DialTimeout("tcp", backend, wait)
+		if err != nil { // the backend is down: the client sees its connection close
+			in.Close()
+			continue
+		}
+		r.mu.Lock()
+		r.conns[in], r.conns[out] = true, true
+		r.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+		}
+		go pipe(out, in)
+		go pipe(in, out)
+	}
+}
+
+// TestGoSDKOutboxRestart: alice sends 40 chats to bob through a relay to a gateway
+// with bolt storage; after the 12th the gateway stops (its goodbye answers chats with
+// 10034, or they are cut off unanswered), the next ten are sent while it is down, and
+// a new gateway on the same data directory takes over. Every Send returns one answer,
+// with seqs in send order; bob gets each chat once, and his history has them in order.
+func TestGoSDKOutboxRestart(t *testing.T) {
+	t.Parallel()
+	cfg := storageConfig(t, "shutdown:\n  drain: 0s\n  close_grace: 2s")
+	g1 := startStorageGateway(t, "outbox-restart-1", cfg)
+	rl := newRelay(t, g1.Addr)
+	ctx := sdkCtx(t)
+	alice, bob := uid("gora"), uid("gorb")
+	backoff := timgw.Backoff{Min: 200 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: -1}
+	ca, _ := sdkDial(t, "ws://"+rl.Addr()+"/", alice, timgw.Options{Reconnect: backoff})
+	cb, eb := sdkDial(t, "tcp://"+rl.Addr(), bob, timgw.Options{Reconnect: backoff})
+	ids := make([]string, 40)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-restart-%02d", alice, i)
+	}
+	var g2 *gateway
+	sent := sendInOrder(ctx, ca, bob, ids, func(i int) {
+		switch i {
+		case 12:
+			stopGateway(t, g1)
+		case 22:
+			if n := len(ca.Outbox()); n < 10 {
+				t.Errorf("alice's outbox while the gateway is down: %d chats; want at least the 10 sent meanwhile", n)
+			}
+			g2 = startStorageGateway(t, "outbox-restart-2", cfg)
+			rl.setBackend(g2.Addr)
+		}
+	})
+	checkAcks(t, ca, ids, sent, packet.StatusOK, packet.StatusOffline)
+	waitEachOnce(t, eb, ids)
+	// The gateway stored them once, in send order.
+	var got []string
+	for before := int64(0); ; {
+		page, more, err := cb.History(ctx, timgw.HistoryQuery{Conv: timgw.Peer(alice), Count: 100, AfterSeq: before})
+		if err != nil {
+			t.Fatalf("bob's history: %v", err)
+		}
+		for _, m := range page {
+			if strings.HasPrefix(m.ID, alice+"-restart-") {
+				got = append(got, m.ID)
+			}
+			before = max(before, m.Seq)
+		}
+		if !more || len(page) == 0 {
+			break
+		}
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("bob's history: %v; want %v", got, ids)
+	}
+	_ = g2
+}
+
+// TestGoSDKOutboxCut: the network between alice and the gateway is cut while chats
+// wait for their answers (some were stored, their answers lost): the resends are
+// answered once each (the stored ones as duplicates) and bob gets each once, in order.
+func TestGoSDKOutboxCut(t *testing.T) {
+	t.Parallel()
+	g := startTestGateway(t, "outbox-cut", gwConfig{NoHooks: true}) // no rate limit on the burst
+	rl := newRelay(t, g.Addr)
+	ctx := sdkCtx(t)
+	alice, bob := uid("goca"), uid("gocb")
+	backoff := timgw.Backoff{Min: 100 * time.Millisecond, Max: 100 * time.Millisecond, Jitter: -1}
+	ca, _ := sdkDial(t, "tcp://"+rl.Addr(), alice, timgw.Options{Reconnect: backoff})
+	_, eb := sdkDial(t, epWS.url(g.Addr, "/"), bob, timgw.Options{})
+	ids := make([]string, 60)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-cut-%02d", alice, i)
+	}
+	sent := sendInOrder(ctx, ca, bob, ids, func(i int) {
+		if i%20 == 19 {
+			rl.cut()
+		}
+	})
+	checkAcks(t, ca, ids, sent, packet.StatusOK)
+	if got := waitEachOnce(t, eb, ids); !slices.Equal(got, ids) {
+		t.Fatalf("bob received %v; want %v", got, ids)
+	}
+}
+
+// BenchmarkGoSDKSend measures Send with and without the outbox against a gateway without
+// hooks (no rate limit): one Send at a time (a round trip each), and 32 at once. Build
+// the gateway without the race detector for numbers that mean something:
+//
+//	go build -o /tmp/timgw-bench-bin ./cmd/timgw
+//	TIMGW_BIN=/tmp/timgw-bench-bin go test -run '^$' -bench GoSDKSend -benchtime 3000x ./integration/
+func BenchmarkGoSDKSend(b *testing.B) {
+	g, err := startGateway("bench-gosdk", gwConfig{NoHooks: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.stop() })
+	for _, outbox := range []bool{true, false} {
+		for _, par := range []int{1, 32} {
+			b.Run(fmt.Sprintf("outbox=%v/parallel=%d", outbox, par), func(b *testing.B) {
+				ctx := context.Background()
+				from, to := uid("bsa"), uid("bsb")
+				c, err := timgw.Dial(ctx, epTCP.url(g.Addr, ""), timgw.Options{UserID: from, NoOutbox: !outbox, NoOfflineFetch: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				r, err := timgw.Dial(ctx, epTCP.url(g.Addr, ""), timgw.Options{UserID: to, NoOfflineFetch: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer r.Close()
+				var next, failed atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for range par {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							if _, err := c.Chat(ctx, to, "bench"); err != nil {
+								failed.Add(1)
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				if n := failed.Load(); n > 0 {
+					b.Fatalf("%d of %d chats failed", n, b.N)
+				}
+			})
+		}
+	}
 }

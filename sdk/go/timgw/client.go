@@ -6,7 +6,7 @@
 // down, which the integration tests and timgw-bench use directly.
 //
 // It has the feature set of the JavaScript SDK (sdk/js): chats with their cmd 12
-// answers, groups, typing, receipts, conversations, history, recall, offline messages
+// answers (kept in an outbox and written again after a reconnect until answered), groups, typing, receipts, conversations, history, recall, offline messages
 // delivered once. README.md beside this file has the guide; docs/protocol.md the wire.
 //
 // Events reach Options.OnEvent from one goroutine, in the order they happened; a callback
@@ -52,12 +52,21 @@ type Options struct {
 	// connection silent for 2.5 periods is taken as dead and replaced.
 	Heartbeat time.Duration
 	// RequestTimeout bounds the wait for an answer when the context has no earlier
-	// deadline (DefaultRequestTimeout when zero).
+	// deadline (DefaultRequestTimeout when zero); for a chat in the outbox, the time spent
+	// waiting for a reconnection included.
 	RequestTimeout time.Duration
 	// NoOfflineFetch turns off the offline fetch after every login.
 	NoOfflineFetch bool
 	// OfflinePageSize is the page size of the offline fetch (DefaultOfflinePageSize when zero).
 	OfflinePageSize int
+	// NoOutbox turns the outbox off: a chat whose answer a lost connection cut off
+	// fails with ErrConnLost, and a Send while reconnecting with ErrNotConnected.
+	// With the outbox (the default) such chats are written again after the next login,
+	// with the same ids, before new chats (README.md, "Outbox").
+	NoOutbox bool
+	// MaxOutbox bounds the chats waiting for their answers (DefaultMaxOutbox when zero);
+	// a Send beyond it fails at once with ErrOutboxFull.
+	MaxOutbox int
 	// Wire tunes the connection: TLS configuration, dial timeout, local address.
 	Wire wire.Options
 	// OnEvent receives every event (nil: events are dropped).
@@ -157,6 +166,7 @@ type Client struct {
 	seen       map[string]bool
 	seenOrder  []string
 	idSeq      uint64
+	outbox     []*outItem // chats waiting for their final answers, in send order
 
 	closeCh  chan struct{}
 	wg       sync.WaitGroup
@@ -167,8 +177,9 @@ type Client struct {
 
 // call is a request waiting for its answer.
 type call struct {
-	key string // the chat or recall id an answer names, "" for answers in order
-	ch  chan result
+	key  string // the chat or recall id an answer names, "" for answers in order
+	ch   chan result
+	item *outItem // a chat of the outbox (ch unused)
 }
 
 type result struct {
@@ -192,6 +203,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	}
 	if opts.OfflinePageSize <= 0 {
 		opts.OfflinePageSize = DefaultOfflinePageSize
+	}
+	if opts.MaxOutbox <= 0 {
+		opts.MaxOutbox = DefaultMaxOutbox
 	}
 	var rb [6]byte
 	_, _ = crand.Read(rb[:])
@@ -260,6 +274,7 @@ func (c *Client) connect(ctx context.Context) (*wire.Conn, error) {
 	}
 	reconnect := c.state == StateReconnecting
 	c.conn, c.user, c.state = conn, u, StateOnline
+	c.resendOutbox(conn) // before any new chat: the lock is held
 	groups := make([]string, 0, len(c.groups))
 	for g := range c.groups {
 		groups = append(groups, g)
@@ -315,6 +330,7 @@ func (c *Client) run(conn *wire.Conn) {
 			return
 		}
 		if c.opts.Reconnect.Disabled {
+			c.failOutbox(func(id string) error { return fmt.Errorf("%w (chat %s): %v", ErrConnLost, id, err) })
 			c.end(err)
 			return
 		}
@@ -359,6 +375,9 @@ func (c *Client) reconnect() *wire.Conn {
 		var refused *Error
 		if errors.Is(err, ErrClosed) || errors.As(err, &refused) {
 			// The same credentials would be refused again: the session ends.
+			c.failOutbox(func(id string) error {
+				return fmt.Errorf("timgw: chat %s not sent: the session ended: %w", id, err)
+			})
 			c.end(err)
 			return nil
 		}
@@ -399,9 +418,12 @@ func (c *Client) dropConn(conn *wire.Conn, err error) {
 	c.conn = nil
 	for _, q := range c.pending {
 		for _, cl := range q {
-			cl.ch <- result{err: err}
+			if cl.item == nil {
+				cl.ch <- result{err: err}
+			}
 		}
 	}
+	c.unwrite(conn) // the outbox's chats wait for the next login
 	c.pending = map[packet.Cmd][]*call{}
 }
 
@@ -450,6 +472,7 @@ func (c *Client) Close() error {
 	close(c.closeCh)
 	conn, connecting := c.conn, c.connecting
 	c.mu.Unlock()
+	c.failOutbox(func(id string) error { return fmt.Errorf("%w: chat %s was not acknowledged", ErrClosed, id) })
 	if connecting != nil {
 		connecting.Close()
 	}
@@ -532,6 +555,10 @@ func (c *Client) settle(cmd packet.Cmd, r *wire.Response, key string) bool {
 	}
 	cl := q[i]
 	c.pending[cmd] = append(q[:i:i], q[i+1:]...)
+	if cl.item != nil {
+		c.answerItem(cl.item, r)
+		return true
+	}
 	cl.ch <- result{r: r}
 	return true
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/timgw/timgw/core/packet"
+	"github.com/timgw/timgw/sdk/go/timgw/wire"
 )
 
 // Conv names a conversation: a peer (To) or a group (GroupID).
@@ -47,7 +48,11 @@ type Ack struct {
 
 // Send sends a chat (cmd 11) and returns the cmd 12 answer; a refusal is an *Error. A
 // chat without ID gets one, so that a resend after a lost answer is delivered once (the
-// gateway answers it with Duplicate set).
+// gateway answers it with Duplicate set). With the outbox (unless Options.NoOutbox), a
+// chat whose answer has not come when the connection is lost, or that is sent while the
+// client reconnects, is written after the next login and Send returns its first answer;
+// a refusal with 10030 or 10034 is retried the same way. Send waits at most the
+// context's deadline or RequestTimeout; then it returns an *UnackedError.
 func (c *Client) Send(ctx context.Context, m packet.Chat) (*Ack, error) {
 	if m.ID == "" {
 		m.ID = packet.Str(c.newID())
@@ -60,7 +65,13 @@ func (c *Client) Send(ctx context.Context, m packet.Chat) (*Ack, error) {
 	}
 	m.Cmd = packet.Int(packet.CmdChatReq)
 	c.remember(string(m.ID)) // our other devices' copies and our inbox need not show it again
-	r, err := c.request(ctx, packet.CmdChatReq, m, string(m.ID))
+	var r *wire.Response
+	var err error
+	if c.opts.NoOutbox {
+		r, err = c.request(ctx, packet.CmdChatReq, m, string(m.ID))
+	} else {
+		r, err = c.sendOutbox(ctx, m)
+	}
 	if err != nil {
 		return nil, err
 	}

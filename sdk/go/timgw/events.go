@@ -218,7 +218,7 @@ func (c *Client) handle(p packet.Packet) {
 		return
 	}
 	key := ""
-	if p.Cmd == packet.CmdChatResp && (r.Code == packet.StatusOK || r.Code == packet.StatusOffline) {
+	if p.Cmd == packet.CmdChatResp { // an answer names its chat, a refusal may (10034 does)
 		var a struct{ ID packet.Str }
 		_ = jsonUnmarshal(r.Data, &a)
 		key = string(a.ID)

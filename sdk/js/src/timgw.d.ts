@@ -17,6 +17,9 @@ export declare class TimError extends Error {
   readonly code: number;
   /** The gateway's answer, when there was one. */
   readonly response?: Record<string, unknown>;
+  /** A chat that timed out in the outbox: its id, and whether it was written (the gateway may have it). */
+  readonly id?: string;
+  readonly written?: boolean;
   constructor(message: string, code?: number, response?: Record<string, unknown>);
 }
 
@@ -61,6 +64,13 @@ export interface ClientOptions {
   fetchOffline?: boolean;
   /** Page size of the offline fetch (default 100). */
   offlinePageSize?: number;
+  /**
+   * Keep unanswered chats and write them again after a reconnect, with the same ids,
+   * before newer chats (default true); false: a lost connection rejects them.
+   */
+  outbox?: boolean;
+  /** Chats that may wait for their answers; send rejects beyond it at once (default 1000). */
+  maxOutbox?: number;
 }
 
 export interface User {
@@ -194,6 +204,8 @@ export declare class TimClient {
   readonly groups: Set<string>;
   /** The current WebSocket, for diagnostics. */
   readonly socket: WebSocketLike | null;
+  /** Ids of the chats waiting for their answers (the outbox), in send order. */
+  readonly outbox: string[];
 
   on<E extends keyof ClientEvents>(event: E, fn: (e: ClientEvents[E]) => void): () => void;
   off<E extends keyof ClientEvents>(event: E, fn: (e: ClientEvents[E]) => void): void;

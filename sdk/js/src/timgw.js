@@ -20,6 +20,9 @@ export const CMD = Object.freeze({
 /** Status codes that mean success (docs/protocol.md, section 3). */
 const OK = new Set([10000, 10001, 10003, 10005, 10006, 10007, 10009, 10011, 10016, 10018, 10019, 10021]);
 
+/** Chat refusals the outbox retries after a reconnect: storage unavailable, server busy or shutting down. */
+const RETRY = new Set([10030, 10034]);
+
 /** Chat types. */
 export const CHAT_GROUP = 1;
 export const CHAT_PRIVATE = 2;
@@ -98,7 +101,8 @@ export class TimClient {
     if (!options.userId && !options.token) throw new TimError("options.userId or options.token is required");
     this.options = {
       reconnect: true, reconnectMinDelay: 500, reconnectMaxDelay: 30000, reconnectJitter: 0.5,
-      heartbeatInterval: 30000, requestTimeout: 15000, fetchOffline: true, offlinePageSize: 100, ...options,
+      heartbeatInterval: 30000, requestTimeout: 15000, fetchOffline: true, offlinePageSize: 100,
+      outbox: true, maxOutbox: 1000, ...options,
     };
     this.WS = this.options.WebSocket || globalThis.WebSocket;
     if (!this.WS) throw new TimError("no WebSocket: pass options.WebSocket, or run Node 20 with --experimental-websocket (Node 22+ has it)");
@@ -114,7 +118,11 @@ export class TimClient {
     this._lastFrame = 0;
     this._offline = null; // the offline fetch running, a promise
     this._seq = 0;
+    this._outbox = []; // chats waiting for their final answers, in send order: {id, body, resolve, reject, timer, ws, sent, retry, done}
   }
+
+  /** outbox lists the ids of the chats waiting for their answers, in send order. */
+  get outbox() { return this._outbox.map((it) => it.id); }
 
   // ---- events ----
 
@@ -159,6 +167,7 @@ export class TimClient {
     clearTimeout(this._timers.reconnect);
     const ws = this.socket;
     this._dropSocket(new TimError("client closed"));
+    this._failOutbox((id) => new TimError(`client closed: chat ${id} was not acknowledged`));
     if (ws && ws.readyState <= 1) {
       try { ws.send(JSON.stringify({ cmd: CMD.CLOSE, userId: this.user ? this.user.userId : "" })); } catch { /* closing anyway */ }
       ws.close(1000, "client closed");
@@ -174,7 +183,11 @@ export class TimClient {
     this._reconnect();
   }
 
-  _setState(s) { this.state = s; }
+  _setState(s) {
+    this.state = s;
+    // A session that ends (a refused login, reconnection off) fails what waits to be sent.
+    if (s === "closed") this._failOutbox((id) => new TimError(`session ended: chat ${id} was not sent`));
+  }
 
   _open(isReconnect) {
     this._setState(isReconnect ? "reconnecting" : "connecting");
@@ -230,6 +243,8 @@ export class TimClient {
     this._attempt = 0;
     this._setState("online");
     this._lastFrame = Date.now();
+    // The outbox goes first, in its order, before any chat sent from here on.
+    for (const it of this._outbox) if (!it.ws) this._writeItem(it);
     clearInterval(this._timers.heartbeat);
     if (this.options.heartbeatInterval > 0) this._timers.heartbeat = setInterval(() => this._heartbeat(), this.options.heartbeatInterval);
     this._emit("login", { user: this.user, reconnect: isReconnect });
@@ -259,8 +274,9 @@ export class TimClient {
     const ws = this.socket;
     this.socket = null;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    for (const queue of this._pending.values()) for (const p of queue) { clearTimeout(p.timer); if (!p.done) p.reject(err); }
+    for (const queue of this._pending.values()) for (const p of queue) { clearTimeout(p.timer); if (!p.done && !p.item) p.reject(err); }
     this._pending.clear();
+    for (const it of this._outbox) it.ws = null; // written again after the next login
   }
 
   _onClose(code, reason, wasOnline) {
@@ -316,6 +332,7 @@ export class TimClient {
     if (!queue || !queue.length) return false;
     const i = key === undefined ? -1 : queue.findIndex((q) => q.key === key);
     const p = queue.splice(Math.max(i, 0), 1)[0];
+    if (p.item) { this._answerItem(p.item, r); return true; }
     clearTimeout(p.timer);
     if (p.done) return true;
     p.done = true;
@@ -382,12 +399,73 @@ export class TimClient {
     return true;
   }
 
+  // ---- outbox ----
+
+  /** _queue puts a chat in the outbox, writes it when online, and resolves with its final answer. */
+  _queue(body) {
+    return new Promise((resolve, reject) => {
+      if (this.state === "closed") { reject(new TimError("client closed")); return; }
+      if (this._outbox.length >= this.options.maxOutbox) {
+        reject(new TimError(`outbox full: ${this._outbox.length} chats wait for their answers (maxOutbox)`));
+        return;
+      }
+      const it = { id: body.id, body, resolve, reject, ws: null, sent: false, retry: null, done: false };
+      // After requestTimeout the chat leaves the outbox; if written, its late answer is consumed.
+      it.timer = setTimeout(() => {
+        if (it.done) return;
+        this._removeItem(it);
+        const err = new TimError(`chat ${it.id} not acknowledged within ${this.options.requestTimeout} ms` +
+          (it.sent ? " (written: the gateway may have accepted it; send it again with this id to know)" : "") +
+          (it.retry ? `; last answer: ${it.retry.message}` : ""), 0, it.retry ? it.retry.response : undefined);
+        err.id = it.id;
+        err.written = it.sent;
+        reject(err);
+      }, this.options.requestTimeout);
+      this._outbox.push(it);
+      if (this.state === "online") this._writeItem(it);
+    });
+  }
+
+  /** _writeItem writes a chat of the outbox on the current socket and queues its answer. */
+  _writeItem(it) {
+    if (!this._send({ cmd: CMD.CHAT, ...it.body })) return; // written after the next login
+    it.ws = this.socket;
+    it.sent = true;
+    if (!this._pending.has(CMD.CHAT_RESP)) this._pending.set(CMD.CHAT_RESP, []);
+    this._pending.get(CMD.CHAT_RESP).push({ key: it.id, item: it });
+  }
+
+  /** _answerItem takes a cmd 12 answer: final, or (10030, 10034) to resend after the next login. */
+  _answerItem(it, r) {
+    if (it.done) return; // timed out: the late answer is consumed
+    const code = num(r.code);
+    if (RETRY.has(code)) { it.ws = null; it.retry = new TimError(r.msg || "refused", code, r); return; }
+    this._removeItem(it);
+    if (OK.has(code)) it.resolve(r); else it.reject(new TimError(r.msg || "refused", code, r));
+  }
+
+  _removeItem(it) {
+    it.done = true;
+    clearTimeout(it.timer);
+    const i = this._outbox.indexOf(it);
+    if (i >= 0) this._outbox.splice(i, 1);
+  }
+
+  _failOutbox(errOf) {
+    const items = this._outbox;
+    this._outbox = [];
+    for (const it of items) { it.done = true; clearTimeout(it.timer); it.reject(errOf(it.id)); }
+  }
+
   // ---- commands ----
 
   /**
    * send sends a chat and resolves with the cmd 12 answer's data plus its code (10000 sent,
    * 10001 receiver offline and kept); a refusal rejects with a TimError. A chat without id
-   * gets one, so that a resend after a lost answer is recognised by the gateway.
+   * gets one, so that a resend after a lost answer is recognised by the gateway. With the
+   * outbox (options.outbox, the default) a chat sent while reconnecting, or whose answer a
+   * lost connection cut off, is written again after the next login (before newer chats),
+   * and the promise settles with its first answer, or after requestTimeout.
    */
   async send(chat) {
     const body = { ...chat };
@@ -395,7 +473,7 @@ export class TimClient {
     if (!body.chatType) body.chatType = body.groupId ? CHAT_GROUP : CHAT_PRIVATE;
     if (body.msgType == null) body.msgType = 0;
     this._remember(body.id); // our other devices' copies and our inbox need not show it again
-    const r = await this._request(CMD.CHAT, body, body.id);
+    const r = await (this.options.outbox ? this._queue(body) : this._request(CMD.CHAT, body, body.id));
     const d = r.data && typeof r.data === "object" ? r.data : {};
     return defined({ ...d, id: str(d.id) || body.id, seq: num(d.seq), createTime: num(d.createTime), serverTime: num(d.serverTime),
       code: num(r.code), msg: r.msg });

@@ -261,6 +261,40 @@ test("a kicked client reconnects with backoff, logs in again and rejoins its gro
   assert.equal((await within(got, "carol gets the group chat after the reconnect")).groupId, room);
 });
 
+test("outbox: chats cut off by a kick or sent while reconnecting are answered once and delivered once, in order", opts, async () => {
+  const [aid, bid] = [uid("alice"), uid("bob")];
+  const spy = socketSpy();
+  const a = await login(aid, { WebSocket: spy.WebSocket, reconnectMinDelay: 500, reconnectMaxDelay: 500, reconnectJitter: 0 });
+  const b = await login(bid);
+  const got = collect(b, "message");
+  const ids = Array.from({ length: 8 }, (_, i) => `${aid}-outbox-${i}`);
+  const sends = [];
+  const closed = a.once("close");
+  for (const id of ids.slice(0, 4)) sends.push(a.sendPrivate(bid, id, { id }));
+  // The kick closes alice's connection while those wait for (or just got) their answers.
+  const res = await within(apiPost(`/api/v1/users/${encodeURIComponent(aid)}/kick`, { reason: "outbox test" }), "the kick");
+  assert.equal(res.status, 200, res.text);
+  assert.equal((await within(closed, "alice's close event")).willReconnect, true);
+  assert.equal(a.state, "reconnecting");
+  // Sent while reconnecting: they wait in the outbox and go after the older ones.
+  for (const id of ids.slice(4)) sends.push(a.sendPrivate(bid, id, { id }));
+  assert.deepEqual(a.outbox.slice(-4), ids.slice(4));
+  const acks = await within(Promise.all(sends), "every answer");
+  let last = 0;
+  acks.forEach((ack, i) => {
+    assert.equal(ack.id, ids[i]);
+    assert.equal(ack.code, 10000, `chat ${i}: ${JSON.stringify(ack)}`);
+    assert.ok(ack.seq > last, `chat ${i}: seq ${ack.seq} after ${last}: stored in send order`);
+    last = ack.seq;
+  });
+  assert.deepEqual(a.outbox, []);
+  const written = spy.sent.filter((f) => f.cmd === 11).map((f) => f.id);
+  for (const id of ids.slice(4)) assert.equal(written.filter((w) => w === id).length, 1, `${id} written once`);
+  await within(new Promise((resolve) => { const t = setInterval(() => { if (got.length >= ids.length) { clearInterval(t); resolve(); } }, 20); }), "bob gets the 8 chats");
+  await barrier(b);
+  assert.deepEqual(got.map((m) => m.id), ids, "bob gets each chat once, in order");
+});
+
 test("reconnectNow skips the backoff wait; close stops reconnecting", opts, async () => {
   const id = uid("eager");
   const c = await login(id, { reconnectMinDelay: 60000, reconnectMaxDelay: 60000, reconnectJitter: 0 });
@@ -278,7 +312,7 @@ test("reconnectNow skips the backoff wait; close stops reconnecting", opts, asyn
   assert.deepEqual(closes.map((e) => e.willReconnect), [false]);
   assert.equal(c.state, "closed");
   assert.deepEqual(again, []);
-  await assert.rejects(c.sendPrivate(id, "after close"), /not connected/);
+  await assert.rejects(c.sendPrivate(id, "after close"), /client closed/);
 });
 
 test("receipts and the conversation list (cmd 25-29)", opts, async (t) => {

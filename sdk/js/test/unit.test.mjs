@@ -49,8 +49,8 @@ test("TimClient refuses options it cannot work with", () => {
   assert.equal(c.options.reconnectMinDelay, 500);
 });
 
-test("requests while not connected reject at once", async () => {
-  const c = new TimClient({ url: "ws://127.0.0.1:1/", userId: "a", WebSocket: function () {} });
+test("requests while not connected reject at once (chats too, without the outbox)", async () => {
+  const c = new TimClient({ url: "ws://127.0.0.1:1/", userId: "a", WebSocket: function () {}, outbox: false });
   await assert.rejects(c.sendPrivate("b", "hi"), (e) => e instanceof TimError && /not connected/.test(e.message));
   assert.equal(c.typing({ to: "b" }), false);
 });
@@ -78,7 +78,8 @@ test("answers with numbers as strings, refusals, and late answers to timed-out r
   // A chat whose answer comes too late: it rejects, and its late answer is not taken for
   // the next chat's.
   const slow = c.sendPrivate("bob", "slow", { id: "m1" });
-  await assert.rejects(slow, /no answer to cmd 11/);
+  await assert.rejects(slow, (e) => /chat m1 not acknowledged within 50 ms/.test(e.message) && e.id === "m1" && e.written === true);
+  assert.deepEqual(c.outbox, [], "a timed-out chat leaves the outbox");
   const next = c.sendPrivate("bob", "next", { id: "m2" });
   ws.push({ cmd: "12", code: "10000", data: { id: "m1", seq: "1" } });
   ws.push({ cmd: "12", code: "10001", msg: "receiver offline", data: { id: "m2", seq: "2" } });
@@ -125,4 +126,52 @@ test("a request the gateway does not know (10014 in its own cmd) rejects at once
   assert.deepEqual(ws.sent.at(-1), { cmd: 25, to: "bob", read: 3 });
   ws.push({ cmd: 25, code: 10014, msg: "unsupported cmd 25" });
   await assert.rejects(r, (e) => e.code === 10014);
+});
+
+test("outbox: chats cut off or sent while reconnecting are written again after the login, in order, once answered", async (t) => {
+  const c = new TimClient({ url: "ws://fake/", userId: "alice", WebSocket: FakeSocket, fetchOffline: false, heartbeatInterval: 0,
+    reconnectMinDelay: 10, reconnectMaxDelay: 10, reconnectJitter: 0, maxOutbox: 4 });
+  t.after(() => c.close());
+  const p = c.connect();
+  await tick();
+  let ws = FakeSocket.last;
+  ws.push({ cmd: 6, code: 10007, user: { userId: "alice" } });
+  await p;
+  const s1 = c.sendPrivate("bob", "one", { id: "m1" });
+  const s2 = c.sendPrivate("bob", "two", { id: "m2" });
+  assert.deepEqual(ws.sent.slice(1).map((f) => f.id), ["m1", "m2"]);
+  ws.close(1006, "network"); // no answer came
+  await c.once("reconnecting");
+  const s3 = c.sendPrivate("bob", "three", { id: "m3" }); // while reconnecting: it waits
+  const s4 = c.sendPrivate("bob", "four", { id: "m4" });
+  assert.deepEqual(c.outbox, ["m1", "m2", "m3", "m4"]);
+  await assert.rejects(c.sendPrivate("bob", "five", { id: "m5" }), /outbox full: 4 chats/);
+  await c.once("open");
+  ws = FakeSocket.last;
+  assert.deepEqual(ws.sent.map((f) => f.cmd), [5], "nothing before the login");
+  ws.push({ cmd: 6, code: 10007, user: { userId: "alice" } });
+  await c.once("login");
+  assert.deepEqual(ws.sent.slice(1).map((f) => [f.cmd, f.id, f.content]), [[11, "m1", "one"], [11, "m2", "two"], [11, "m3", "three"], [11, "m4", "four"]]);
+  ws.push({ cmd: 12, code: 10000, data: { id: "m1", seq: 1, duplicate: true } });
+  ws.push({ cmd: 12, code: 10025, msg: "not a member", data: { id: "m2" } });
+  ws.push({ cmd: 12, code: 10034, msg: "server shutting down", data: { id: "m3" } });
+  ws.push({ cmd: 12, code: 10000, data: { id: "m4", seq: 2 } });
+  assert.deepEqual(await s1, { id: "m1", seq: 1, duplicate: true, code: 10000 });
+  await assert.rejects(s2, (e) => e.code === 10025); // final: not resent
+  assert.deepEqual(await s4, { id: "m4", seq: 2, code: 10000 });
+  assert.deepEqual(c.outbox, ["m3"], "10034 keeps the chat for the next login");
+  ws.close(1001, "server shutting down");
+  await c.once("open");
+  ws = FakeSocket.last;
+  ws.push({ cmd: 6, code: 10007, user: { userId: "alice" } });
+  await c.once("login");
+  assert.deepEqual(ws.sent.slice(1).map((f) => f.id), ["m3"]);
+  ws.push({ cmd: 12, code: 10001, data: { id: "m3", seq: 3 } });
+  assert.equal((await s3).seq, 3);
+
+  // close() fails what is left with a clear error.
+  const s6 = c.sendPrivate("bob", "six", { id: "m6" });
+  c.close();
+  await assert.rejects(s6, /client closed: chat m6 was not acknowledged/);
+  assert.deepEqual(c.outbox, []);
 });
