@@ -16,8 +16,10 @@ import (
 type Codec interface {
 	// Decode reads the whole frames at the front of in and appends what they carry to
 	// out. It returns how many bytes of in it consumed; the rest stays buffered for the
-	// next call. Packet bodies in out never alias in. A non-nil error ends the
-	// connection: when it is an *Error the transport first answers with it.
+	// next call. Packet bodies in out never alias in, nor each other, and the codec
+	// never writes to them afterwards: the handler owns them (a chat's strings may point
+	// into its body, packet.DecodeChatOwned). A non-nil error ends the connection: when
+	// it is an *Error the transport first answers with it.
 	Decode(in []byte, out *Decoded) (consumed int, err error)
 	// Encode appends the wire form of p to dst and returns the extended slice.
 	Encode(dst []byte, p packet.Packet) []byte
