@@ -98,13 +98,9 @@ func (s *Store) apply(g *gen) error {
 				return err
 			}
 		}
-		seen := map[string]bool{} // conversations checked for a first message (oldest.go)
-		for _, r := range g.recs {
-			if !seen[r.conv] {
-				seen[r.conv] = true
-				if err := indexFirst(tx, r.conv, msgKey(r.conv, r.seq), r.msg); err != nil {
-					return err
-				}
+		for _, r := range g.recs { // after msgs: a conversation's first message is stored
+			if err := indexFirst(tx, r.conv, r.seq, msgKey(r.conv, r.seq), r.msg); err != nil {
+				return err
 			}
 		}
 		if err := applyReceipts(tx, g.recs); err != nil {

@@ -20,7 +20,7 @@ import (
 //	oldest  kind ("p:" or "g:"), first message's server time, conv -> empty
 //
 // The applier adds a conversation's entry when it stores the first message of an empty
-// conversation (one seek per conversation and transaction); removeMsgs moves or removes
+// conversation (indexFirst: a lookup per chat in the small seqfloor bucket); removeMsgs moves or removes
 // the entries of the conversations it removed messages of (recall events and recalled
 // messages never change a conversation's first message). A store written before the
 // index gets it built when it is opened (kOldest in meta marks it built).
@@ -72,15 +72,23 @@ func firstMsg(msgs *bolt.Bucket, conv string) (*pb.Message, []byte, error) {
 	return m, k, nil
 }
 
-// indexFirst adds conv's expiry entry when key, just stored with the message v, is the
-// conversation's first message: one seek, and a decode only for a first message.
-func indexFirst(tx *bolt.Tx, conv string, key, v []byte) error {
+// indexFirst adds conv's expiry entry when key, message seq just stored with the value
+// v, is the conversation's first message. Seq 1 always is; a later seq can only be when
+// the conversation's seq floor reached the seq before it (every removal raises the floor
+// to the conversation's last seq, so while the floor is lower, seq-1 is still stored),
+// and then a seek tells. So most chats cost one lookup in the small seqfloor bucket.
+func indexFirst(tx *bolt.Tx, conv string, seq int64, key, v []byte) error {
 	kind := convKind(conv)
 	if kind == "" {
 		return nil
 	}
-	if k, _ := tx.Bucket(bMsgs).Cursor().Seek(strKey(conv)); !bytes.Equal(k, key) {
-		return nil // not the first: the conversation has its entry
+	if seq > 1 {
+		if seqFloor(tx, conv) < seq-1 {
+			return nil
+		}
+		if k, _ := tx.Bucket(bMsgs).Cursor().Seek(strKey(conv)); !bytes.Equal(k, key) {
+			return nil
+		}
 	}
 	m := &pb.Message{}
 	if err := proto.Unmarshal(v, m); err != nil {
