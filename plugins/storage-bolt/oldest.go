@@ -20,10 +20,10 @@ import (
 //	oldest  kind ("p:" or "g:"), first message's server time, conv -> empty
 //
 // The applier adds a conversation's entry when it stores the first message of an empty
-// conversation (indexFirst: a lookup per chat in the small seqfloor bucket); removeMsgs moves or removes
-// the entries of the conversations it removed messages of (recall events and recalled
-// messages never change a conversation's first message). A store written before the
-// index gets it built when it is opened (kOldest in meta marks it built).
+// conversation (indexFirst: a lookup per chat in the small seqfloor bucket); removeMsgs
+// moves or removes the entries of the conversations it removed messages of (recall events
+// and recalled messages never change a conversation's first message). A store written
+// before the index gets it built when it is opened (kOldest in meta marks it built).
 var (
 	bOldest = []byte("oldest")
 	kOldest = []byte("oldest-index")
@@ -34,10 +34,11 @@ func init() { buckets = append(buckets, bOldest) }
 // convKind is the prefix that tells a conversation's chat type ("p:" or "g:"), "" for a
 // key of neither (never expired).
 func convKind(conv string) string {
-	for _, p := range []string{storage.ConvPrefix(storage.ChatTypePrivate), storage.ConvPrefix(storage.ChatTypeGroup)} {
-		if strings.HasPrefix(conv, p) {
-			return p
-		}
+	if p := storage.ConvPrefix(storage.ChatTypePrivate); strings.HasPrefix(conv, p) {
+		return p
+	}
+	if p := storage.ConvPrefix(storage.ChatTypeGroup); strings.HasPrefix(conv, p) {
+		return p
 	}
 	return ""
 }
@@ -58,18 +59,18 @@ func parseOldestKey(k, pk []byte) (t int64, conv string, err error) {
 	return int64(binary.BigEndian.Uint64(rest) ^ (1 << 63)), string(rest[8:]), nil
 }
 
-// firstMsg returns the first message of conv (nil when it has none) and its key.
-func firstMsg(msgs *bolt.Bucket, conv string) (*pb.Message, []byte, error) {
+// firstMsg returns the first message of conv, nil when it has none.
+func firstMsg(msgs *bolt.Bucket, conv string) (*pb.Message, error) {
 	ck := strKey(conv)
 	k, v := msgs.Cursor().Seek(ck)
 	if k == nil || !bytes.HasPrefix(k, ck) {
-		return nil, nil, nil
+		return nil, nil
 	}
 	m := &pb.Message{}
 	if err := proto.Unmarshal(v, m); err != nil {
-		return nil, nil, fmt.Errorf("decode message %x: %w", k, err)
+		return nil, fmt.Errorf("decode message %x: %w", k, err)
 	}
-	return m, k, nil
+	return m, nil
 }
 
 // indexFirst adds conv's expiry entry when key, message seq just stored with the value
@@ -78,16 +79,16 @@ func firstMsg(msgs *bolt.Bucket, conv string) (*pb.Message, []byte, error) {
 // to the conversation's last seq, so while the floor is lower, seq-1 is still stored),
 // and then a seek tells. So most chats cost one lookup in the small seqfloor bucket.
 func indexFirst(tx *bolt.Tx, conv string, seq int64, key, v []byte) error {
+	if seq > 1 && seqFloor(tx, conv) < seq-1 {
+		return nil
+	}
 	kind := convKind(conv)
 	if kind == "" {
 		return nil
 	}
 	if seq > 1 {
-		if seqFloor(tx, conv) < seq-1 {
-			return nil
-		}
 		if k, _ := tx.Bucket(bMsgs).Cursor().Seek(strKey(conv)); !bytes.Equal(k, key) {
-			return nil
+			return nil // seq-1 was removed, an older one is still stored
 		}
 	}
 	m := &pb.Message{}
@@ -104,7 +105,7 @@ func reindex(tx *bolt.Tx, conv string, old int64, hadOld bool) error {
 	if kind == "" {
 		return nil
 	}
-	m, _, err := firstMsg(tx.Bucket(bMsgs), conv)
+	m, err := firstMsg(tx.Bucket(bMsgs), conv)
 	if err != nil {
 		return err
 	}

@@ -69,8 +69,9 @@ func (s *Store) Expire(_ context.Context, req *pb.ExpireRequest) (*pb.ExpireResp
 // head of each conversation whose first message is older than before, in seq order up
 // to its first message that is not due. It visits the expiry index (oldest.go) from the
 // oldest first message on, so only conversations with a due message. more reports that
-// it stopped at limit with another message due. An index entry that does not match its
-// conversation's first message (an older binary wrote it) is corrected on the way.
+// it stopped at limit with another message due. An entry that does not match its
+// conversation's first message (an older version of the plugin removed messages after
+// the index was built) is corrected on the way.
 func dueKeys(tx *bolt.Tx, kind string, before int64, limit int) (keys [][]byte, more bool, err error) {
 	pk := strKey(kind)
 	type fix struct {
@@ -238,7 +239,8 @@ func (s *Store) write(fn func(tx *bolt.Tx) error) error {
 // removeMsgs deletes the messages at keys, their dedup entries and the inbox entries
 // naming them (of the users of a private conversation, of a group's current members;
 // entries of members who left are skipped by Inbox). It records each conversation's last
-// seq as its floor and moves its expiry index entry to its new first message. It answers the messages and inbox entries removed.
+// seq as its floor and moves its expiry index entry to its new first message. It answers
+// the messages and inbox entries removed.
 func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 	mb, db := tx.Bucket(bMsgs), tx.Bucket(bDedup)
 	gone := map[string]map[string]bool{} // conv -> message keys
@@ -258,7 +260,7 @@ func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 		}
 		if gone[m.Conv] == nil {
 			gone[m.Conv] = map[string]bool{}
-			f, _, err := firstMsg(mb, m.Conv)
+			f, err := firstMsg(mb, m.Conv)
 			if err != nil {
 				return 0, 0, err
 			}
