@@ -79,8 +79,10 @@ func (s *Store) applyOnce() bool {
 // of seeking at random.
 func (s *Store) apply(g *gen) error {
 	var msgs, dedup, inbox []kv
+	recKeys := make([][]byte, 0, len(g.recs)) // the msgs key of each record, in order
 	for _, r := range g.recs {
 		key := msgKey(r.conv, r.seq)
+		recKeys = append(recKeys, key)
 		msgs = append(msgs, kv{key, r.msg})
 		if r.dedup != nil {
 			dedup = append(dedup, kv{r.dedup, key})
@@ -95,6 +97,11 @@ func (s *Store) apply(g *gen) error {
 			kvs  []kv
 		}{{bMsgs, msgs}, {bDedup, dedup}, {bInbox, inbox}} {
 			if err := putSorted(tx.Bucket(b.name), b.kvs); err != nil {
+				return err
+			}
+		}
+		for i, r := range g.recs { // after msgs: a conversation's first message is stored
+			if err := indexFirst(tx, r.conv, r.seq, recKeys[i], r.msg); err != nil {
 				return err
 			}
 		}

@@ -16,6 +16,7 @@
 //	members   group id, member -> empty
 //	users     user id          -> User
 //	meta      "applied-lsn"    -> last log record applied (replay skips up to it)
+//	oldest    kind, time, conv -> empty: the expiry index (oldest.go)
 //
 // and log segments wal-<first LSN>.log next to timgw.db.
 //
@@ -128,7 +129,10 @@ func (s *Store) Open(_ context.Context, req *pb.OpenRequest) (*pb.OpenResponse, 
 				return err
 			}
 		}
-		return backfillUGroups(tx)
+		if err := backfillUGroups(tx); err != nil {
+			return err
+		}
+		return buildOldest(tx)
 	})
 	if err != nil {
 		_ = db.Close()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -21,8 +20,9 @@ import (
 //
 // so that a conversation whose every message expired continues with the next seq, never
 // reusing one (txn.put and overlay.lastSeq take the greater of it and the last key).
-// bolt has no time index: Expire walks the conversations (one seek each) and removes each
-// one's expired head, which is in seq order and so, but for clock steps, in time order.
+// Expire finds the conversations with a due message in the expiry index (oldest.go: by
+// the time of each one's first message) and removes each one's expired head, which is in
+// seq order and so, but for clock steps, in time order.
 var bSeqFloor = []byte("seqfloor")
 
 func init() { buckets = append(buckets, bSeqFloor) }
@@ -49,47 +49,75 @@ func (s *Store) Expire(_ context.Context, req *pb.ExpireRequest) (*pb.ExpireResp
 	if limit == 0 {
 		limit = defaultExpireLimit
 	}
-	prefix := storage.ConvPrefix(req.ChatType)
 	res := &pb.ExpireResponse{}
 	err := s.write(func(tx *bolt.Tx) error {
-		var keys [][]byte
-		c := tx.Bucket(bMsgs).Cursor()
-		for k, v := c.First(); k != nil && len(keys) < limit; {
-			conv, _, err := readStr(k)
-			if err != nil {
-				return err
-			}
-			ck := strKey(conv)
-			for ; k != nil && bytes.HasPrefix(k, ck) && strings.HasPrefix(conv, prefix); k, v = c.Next() {
-				m := &pb.Message{}
-				if err := proto.Unmarshal(v, m); err != nil {
-					return fmt.Errorf("decode message %x: %w", k, err)
-				}
-				if m.ServerTime >= req.BeforeMs {
-					break
-				}
-				if len(keys) == limit {
-					res.More = true
-					break
-				}
-				keys = append(keys, slices.Clone(k))
-			}
-			k, v = c.Seek(appendU64(ck, ^uint64(0))) // past the conversation
-			if k != nil && bytes.HasPrefix(k, ck) {
-				k, v = c.Next()
-			}
-			if len(keys) == limit && k != nil && !res.More {
-				res.More = true // possibly: the next call finds out
-			}
+		keys, more, err := dueKeys(tx, storage.ConvPrefix(req.ChatType), req.BeforeMs, limit)
+		if err != nil {
+			return err
 		}
 		n, in, err := removeMsgs(tx, keys)
-		res.Removed, res.InboxRemoved = n, in
+		res.Removed, res.InboxRemoved, res.More = n, in, more
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage-bolt: expire: %w", err)
 	}
 	return res, nil
+}
+
+// dueKeys lists up to limit keys of due messages of the conversations of kind: the
+// head of each conversation whose first message is older than before, in seq order up
+// to its first message that is not due. It visits the expiry index (oldest.go) from the
+// oldest first message on, so only conversations with a due message. more reports that
+// it stopped at limit with another message due. An entry that does not match its
+// conversation's first message (an older version of the plugin removed messages after
+// the index was built) is corrected on the way.
+func dueKeys(tx *bolt.Tx, kind string, before int64, limit int) (keys [][]byte, more bool, err error) {
+	pk := strKey(kind)
+	type fix struct {
+		conv string
+		t    int64
+	}
+	var fixes []fix
+	mc := tx.Bucket(bMsgs).Cursor()
+	ic := tx.Bucket(bOldest).Cursor()
+	for ik, _ := ic.Seek(pk); ik != nil && bytes.HasPrefix(ik, pk) && !more; ik, _ = ic.Next() {
+		t, conv, err := parseOldestKey(ik, pk)
+		if err != nil {
+			return nil, false, fmt.Errorf("expiry index key %x: %w", ik, err)
+		}
+		if t >= before {
+			break
+		}
+		ck, first := strKey(conv), true
+		for k, v := mc.Seek(ck); k != nil && bytes.HasPrefix(k, ck); k, v = mc.Next() {
+			m := &pb.Message{}
+			if err := proto.Unmarshal(v, m); err != nil {
+				return nil, false, fmt.Errorf("decode message %x: %w", k, err)
+			}
+			if first && m.ServerTime != t {
+				fixes = append(fixes, fix{conv, t})
+			}
+			first = false
+			if m.ServerTime >= before {
+				break
+			}
+			if len(keys) == limit {
+				more = true
+				break
+			}
+			keys = append(keys, slices.Clone(k))
+		}
+		if first { // no message left: a stale entry
+			fixes = append(fixes, fix{conv, t})
+		}
+	}
+	for _, f := range fixes {
+		if err := reindex(tx, f.conv, f.t, true); err != nil {
+			return nil, false, err
+		}
+	}
+	return keys, more, nil
 }
 
 // EraseUser implements storage.Retainer.
@@ -211,10 +239,16 @@ func (s *Store) write(fn func(tx *bolt.Tx) error) error {
 // removeMsgs deletes the messages at keys, their dedup entries and the inbox entries
 // naming them (of the users of a private conversation, of a group's current members;
 // entries of members who left are skipped by Inbox). It records each conversation's last
-// seq as its floor. It answers the messages and inbox entries removed.
+// seq as its floor and moves its expiry index entry to its new first message. It answers
+// the messages and inbox entries removed.
 func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 	mb, db := tx.Bucket(bMsgs), tx.Bucket(bDedup)
 	gone := map[string]map[string]bool{} // conv -> message keys
+	type first struct {
+		t   int64
+		had bool
+	}
+	firsts := map[string]first{} // conv -> its first message's time before the removal
 	for _, k := range keys {
 		v := mb.Get(k)
 		if v == nil {
@@ -226,6 +260,11 @@ func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 		}
 		if gone[m.Conv] == nil {
 			gone[m.Conv] = map[string]bool{}
+			f, err := firstMsg(mb, m.Conv)
+			if err != nil {
+				return 0, 0, err
+			}
+			firsts[m.Conv] = first{f.GetServerTime(), f != nil}
 			last := max(lastU64(mb, strKey(m.Conv)), seqFloor(tx, m.Conv))
 			if err := putU64(tx.Bucket(bSeqFloor), []byte(m.Conv), uint64(last)); err != nil {
 				return 0, 0, err
@@ -241,6 +280,11 @@ func removeMsgs(tx *bolt.Tx, keys [][]byte) (msgs, inbox int64, err error) {
 			return 0, 0, err
 		}
 		msgs++
+	}
+	for conv, f := range firsts {
+		if err := reindex(tx, conv, f.t, f.had); err != nil {
+			return 0, 0, err
+		}
 	}
 	byUser := map[string]map[string]bool{} // user -> message keys gone: one inbox scan per user
 	for conv, set := range gone {

@@ -73,3 +73,67 @@ func populated(t *testing.T, convs, total int) *Store {
 	}
 	return s
 }
+
+// TestExpireFewDue measures an expiry pass over TIMGW_BENCH_EXPIRE_CONVS private
+// conversations (e.g. 100000) of 2 chats each, each user with a small inbox, when only
+// 100 chats are due per pass (the janitor's steady state), and a pass with nothing due.
+//
+//	TIMGW_BENCH_EXPIRE_CONVS=100000 go test -run ExpireFewDue -v ./plugins/storage-bolt/
+func TestExpireFewDue(t *testing.T) {
+	convs, _ := strconv.Atoi(os.Getenv("TIMGW_BENCH_EXPIRE_CONVS"))
+	if convs <= 0 {
+		t.Skip("set TIMGW_BENCH_EXPIRE_CONVS=100000 to measure expiry with few due")
+	}
+	cfg, _ := json.Marshal(Config{Dir: t.TempDir(), NoSync: true})
+	s := &Store{}
+	ctx := context.Background()
+	if _, err := s.Open(ctx, &pb.OpenRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	// Chat j of conversation i (u<i> to v<i>) has server time j*convs+i+1: the first chats
+	// of the conversations are the oldest, in conversation order.
+	reqs := make([]*pb.AppendRequest, 0, 2000)
+	start := time.Now()
+	for j := range 2 {
+		for i := range convs {
+			u, v := "u"+strconv.Itoa(i), "v"+strconv.Itoa(i)
+			reqs = append(reqs, &pb.AppendRequest{Message: &pb.Message{Conv: storage.PrivateConv(u, v),
+				Id: "m" + strconv.Itoa(j), From: u, To: v, ChatType: storage.ChatTypePrivate,
+				CreateTime: int64(j*convs + i + 1), ServerTime: int64(j*convs + i + 1), Content: "hello"},
+				Receivers: []string{v}})
+			if len(reqs) == cap(reqs) || i == convs-1 {
+				if _, err := s.Append(ctx, reqs); err != nil {
+					t.Fatal(err)
+				}
+				reqs = reqs[:0]
+			}
+		}
+	}
+	t.Logf("stored %d chats of %d conversations in %v", 2*convs, convs, time.Since(start))
+	expire := func(before int64) (*pb.ExpireResponse, time.Duration) {
+		start := time.Now()
+		res, err := s.Expire(ctx, &pb.ExpireRequest{ChatType: storage.ChatTypePrivate, BeforeMs: before, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, time.Since(start)
+	}
+	expire(1) // the log is applied first
+	var idle, busy []time.Duration
+	for k := 1; k <= 21; k++ {
+		res, d := expire(int64(100*k + 1))
+		if res.Removed != 100 || res.More {
+			t.Fatalf("pass %d: %v, want 100 removed and no more", k, res)
+		}
+		busy = append(busy, d)
+		if res, d = expire(int64(100*k + 1)); res.Removed != 0 {
+			t.Fatalf("pass %d again: %v, want nothing", k, res)
+		}
+		idle = append(idle, d)
+	}
+	slices.Sort(idle)
+	slices.Sort(busy)
+	t.Logf("expiry pass over %d conversations removing 100 chats: p50 %v, max %v; with nothing due: p50 %v, max %v (21 passes each, in process)",
+		convs, busy[len(busy)/2], busy[len(busy)-1], idle[len(idle)/2], idle[len(idle)-1])
+}

@@ -23,10 +23,18 @@ var _ storage.Retainer = (*Store)(nil)
 // defaultExpireLimit bounds an Expire that gives no limit.
 const defaultExpireLimit = 1000
 
-// ensureRetentionIndexes indexes inbox entries by the message they name.
+// expireIndex is the index of Expire's query (ct equal, stime below a bound): a pass
+// reads the due messages only, oldest first, instead of every message of the chat type.
+var expireIndex = bson.D{{Key: "ct", Value: 1}, {Key: "stime", Value: 1}}
+
+// ensureRetentionIndexes indexes inbox entries by the message they name, and messages by
+// chat type and server time.
 func (s *Store) ensureRetentionIndexes(ctx context.Context) error {
 	if _, err := s.inbox.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "ref", Value: 1}}}); err != nil {
 		return fmt.Errorf("storage-mongo: create index on inbox: %w", err)
+	}
+	if _, err := s.msgs.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: expireIndex}); err != nil {
+		return fmt.Errorf("storage-mongo: create index on messages: %w", err)
 	}
 	return nil
 }
@@ -52,6 +60,10 @@ func (s *Store) Expire(ctx context.Context, req *pb.ExpireRequest) (*pb.ExpireRe
 	if limit == 0 {
 		limit = defaultExpireLimit
 	}
+	// On MongoDB an index scan of expireIndex, bounded by the chat type and the time: it
+	// reads only the due messages. FerretDB 1.x (the tests' server) plans it as a
+	// sequential scan with ct pushed down (explain: "Seq Scan", filter
+	// `_jsonb -> 'ct' @> '2'`), the time filtered in FerretDB, index or not.
 	filter := bson.D{{Key: "ct", Value: req.ChatType}, {Key: "stime", Value: bson.D{{Key: "$lt", Value: req.BeforeMs}}}}
 	refs, err := s.findRefs(ctx, filter, options.Find().SetProjection(refProjection).SetLimit(limit+1))
 	if err != nil {

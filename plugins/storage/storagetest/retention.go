@@ -205,3 +205,71 @@ func testEraseUser(t *testing.T, open Opener) {
 		t.Errorf("EraseUser(nobody): %v, %v, want nothing removed", again, err)
 	}
 }
+
+// testExpireAfterChanges: expiry finds what is due after the first messages of
+// conversations changed: a recalled first chat and its recall event, a group's first chat
+// removed by erasure, a conversation emptied by expiry and written again, a reopen.
+func testExpireAfterChanges(t *testing.T, open Opener) {
+	name := newName()
+	b := open(t, name)
+	r := retainer(t, b)
+	ab, cd, room := storage.PrivateConv("alice", "bob"), storage.PrivateConv("carol", "dave"), storage.GroupConv("room")
+	join(t, b, "room", "alice", "bob", "erin")
+	groupAt := func(from, id string, serverTime int64) *pb.AppendRequest {
+		req := groupChat(from, "room", id, "alice")
+		req.Message.CreateTime, req.Message.ServerTime = serverTime-1, serverTime
+		return req
+	}
+	mustAppend(t, b, chat("alice", "bob", "a1", "x", 1000), chat("alice", "bob", "a2", "x", 2000),
+		chat("carol", "dave", "c1", "x", 3000), groupAt("erin", "g1", 1001), groupAt("bob", "g2", 4001))
+	if _, err := b.Recall(ctx(t), &pb.RecallRequest{From: "alice", Id: "a1", By: "alice", Time: 2500, Receivers: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The recalled chat keeps its time; its recall event (seq 3) is due later.
+	if res := expire(t, r, storage.ChatTypePrivate, 2200, 0); res.Removed != 2 || res.More {
+		t.Errorf("Expire(private, 2200): %v, want a1 and a2 removed", res)
+	}
+	if got := seqs(history(t, b, &pb.HistoryRequest{Conv: ab}).Messages); !slices.Equal(got, []int64{3}) {
+		t.Errorf("history after a1 and a2 expired: seqs %v, want [3] (the recall event)", got)
+	}
+	// Erasure removes the group's first chat: its second one is due at its own time.
+	if _, err := r.EraseUser(ctx(t), &pb.EraseUserRequest{User: "erin"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := expire(t, r, storage.ChatTypeGroup, 3000, 0); res.Removed != 0 {
+		t.Errorf("Expire(group, 3000) after erin's chat was erased: %v, want nothing (g2 is at 4001)", res)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	b = open(t, name)
+	t.Cleanup(func() { _ = b.Close() })
+	r = retainer(t, b)
+	if res := expire(t, r, storage.ChatTypeGroup, 5000, 0); res.Removed != 1 {
+		t.Errorf("Expire(group, 5000) after reopen: %v, want g2 removed", res)
+	}
+	if res := expire(t, r, storage.ChatTypePrivate, 2600, 0); res.Removed != 1 {
+		t.Errorf("Expire(private, 2600) after reopen: %v, want the recall event removed", res)
+	}
+	// The emptied conversation is written again, with an old server time: it is found.
+	if res := mustAppend(t, b, chat("bob", "alice", "b1", "late", 100)); res[0].Seq != 4 {
+		t.Errorf("a chat after expiry got seq %d, want 4", res[0].Seq)
+	}
+	if res := expire(t, r, storage.ChatTypePrivate, 200, 0); res.Removed != 1 {
+		t.Errorf("Expire(private, 200) after the conversation was written again: %v, want b1 removed", res)
+	}
+	if got := ids(history(t, b, &pb.HistoryRequest{Conv: cd}).Messages); !slices.Equal(got, []string{"c1"}) {
+		t.Errorf("history of %s: %v, want [c1] (not due yet)", cd, got)
+	}
+	if res := expire(t, r, storage.ChatTypePrivate, 1<<50, 0); res.Removed != 1 || res.More {
+		t.Errorf("Expire(private, all): %v, want c1 removed and no more", res)
+	}
+	for _, conv := range []string{ab, cd, room} {
+		if h := history(t, b, &pb.HistoryRequest{Conv: conv}); len(h.Messages) != 0 {
+			t.Errorf("history of %s after everything expired: %v", conv, ids(h.Messages))
+		}
+	}
+	if res := expire(t, r, storage.ChatTypeGroup, 1<<50, 0); res.Removed != 0 || res.More {
+		t.Errorf("Expire(group, all) with nothing left: %v", res)
+	}
+}

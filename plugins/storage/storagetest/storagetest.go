@@ -73,6 +73,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConversationsTies", testConversationsTies},
 		{"Expire", testExpire},
 		{"ExpireBatches", testExpireBatches},
+		{"ExpireAfterChanges", testExpireAfterChanges},
 		{"EraseUser", testEraseUser},
 		{"ReadFanoutPull", testReadFanoutPull},
 		{"ReadFanoutMembers", testReadFanoutMembers},

@@ -1,0 +1,44 @@
+package storagemongo
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestRetentionIndexes: Open creates the indexes of removal: inbox entries by the message
+// they name, and messages by chat type and server time (Expire's query).
+func TestRetentionIndexes(t *testing.T) {
+	s := opener(t)(t, fmt.Sprintf("retindex%d", time.Now().UnixNano()%1e9)).(*Store)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		coll string
+		want bson.D
+	}{
+		{"inbox", bson.D{{Key: "ref", Value: int32(1)}}},
+		{"messages", bson.D{{Key: "ct", Value: int32(1)}, {Key: "stime", Value: int32(1)}}},
+	} {
+		cur, err := s.db.Collection(tc.coll).Indexes().List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ixs []struct {
+			Key bson.D `bson:"key"`
+		}
+		if err := cur.All(ctx, &ixs); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, ix := range ixs {
+			found = found || fmt.Sprint(ix.Key) == fmt.Sprint(tc.want)
+		}
+		if !found {
+			t.Errorf("%s: no index %v among %v", tc.coll, tc.want, ixs)
+		}
+	}
+}
