@@ -131,19 +131,12 @@ func TestExpiryIndexUpgrade(t *testing.T) {
 	if err := s.syncReads(); err != nil {
 		t.Fatal(err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { // as an older version left it
+	s = reopenAsOlder(t, s, dir, func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bOldest); err != nil {
 			return err
 		}
 		return tx.Bucket(bMeta).Delete(kOldest)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openRF(t, dir)
 	defer s.Close()
 	res, err := s.Expire(ctx, &pb.ExpireRequest{ChatType: storage.ChatTypePrivate, BeforeMs: 15})
 	if err != nil || res.Removed != 1 {

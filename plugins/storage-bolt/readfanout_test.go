@@ -13,6 +13,19 @@ import (
 	pb "github.com/timgw/timgw/plugins/storage/storagepb"
 )
 
+// reopenAsOlder changes s's database with older (to what an older version left), closes
+// s and opens dir again.
+func reopenAsOlder(t *testing.T, s *Store, dir string, older func(tx *bolt.Tx) error) *Store {
+	t.Helper()
+	if err := s.db.Update(older); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openRF(t, dir)
+}
+
 func openRF(t *testing.T, dir string) *Store {
 	t.Helper()
 	cfg, _ := json.Marshal(Config{Dir: dir})
@@ -41,7 +54,7 @@ func TestReadFanoutUpgrade(t *testing.T) {
 	if _, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{GroupId: "g", Members: []string{"alice", "bob"}}); err != nil {
 		t.Fatal(err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { // as an older version left it
+	s = reopenAsOlder(t, s, dir, func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bUGroups); err != nil {
 			return err
 		}
@@ -50,13 +63,6 @@ func TestReadFanoutUpgrade(t *testing.T) {
 		}
 		return tx.Bucket(bMeta).Delete(kUGroups)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openRF(t, dir)
 	defer s.Close()
 	if _, err := s.Append(ctx, []*pb.AppendRequest{rfReq("alice", "g", "m1")}); err != nil {
 		t.Fatal(err)

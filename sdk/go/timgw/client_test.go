@@ -168,16 +168,12 @@ func silentServer(t *testing.T) (addr string, logins chan int) {
 }
 
 func serveSilent(nc net.Conn, n int, logins chan int) {
-	hdr := make([]byte, wire.TCPHeaderLen)
 	for {
-		if _, err := io.ReadFull(nc, hdr); err != nil {
+		cmd, _, err := readFrame(nc)
+		if err != nil {
 			return
 		}
-		body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
-		if _, err := io.ReadFull(nc, body); err != nil {
-			return
-		}
-		switch packet.Cmd(hdr[0]) {
+		switch cmd {
 		case packet.CmdLoginReq:
 			_, _ = nc.Write(wire.TCPFrame(packet.CmdLoginResp, []byte(`{"cmd":6,"code":10007,"user":{"userId":"u"}}`)))
 			logins <- n
@@ -237,4 +233,17 @@ func TestSilentConnectionReplaced(t *testing.T) {
 	if _, err := c.Chat(t.Context(), "x", "y"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("chat after Close: %v", err)
 	}
+}
+
+// readFrame reads one t-im TCP frame from nc (the scripted servers of these tests).
+func readFrame(nc net.Conn) (packet.Cmd, []byte, error) {
+	hdr := make([]byte, wire.TCPHeaderLen)
+	if _, err := io.ReadFull(nc, hdr); err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+	if _, err := io.ReadFull(nc, body); err != nil {
+		return 0, nil, err
+	}
+	return packet.Cmd(hdr[0]), body, nil
 }

@@ -2,11 +2,9 @@ package timgw
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -95,16 +93,12 @@ func newChatServer(t *testing.T, answer func(conn int, id string) int) *chatServ
 
 func (s *chatServer) serve(nc net.Conn, n int) {
 	defer nc.Close()
-	hdr := make([]byte, wire.TCPHeaderLen)
 	for {
-		if _, err := io.ReadFull(nc, hdr); err != nil {
+		cmd, body, err := readFrame(nc)
+		if err != nil {
 			return
 		}
-		body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
-		if _, err := io.ReadFull(nc, body); err != nil {
-			return
-		}
-		switch packet.Cmd(hdr[0]) {
+		switch cmd {
 		case packet.CmdLoginReq:
 			_, _ = nc.Write(wire.TCPFrame(packet.CmdLoginResp, []byte(`{"cmd":6,"code":10007,"user":{"userId":"u"}}`)))
 		case packet.CmdGetMessageReq:
