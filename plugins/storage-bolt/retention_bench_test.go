@@ -26,15 +26,7 @@ func TestExpireLatency(t *testing.T) {
 	}
 	total := convs * 20
 	s := populated(t, convs, total)
-	ctx := context.Background()
-	expire := func(before int64) (*pb.ExpireResponse, time.Duration) {
-		start := time.Now()
-		res, err := s.Expire(ctx, &pb.ExpireRequest{ChatType: storage.ChatTypePrivate, BeforeMs: before, Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res, time.Since(start)
-	}
+	expire := func(before int64) (*pb.ExpireResponse, time.Duration) { return timedExpire(t, s, before) }
 	first, _ := expire(1) // only message 0 is older than 1 ms (and the log is applied first)
 	if none, idle := expire(1); none.Removed == 0 {
 		t.Logf("a pass with nothing due over %d conversations: %v", convs, idle)
@@ -111,14 +103,7 @@ func TestExpireFewDue(t *testing.T) {
 		}
 	}
 	t.Logf("stored %d chats of %d conversations in %v", 2*convs, convs, time.Since(start))
-	expire := func(before int64) (*pb.ExpireResponse, time.Duration) {
-		start := time.Now()
-		res, err := s.Expire(ctx, &pb.ExpireRequest{ChatType: storage.ChatTypePrivate, BeforeMs: before, Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res, time.Since(start)
-	}
+	expire := func(before int64) (*pb.ExpireResponse, time.Duration) { return timedExpire(t, s, before) }
 	expire(1) // the log is applied first
 	var idle, busy []time.Duration
 	for k := 1; k <= 21; k++ {
@@ -136,4 +121,16 @@ func TestExpireFewDue(t *testing.T) {
 	slices.Sort(busy)
 	t.Logf("expiry pass over %d conversations removing 100 chats: p50 %v, max %v; with nothing due: p50 %v, max %v (21 passes each, in process)",
 		convs, busy[len(busy)/2], busy[len(busy)-1], idle[len(idle)/2], idle[len(idle)-1])
+}
+
+// timedExpire runs one Expire pass of private chats older than before (batches of 1,000)
+// and returns its answer and how long it took.
+func timedExpire(t *testing.T, s *Store, before int64) (*pb.ExpireResponse, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	res, err := s.Expire(context.Background(), &pb.ExpireRequest{ChatType: storage.ChatTypePrivate, BeforeMs: before, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, time.Since(start)
 }

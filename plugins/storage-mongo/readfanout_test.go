@@ -165,32 +165,10 @@ func TestReadFanoutPullResumes(t *testing.T) {
 // TestReadFanoutIndexes: the queries of a pull use indexes: memberships by user, chats by
 // conversation and seq.
 func TestReadFanoutIndexes(t *testing.T) {
-	s := opener(t)(t, fmt.Sprintf("rfindex%d", time.Now().UnixNano()%1e9)).(*Store)
-	t.Cleanup(func() { _ = s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for coll, want := range map[string]bson.D{
-		"members":  {{Key: "u", Value: int32(1)}, {Key: "g", Value: int32(1)}},
-		"messages": {{Key: "conv", Value: int32(1)}, {Key: "seq", Value: int32(1)}},
-	} {
-		cur, err := s.db.Collection(coll).Indexes().List(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ixs []struct {
-			Key bson.D `bson:"key"`
-		}
-		if err := cur.All(ctx, &ixs); err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, ix := range ixs {
-			found = found || fmt.Sprint(ix.Key) == fmt.Sprint(want)
-		}
-		if !found {
-			t.Errorf("%s: no index %v among %v", coll, want, ixs)
-		}
-	}
+	requireIndexes(t, "rfindex", []wantIndex{
+		{"members", bson.D{{Key: "u", Value: int32(1)}, {Key: "g", Value: int32(1)}}},
+		{"messages", bson.D{{Key: "conv", Value: int32(1)}, {Key: "seq", Value: int32(1)}}},
+	})
 }
 
 // TestReadFanoutHole: a pull does not pass a hole in the group's seqs right after

@@ -12,18 +12,28 @@ import (
 // TestRetentionIndexes: Open creates the indexes of removal: inbox entries by the message
 // they name, and messages by chat type and server time (Expire's query).
 func TestRetentionIndexes(t *testing.T) {
-	s := opener(t)(t, fmt.Sprintf("retindex%d", time.Now().UnixNano()%1e9)).(*Store)
+	requireIndexes(t, "retindex", []wantIndex{
+		{"inbox", bson.D{{Key: "ref", Value: int32(1)}}},
+		{"messages", bson.D{{Key: "ct", Value: int32(1)}, {Key: "stime", Value: int32(1)}}},
+	})
+}
+
+// wantIndex is an index a collection must have: its key.
+type wantIndex struct {
+	coll string
+	key  bson.D
+}
+
+// requireIndexes opens a store on a fresh database (named from prefix) and requires each
+// of want among its collections' indexes.
+func requireIndexes(t *testing.T, prefix string, want []wantIndex) {
+	t.Helper()
+	s := opener(t)(t, fmt.Sprintf("%s%d", prefix, time.Now().UnixNano()%1e9)).(*Store)
 	t.Cleanup(func() { _ = s.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, tc := range []struct {
-		coll string
-		want bson.D
-	}{
-		{"inbox", bson.D{{Key: "ref", Value: int32(1)}}},
-		{"messages", bson.D{{Key: "ct", Value: int32(1)}, {Key: "stime", Value: int32(1)}}},
-	} {
-		cur, err := s.db.Collection(tc.coll).Indexes().List(ctx)
+	for _, w := range want {
+		cur, err := s.db.Collection(w.coll).Indexes().List(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,10 +45,10 @@ func TestRetentionIndexes(t *testing.T) {
 		}
 		found := false
 		for _, ix := range ixs {
-			found = found || fmt.Sprint(ix.Key) == fmt.Sprint(tc.want)
+			found = found || fmt.Sprint(ix.Key) == fmt.Sprint(w.key)
 		}
 		if !found {
-			t.Errorf("%s: no index %v among %v", tc.coll, tc.want, ixs)
+			t.Errorf("%s: no index %v among %v", w.coll, w.key, ixs)
 		}
 	}
 }
